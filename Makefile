@@ -1,0 +1,42 @@
+# The two commands of the README: `make site` and `make test`.
+# Both create .venv (torch pinned to the CPU build on this machine's disk) and a
+# project-local copy of tiktoken's GPT-2 encoding, then build or test.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+# tiktoken's cache file for the GPT-2 encoding; copied from TIKTOKEN_SOURCE when present.
+TIKTOKEN_SOURCE ?= ../shared/tiktoken-cache
+TIKTOKEN_FILE   := 0ea1e91bbb3a60f729a8dc8f777fd2fc07cd8df4
+export TIKTOKEN_CACHE_DIR := $(CURDIR)/.cache/tiktoken
+export MPLBACKEND := Agg
+
+.PHONY: setup site test bench clean
+
+setup: $(VENV)/.installed $(TIKTOKEN_CACHE_DIR)/$(TIKTOKEN_FILE)
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet torch==2.13.0
+	$(BIN)/pip install --quiet -e '.[test]'
+	touch $@
+
+$(TIKTOKEN_CACHE_DIR)/$(TIKTOKEN_FILE):
+	@mkdir -p $(TIKTOKEN_CACHE_DIR)
+	@if [ -f "$(TIKTOKEN_SOURCE)/$(TIKTOKEN_FILE)" ]; then \
+		cp "$(TIKTOKEN_SOURCE)/$(TIKTOKEN_FILE)" $@; \
+	else \
+		echo "warning: no GPT-2 encoding at $(TIKTOKEN_SOURCE)/$(TIKTOKEN_FILE); set TIKTOKEN_SOURCE=DIR (labs using gpt2_tokenizer will fail)"; \
+	fi
+
+site: setup
+	$(BIN)/python build.py
+
+test: setup
+	$(BIN)/python -m pytest -q
+
+bench: setup
+	$(BIN)/python bench/run_all.py
+
+clean:
+	rm -rf output .pytest_cache

@@ -1,0 +1,32 @@
+"""labcode: the GPT-2 stack in PyTorch, written to be read.
+
+`import labcode` is cheap: the public names below load their module (and torch)
+the first time they are used, so `labcode.GPTModel` works without importing
+every module by hand.
+"""
+from importlib import import_module
+
+# public name -> module that defines it
+_EXPORTS = {
+    "SimpleTokenizer": "labcode.tokenizer",
+    "gpt2_tokenizer": "labcode.tokenizer",
+    "train_bpe": "labcode.bpe",
+    "GPTDataset": "labcode.data",
+    "create_dataloader": "labcode.data",
+    "best_device": "labcode.device",
+    "GPTConfig": "labcode.model",
+    "GPTModel": "labcode.model",
+    "generate": "labcode.generation",
+    "load_gpt2": "labcode.gpt2_weights",
+    "train": "labcode.training",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name):
+    if name in _EXPORTS:
+        value = getattr(import_module(_EXPORTS[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'labcode' has no attribute {name!r}")

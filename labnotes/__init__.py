@@ -1,0 +1,1 @@
+"""Lab Notes: a static blog generator whose posts run their own code."""

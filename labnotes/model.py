@@ -1,0 +1,93 @@
+"""The small dataclasses that pass between the build stages.
+
+Stages: load content -> resolve lab references -> run stale labs -> render Markdown
+-> render pages, feeds, llms.txt -> write atomically. Each stage takes and returns
+these objects; none of them touches the disk.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class Link:
+    """A named link, e.g. one blogroll entry."""
+
+    name: str
+    url: str
+
+
+@dataclass(frozen=True)
+class LabSettings:
+    """The `[labs]` table of site.toml."""
+
+    timeout: float = 600.0            # seconds per lab unless the lab says `timeout:`
+    cache_dir: str = "labcache"       # relative to the project root; safe to commit
+    device: str | None = None         # None: CUDA, then MPS, then CPU
+    max_output_chars: int = 100_000   # captured stdout/stderr beyond this is cut with a note
+    tiktoken_cache_dir: str = ".cache/tiktoken"  # used when TIKTOKEN_CACHE_DIR is unset
+
+
+@dataclass(frozen=True)
+class SiteConfig:
+    """Everything site.toml can say; every field has a default that works for a new blog."""
+
+    title: str = "Lab Notes"
+    author: str = "Anonymous"
+    base_url: str = "http://127.0.0.1:8000/"   # always ends with "/"
+    description: str = "Executable lab notes."
+    timezone: str = "UTC"
+    posts_per_page: int = 5
+    blogroll: tuple[Link, ...] = ()
+    labs: LabSettings = field(default_factory=LabSettings)
+    root: Path = Path(".")            # folder of site.toml: relative paths resolve here
+
+
+@dataclass(frozen=True)
+class FencedBlock:
+    """A ```lab or ```labsource block, cut out of a document before Markdown rendering."""
+
+    kind: str        # "lab" or "labsource"
+    path: Path       # the Markdown file it came from
+    line: int        # 1-based line of the opening fence in that file
+    text: str        # the lines between the fences, without the fences
+
+
+@dataclass(frozen=True)
+class RenderedBlock:
+    """What a fenced block becomes: HTML for pages and feeds, Markdown for mirrors."""
+
+    html: str
+    markdown: str
+
+
+@dataclass
+class Document:
+    """A post (content/posts) or a page (content/pages), as read from disk."""
+
+    kind: str                          # "post" or "page"
+    source: Path
+    title: str
+    slug: str
+    body: str                          # Markdown after the front matter
+    body_line: int                     # 1-based line in `source` where `body` starts
+    date: datetime | None = None       # timezone-aware; None only for pages
+    updated: datetime | None = None
+    categories: tuple[str, ...] = ()
+    summary: str = ""
+    draft: bool = False
+    blocks: tuple[FencedBlock, ...] = ()
+
+    @property
+    def url(self) -> str:
+        """Site-relative URL of the HTML page (no leading slash)."""
+        if self.kind == "page":
+            return f"{self.slug}/"
+        return f"posts/{self.slug}.html"
+
+    @property
+    def output_path(self) -> str:
+        """Path of the HTML file inside the output folder."""
+        return self.url + "index.html" if self.url.endswith("/") else self.url
