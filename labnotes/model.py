@@ -91,3 +91,14 @@ class Document:
     def output_path(self) -> str:
         """Path of the HTML file inside the output folder."""
         return self.url + "index.html" if self.url.endswith("/") else self.url
+
+
+@dataclass
+class RenderedDocument:
+    """A document after Markdown rendering, ready for templates, feeds and mirrors."""
+
+    document: Document
+    html: str            # the whole body as HTML (lab blocks included)
+    intro_html: str      # above the <!--more--> fold; equals `html` when there is no fold
+    has_more: bool       # True when the body has a fold
+    markdown: str        # the body as Markdown for mirrors, lab blocks rendered as text
