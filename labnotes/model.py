@@ -38,6 +38,7 @@ class SiteConfig:
     author: str = "Anonymous"
     base_url: str = "http://127.0.0.1:8000/"   # always ends with "/"
     description: str = "Executable lab notes."
+    language: str = "en"              # the feeds' <language>
     timezone: str = "UTC"
     posts_per_page: int = 5
     blogroll: tuple[Link, ...] = ()
