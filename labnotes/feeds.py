@@ -1,0 +1,116 @@
+"""RSS 2.0 feeds: the whole site's and one per category, as bytes ready to write.
+
+A feed reader shows a post away from the site, so every link in the full text must be
+absolute, and two builds of the same posts must give the same bytes (no clock anywhere).
+"""
+from __future__ import annotations
+
+import html
+import re
+from collections.abc import Sequence
+from datetime import datetime, timezone
+from urllib.parse import urljoin
+
+from feedgen.feed import FeedGenerator
+
+from .model import RenderedDocument, SiteConfig
+from .slugs import slugify
+
+# A start tag, and one attribute of it at a time so that a quoted value is consumed whole
+# (`title="href=/x"` is not a link). Escaped text (`&lt;a href=` in code) is not a tag.
+_START_TAG = re.compile(r"<[A-Za-z][^\s<>/]*(?P<attrs>[^<>]*)>")
+_ATTR = re.compile(r"""(?P<lead>\s+)(?P<name>[^\s"'<>/=]+)(?:(?P<eq>\s*=\s*)(?:"(?P<dq>[^"]*)"|'(?P<sq>[^']*)'|(?P<bare>[^\s"'=<>`]+)))?""")
+_URL_ATTRS = {"href", "src"}
+# Links that must not be resolved against the page: they already say where they go.
+_KEEP_SCHEMES = ("mailto:", "data:", "tel:", "javascript:")
+
+
+def absolute_url(config: SiteConfig, url: str) -> str:
+    """The site-relative `url` ("posts/a.html", "" for the home page) as an absolute URL."""
+    return config.base_url + url.lstrip("/")
+
+
+def resolve_url(site_url: str, page_url: str, url: str) -> str:
+    """`url` as written on the page at `page_url`, made absolute.
+
+    Root-relative URLs (`/img/x.png`) are the generator's way of naming the site root, so they
+    resolve against `site_url` (which may have a path, `https://host/blog/`); relative ones and
+    `#fragments` against the page; `mailto:`, `data:` and absolute URLs are kept as they are.
+    """
+    if url.lower().startswith(_KEEP_SCHEMES):
+        return url
+    if url.startswith("/") and not url.startswith("//"):
+        return site_url + url[1:]
+    return urljoin(page_url, url)
+
+
+def absolutize_html(fragment: str, page_url: str, site_url: str) -> str:
+    """`fragment` with every href/src made absolute by `resolve_url`.
+
+    Only those attribute values change: the rest of the markup (MathML, escaped code) is kept
+    byte for byte.
+    """
+    def fix_attr(match: re.Match) -> str:
+        raw = next((v for v in (match["dq"], match["sq"], match["bare"]) if v is not None), None)
+        if raw is None or match["name"].lower() not in _URL_ATTRS:
+            return match.group(0)
+        url = resolve_url(site_url, page_url, html.unescape(raw).strip())
+        return f'{match["lead"]}{match["name"]}{match["eq"]}"{html.escape(url, quote=True)}"'
+
+    def fix_tag(tag: re.Match) -> str:
+        start, end = tag.span("attrs")
+        text = tag.group(0)
+        offset = tag.start()
+        return text[:start - offset] + _ATTR.sub(fix_attr, tag["attrs"]) + text[end - offset:]
+
+    return _START_TAG.sub(fix_tag, fragment)
+
+
+def render_rss(config: SiteConfig, entries: Sequence[RenderedDocument], *,
+               path: str = "feed.xml", title: str | None = None) -> bytes:
+    """An RSS 2.0 feed of `entries` (newest first) published at the site-relative `path`."""
+    posts = sorted(entries, key=lambda e: (e.document.date, e.document.slug), reverse=True)
+    fg = FeedGenerator()
+    fg.load_extension("dc", atom=False, rss=True)
+    fg.title(title or config.title)
+    # feedgen uses the last link given as the channel <link>: the site, after the self link.
+    fg.link(href=absolute_url(config, path), rel="self", type="application/rss+xml")
+    fg.link(href=config.base_url, rel="alternate")
+    fg.description(config.description or config.title)
+    fg.language(config.language)
+    # feedgen stamps lastBuildDate with the clock unless told otherwise; the newest change
+    # to a post is what a reader needs, and it keeps the bytes stable between builds.
+    fg.lastBuildDate(_newest_change(posts))
+    for rendered in posts:
+        _fill_entry(fg.add_entry(order="append"), config, rendered)
+    return fg.rss_str(pretty=True)
+
+
+def _fill_entry(entry, config: SiteConfig, rendered: RenderedDocument) -> None:
+    doc = rendered.document
+    url = absolute_url(config, doc.url)
+    entry.title(_one_line(doc.title))
+    entry.link(href=url)
+    entry.guid(url, permalink=True)
+    entry.description(doc.summary or _one_line(_text_of(rendered.intro_html)) or _one_line(doc.title))
+    entry.content(absolutize_html(rendered.html, url, config.base_url))
+    entry.pubDate(doc.date)
+    for category in doc.categories:
+        entry.category(term=category,
+                       scheme=absolute_url(config, f"category/{slugify(category)}/"))
+    if config.author:
+        # RSS <author> must be an email address; dc:creator takes a plain name.
+        entry.dc.dc_creator(config.author)
+
+
+def _newest_change(posts: Sequence[RenderedDocument]) -> datetime:
+    stamps = [d for p in posts for d in (p.document.date, p.document.updated) if d is not None]
+    return max(stamps) if stamps else datetime(1970, 1, 1, tzinfo=timezone.utc)
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
+
+
+def _text_of(fragment: str) -> str:
+    return html.unescape(re.sub(r"<[^>]*>", " ", fragment))
