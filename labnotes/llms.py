@@ -1,0 +1,193 @@
+"""What a language model reads: `/llms.txt`, a Markdown mirror of every page, `/llms-full.txt`.
+
+`llms.txt` follows the llms.txt proposal (https://llmstxt.org): an H1, a `>` summary, a
+paragraph, then `##` sections holding only `- [Title](URL): note` lines, `## Optional` last.
+Parsers of that format read link text up to the first `]` and URLs up to the first `)`, and
+take one line per link, so titles and URLs are made safe for that before they are written.
+"""
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from urllib.parse import quote
+
+from .feeds import absolute_url, absolutize_html, resolve_url
+from .model import Document, RenderedDocument, SiteConfig
+
+# Raw `<` starts HTML in Markdown only before a letter, `/`, `!` or `?`; `&` only as an entity.
+_HTML_START = re.compile(r"<(?=[A-Za-z/!?])")
+_ENTITY_START = re.compile(r"&(?=#?[A-Za-z0-9]+;)")
+
+
+def mirror_path(doc: Document) -> str:
+    """Where the Markdown mirror of `doc` is written: its HTML file plus `.md`."""
+    return doc.output_path + ".md"
+
+
+def mirror_url(config: SiteConfig, doc: Document) -> str:
+    """Absolute URL of the Markdown mirror: `…/posts/a.html.md`, `…/about/index.html.md`."""
+    return absolute_url(config, mirror_path(doc))
+
+
+def render_llms_txt(config: SiteConfig, posts: Sequence[RenderedDocument],
+                    pages: Sequence[RenderedDocument]) -> str:
+    """The site's `/llms.txt`: posts newest first, then pages and the full text as optional."""
+    lines = [
+        f"# {_inline(config.title)}",
+        "",
+        f"> {_inline(config.description or config.title)}",
+        "",
+        _inline(f"{config.title} is a blog by {config.author} whose posts run their own PyTorch "
+                f"code; what each lab computed is shown in the post. Every link below is the "
+                f"Markdown version of a page: drop the final `.md` for its HTML. The RSS feed is "
+                f"at {absolute_url(config, 'feed.xml')}."),
+        "",
+        "## Posts",
+        "",
+        *(_link_line(d.title, mirror_url(config, d), _post_note(d)) for d in _docs(_newest_first(posts))),
+        "",
+        "## Optional",
+        "",
+        *(_link_line(d.title, mirror_url(config, d), d.summary) for d in _docs(_by_title(pages))),
+        _link_line("Full text of every post and page", absolute_url(config, "llms-full.txt"),
+                   "all of the above in one Markdown file"),
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def render_markdown_mirror(config: SiteConfig, doc: RenderedDocument) -> str:
+    """`doc` as a clean Markdown file: title, date and categories, canonical URL, then the body."""
+    d = doc.document
+    page_url = absolute_url(config, d.url)
+    meta = []
+    if d.date is not None:
+        meta.append(f"- Published: {d.date.date().isoformat()}")
+    if d.updated is not None:
+        meta.append(f"- Updated: {d.updated.date().isoformat()}")
+    if d.categories:
+        meta.append(f"- Categories: {', '.join(_inline(c) for c in d.categories)}")
+    meta.append(f"- HTML version: <{_safe_url(page_url)}>")
+    parts = [f"# {_inline(d.title)}", "\n".join(meta)]
+    if d.summary:
+        parts.append(f"> {_inline(d.summary)}")
+    parts.append(absolutize_markdown(doc.markdown, page_url, config.base_url).strip())
+    return "\n\n".join(p for p in parts if p) + "\n"
+
+
+def render_llms_full(config: SiteConfig, posts: Sequence[RenderedDocument],
+                     pages: Sequence[RenderedDocument]) -> str:
+    """`/llms-full.txt`: every post (newest first), then every page, in full Markdown."""
+    docs = [*_newest_first(posts), *_by_title(pages)]
+    head = "\n".join([
+        f"# {_inline(config.title)}",
+        "",
+        f"> {_inline(config.description or config.title)}",
+        "",
+        _inline(f"Every post of {config.title} (newest first), then every page, in full Markdown. "
+                f"Each starts with its title as a level-one heading and its HTML URL; "
+                f"a horizontal rule separates them."),
+    ])
+    bodies = [render_markdown_mirror(config, r).strip() for r in docs]
+    return "\n\n---\n\n".join([head, *bodies]) + "\n"
+
+
+def absolutize_markdown(markdown: str, page_url: str, site_url: str) -> str:
+    """`markdown` with link and image targets (inline, reference, raw HTML) made absolute.
+
+    Code (fenced blocks and inline spans) is left exactly as written.
+    """
+    def fix_prose(text: str) -> str:
+        text = _INLINE_TARGET.sub(lambda m: m["open"] + _fix_target(m["url"]), text)
+        text = _REFERENCE_DEF.sub(lambda m: m["head"] + _fix_target(m["url"]), text)
+        return absolutize_html(text, page_url, site_url)
+
+    def _fix_target(url: str) -> str:
+        if url.startswith("<") and url.endswith(">"):
+            return "<" + resolve_url(site_url, page_url, url[1:-1]) + ">"
+        return resolve_url(site_url, page_url, url) if url else url
+
+    out = []
+    for is_code, chunk in _split_code(markdown):
+        if is_code:
+            out.append(chunk)
+        else:
+            out.append(_map_outside_spans(chunk, fix_prose))
+    return "".join(out)
+
+
+# `](url` or `](<url>` of an inline link or image; one level of balanced parentheses in a URL.
+_INLINE_TARGET = re.compile(r"(?P<open>\]\(\s*)(?P<url><[^>\n]*>|[^\s()<>]*(?:\([^\s()]*\)[^\s()]*)*)")
+_REFERENCE_DEF = re.compile(r"^(?P<head> {0,3}\[[^\]\n]+\]:[ \t]*)(?P<url><[^>\n]*>|\S+)", re.MULTILINE)
+_CODE_SPAN = re.compile(r"(`+)(?:(?!\1).|\n)*?\1(?!`)")
+_FENCE = re.compile(r"^ {0,3}(`{3,}|~{3,})")
+
+
+def _map_outside_spans(text: str, fix) -> str:
+    out, last = [], 0
+    for span in _CODE_SPAN.finditer(text):
+        out.append(fix(text[last:span.start()]))
+        out.append(span.group(0))
+        last = span.end()
+    out.append(fix(text[last:]))
+    return "".join(out)
+
+
+def _split_code(markdown: str) -> list[tuple[bool, str]]:
+    """Cut `markdown` into (is_fenced_code, text) chunks that join back to the input."""
+    chunks: list[tuple[bool, str]] = []
+    buf: list[str] = []
+    fence = None
+    for line in markdown.splitlines(keepends=True):
+        match = _FENCE.match(line)
+        if fence is None and match:
+            chunks.append((False, "".join(buf)))
+            buf, fence = [line], match.group(1)
+        elif fence is not None:
+            buf.append(line)
+            if match and match.group(1)[0] == fence[0] and len(match.group(1)) >= len(fence) \
+                    and not line.strip().lstrip(fence[0]):
+                chunks.append((True, "".join(buf)))
+                buf, fence = [], None
+        else:
+            buf.append(line)
+    chunks.append((fence is not None, "".join(buf)))
+    return [c for c in chunks if c[1]]
+
+
+def _link_line(title: str, url: str, note: str = "") -> str:
+    line = f"- [{_link_text(title)}]({_safe_url(url)})"
+    note = _inline(note)
+    return f"{line}: {note}" if note else line
+
+
+def _link_text(title: str) -> str:
+    # A `]` ends the link text for llms.txt parsers, even escaped; parentheses read the same.
+    return _inline(title.replace("[", "(").replace("]", ")")) or "Untitled"
+
+
+def _inline(text: str) -> str:
+    """`text` on one line, with `<` and `&` that Markdown would read as HTML escaped."""
+    text = " ".join(text.split())
+    return _ENTITY_START.sub(r"\\&", _HTML_START.sub(r"\\<", text))
+
+
+def _safe_url(url: str) -> str:
+    # `(`, `)`, spaces and `<`/`>` would end or break a Markdown link target.
+    return quote(url, safe=":/?#[]@!$&'*+,;=%~")
+
+
+def _post_note(doc: Document) -> str:
+    when = doc.date.date().isoformat() if doc.date else ""
+    return " · ".join(x for x in (when, doc.summary) if x)
+
+
+def _newest_first(items: Sequence[RenderedDocument]) -> list[RenderedDocument]:
+    return sorted(items, key=lambda r: (r.document.date, r.document.slug), reverse=True)
+
+
+def _by_title(items: Sequence[RenderedDocument]) -> list[RenderedDocument]:
+    return sorted(items, key=lambda r: (r.document.title.casefold(), r.document.slug))
+
+
+def _docs(items: Sequence[RenderedDocument]) -> list[Document]:
+    return [r.document for r in items]
