@@ -116,7 +116,7 @@ def causal_weights_demo(seq_len: int = 6, text: str = "Your journey starts with 
         weights = att.attention_weights(inputs.unsqueeze(0))[0].cpu()  # (T, T)
 
     fig, ax = plt.subplots(figsize=(5, 4))
-    image = ax.imshow(weights, cmap="viridis")
+    image = ax.imshow(weights.numpy(), cmap="viridis")
     ax.set_xticks(range(len(words)), words, rotation=45, ha="right")
     ax.set_yticks(range(len(words)), words)
     ax.set_xlabel("key (attended to)")

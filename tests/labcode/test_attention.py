@@ -1,0 +1,154 @@
+"""Every attention variant computes the same thing; the causal ones never look ahead."""
+import pytest
+import torch
+
+from labcode.attention import (
+    CausalAttention,
+    MultiHeadAttention,
+    MultiHeadAttentionWrapper,
+    SelfAttention,
+    attention_variants_agree,
+    copy_heads_into_fused,
+    simple_attention,
+)
+
+D, T, HEADS = 32, 12, 2
+
+
+def _run(module, x):
+    """Output and input gradient of a scalar loss on module(x)."""
+    x = x.clone().requires_grad_(True)
+    out = module(x)
+    out.square().sum().backward()
+    return out.detach(), x.grad
+
+
+def _variants(qkv_bias=False):
+    torch.manual_seed(0)
+    wrapper = MultiHeadAttentionWrapper(D, D, T, 0.0, HEADS, qkv_bias=qkv_bias)
+    fused = {}
+    for attention in ("explicit", "sdpa"):
+        fused[attention] = MultiHeadAttention(D, D, T, 0.0, HEADS, qkv_bias=qkv_bias,
+                                              attention=attention)
+        copy_heads_into_fused(wrapper, fused[attention])
+    return wrapper, fused
+
+
+@pytest.mark.parametrize("qkv_bias", [False, True])
+def test_wrapper_and_fused_explicit_and_sdpa_agree_forward_and_backward(qkv_bias):
+    wrapper, fused = _variants(qkv_bias)
+    x = torch.randn(2, T, D)
+    ref_out, ref_grad = _run(wrapper, x)
+    for module in fused.values():
+        out, grad = _run(module, x)
+        assert (out - ref_out).abs().max() < 1e-5
+        assert (grad - ref_grad).abs().max() < 1e-5
+
+
+def test_sdpa_and_explicit_weight_gradients_agree_with_random_out_proj():
+    torch.manual_seed(0)
+    explicit = MultiHeadAttention(D, D, T, 0.0, HEADS, qkv_bias=True, attention="explicit")
+    sdpa = MultiHeadAttention(D, D, T, 0.0, HEADS, qkv_bias=True, attention="sdpa")
+    sdpa.load_state_dict(explicit.state_dict())
+    x = torch.randn(2, T, D)
+    out_e, grad_e = _run(explicit, x)
+    out_s, grad_s = _run(sdpa, x)
+    assert (out_e - out_s).abs().max() < 1e-5
+    assert (grad_e - grad_s).abs().max() < 1e-5
+    for (name, p_e), p_s in zip(explicit.named_parameters(), sdpa.parameters()):
+        assert (p_e.grad - p_s.grad).abs().max() < 1e-5, name
+
+
+def test_single_causal_head_equals_one_head_wrapper():
+    torch.manual_seed(0)
+    head = CausalAttention(D, 8, T, 0.0)
+    wrapper = MultiHeadAttentionWrapper(D, 8, T, 0.0, num_heads=1)
+    wrapper.heads[0].load_state_dict(head.state_dict())
+    x = torch.randn(1, T, D)
+    assert torch.equal(head(x), wrapper(x))
+
+
+def test_causal_attention_without_mask_is_self_attention_on_the_last_token():
+    # the last token sees every token, so its row equals unmasked self-attention
+    torch.manual_seed(0)
+    causal = CausalAttention(D, 8, T, 0.0)
+    plain = SelfAttention(D, 8)
+    plain.load_state_dict(causal.state_dict())
+    x = torch.randn(1, T, D)
+    assert torch.allclose(causal(x)[:, -1], plain(x)[:, -1], atol=1e-6)
+
+
+def test_simple_attention_weights_are_a_softmax_of_dot_products():
+    inputs = torch.rand(5, 3)
+    context, weights = simple_attention(inputs)
+    assert torch.allclose(weights.sum(dim=-1), torch.ones(5))
+    assert torch.allclose(context, torch.softmax(inputs @ inputs.T, dim=-1) @ inputs)
+
+
+@pytest.mark.parametrize("make", [
+    lambda: CausalAttention(D, D, T, 0.0),
+    lambda: MultiHeadAttentionWrapper(D, D, T, 0.0, HEADS),
+    lambda: MultiHeadAttention(D, D, T, 0.0, HEADS, attention="explicit"),
+    lambda: MultiHeadAttention(D, D, T, 0.0, HEADS, attention="sdpa"),
+])
+def test_causal_variants_never_look_ahead(make):
+    torch.manual_seed(0)
+    module = make()
+    x = torch.randn(1, T, D)
+    changed = x.clone()
+    changed[:, 7:] = torch.randn(1, T - 7, D)  # change tokens 7 onwards
+    with torch.no_grad():
+        before, after = module(x), module(changed)
+    assert torch.equal(before[:, :7], after[:, :7])
+    assert not torch.allclose(before[:, 7:], after[:, 7:])
+
+
+@pytest.mark.parametrize("attention", ["explicit", "sdpa"])
+def test_dropout_is_off_in_eval_and_on_in_training(attention):
+    torch.manual_seed(0)
+    module = MultiHeadAttention(D, D, T, 0.5, HEADS, attention=attention)
+    x = torch.randn(2, T, D)
+    module.eval()
+    assert torch.equal(module(x), module(x))
+    module.train()
+    assert not torch.equal(module(x), module(x))
+
+
+@pytest.mark.parametrize("attention", ["explicit", "sdpa"])
+def test_kv_cache_gives_the_same_outputs_as_the_full_sequence(attention):
+    from labcode.attention import LayerKVCache
+
+    torch.manual_seed(0)
+    module = MultiHeadAttention(D, D, T, 0.0, HEADS, qkv_bias=True, attention=attention).eval()
+    x = torch.randn(2, T, D)
+    with torch.no_grad():
+        full = module(x)
+        cache = LayerKVCache()
+        # a prefill of 5 tokens, a chunk of 3, then one token at a time
+        pieces = [module(x[:, :5], cache=cache), module(x[:, 5:8], cache=cache)]
+        pieces += [module(x[:, t:t + 1], cache=cache) for t in range(8, T)]
+    assert len(cache) == T
+    assert torch.allclose(torch.cat(pieces, dim=1), full, atol=1e-6)
+
+
+def test_attention_variants_agree_lab_reports_tiny_differences():
+    rows = attention_variants_agree()
+    assert len(rows) == 3
+    for row in rows:
+        assert row["max |output diff|"] < 1e-5 and row["max |grad diff|"] < 1e-5
+
+
+def test_attention_labs_return_what_the_post_shows():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from labcode.attention import causal_weights_demo, simple_attention_demo
+
+    assert simple_attention_demo().shape == (6, 3)
+    weights = causal_weights_demo(seq_len=4)
+    assert weights.shape == (4, 4)
+    assert torch.all(weights.triu(diagonal=1) == 0)
+    assert torch.allclose(weights.sum(dim=-1), torch.ones(4))
+    plt.close("all")

@@ -1,0 +1,126 @@
+"""generate: greedy, sampling, filters, eos, and a KV cache that changes nothing but speed."""
+import pytest
+import torch
+
+import labcode
+from labcode.generation import generate, kv_cache_demo, top_k_filter, top_p_filter
+from labcode.model import GPTConfig, GPTModel
+
+
+@pytest.fixture(scope="module")
+def model():
+    torch.manual_seed(0)
+    cfg = GPTConfig(vocab_size=100, context_length=16, emb_dim=32, n_heads=2, n_layers=2,
+                    drop_rate=0.0)
+    return GPTModel(cfg).eval()
+
+
+@pytest.fixture(scope="module")
+def sdpa_model(model):
+    cfg = GPTConfig(**{**model.cfg.__dict__, "attention": "sdpa"})
+    sdpa = GPTModel(cfg).eval()
+    sdpa.load_state_dict(model.state_dict())
+    return sdpa
+
+
+def test_generate_is_the_public_name():
+    assert labcode.generate is generate
+
+
+def test_returns_prompt_plus_new_tokens(model):
+    prompt = torch.randint(0, 100, (3, 5))
+    out = generate(model, prompt, max_new_tokens=4)
+    assert out.shape == (3, 9)
+    assert torch.equal(out[:, :5], prompt)
+
+
+@pytest.mark.parametrize("which", ["explicit", "sdpa"])
+def test_cached_greedy_is_identical_to_uncached_past_the_context_length(model, sdpa_model, which):
+    m = model if which == "explicit" else sdpa_model
+    prompt = torch.randint(0, 100, (2, 6))
+    # 6 + 30 tokens: the window slides past context_length=16 for many steps
+    cached = generate(m, prompt, max_new_tokens=30, use_cache=True)
+    uncached = generate(m, prompt, max_new_tokens=30, use_cache=False)
+    assert cached.shape == (2, 36)
+    assert torch.equal(cached, uncached)
+
+
+def test_a_prompt_longer_than_the_context_is_cropped(model):
+    prompt = torch.randint(0, 100, (1, 40))
+    out = generate(model, prompt, max_new_tokens=3)
+    expected = generate(model, prompt[:, -16:], max_new_tokens=3)
+    assert torch.equal(out[:, 40:], expected[:, 16:])
+
+
+def test_top_k_of_one_is_greedy(model):
+    prompt = torch.randint(0, 100, (2, 4))
+    greedy = generate(model, prompt, max_new_tokens=8)
+    torch.manual_seed(1)
+    sampled = generate(model, prompt, max_new_tokens=8, temperature=1.5, top_k=1)
+    assert torch.equal(greedy, sampled)
+
+
+def test_temperature_sampling_is_reproducible_with_a_seed(model):
+    prompt = torch.randint(0, 100, (2, 4))
+    runs = []
+    for _ in range(2):
+        torch.manual_seed(42)
+        runs.append(generate(model, prompt, max_new_tokens=10, temperature=1.0, top_p=0.9))
+    assert torch.equal(runs[0], runs[1])
+    torch.manual_seed(43)
+    other = generate(model, prompt, max_new_tokens=10, temperature=1.0, top_p=0.9)
+    assert not torch.equal(runs[0], other)
+
+
+def test_cached_and_uncached_sampling_agree_with_the_same_seed(model):
+    prompt = torch.randint(0, 100, (2, 4))
+    outs = []
+    for use_cache in (True, False):
+        torch.manual_seed(7)
+        outs.append(generate(model, prompt, 20, temperature=0.8, top_k=20, use_cache=use_cache))
+    assert torch.equal(outs[0], outs[1])
+
+
+class CountingModel(torch.nn.Module):
+    """A stand-in model whose greedy next token is always the last token + 1."""
+
+    cfg = GPTConfig(vocab_size=50, context_length=8)
+
+    def new_cache(self):
+        return None  # generate re-prefills every step: fine for a stand-in
+
+    def forward(self, idx, cache=None):
+        return torch.nn.functional.one_hot((idx + 1) % 50, 50).float()  # (B, T, V)
+
+
+@pytest.mark.parametrize("use_cache", [True, False])
+def test_generation_stops_once_every_row_produced_eos(use_cache):
+    prompt = torch.tensor([[9, 10], [5, 8]])
+    out = generate(CountingModel(), prompt, max_new_tokens=10, eos_id=13, use_cache=use_cache)
+    # row 0 reaches 13 after 3 tokens and is padded with eos; row 1 after 5, then all stop
+    assert out.tolist() == [[9, 10, 11, 12, 13, 13, 13], [5, 8, 9, 10, 11, 12, 13]]
+    # without eos it runs the full length
+    assert generate(CountingModel(), prompt, 10, use_cache=use_cache).shape == (2, 12)
+
+
+def test_top_k_filter_keeps_the_k_largest():
+    logits = torch.tensor([[1.0, 5.0, 3.0, 4.0]])
+    kept = top_k_filter(logits, 2)
+    assert torch.equal(torch.isfinite(kept), torch.tensor([[False, True, False, True]]))
+
+
+def test_top_p_keeps_the_smallest_set_reaching_p():
+    probs = torch.tensor([[0.05, 0.5, 0.25, 0.2]])
+    logits = probs.log()
+    # 0.5 alone < 0.6; 0.5 + 0.25 reaches it, so exactly those two stay
+    kept = torch.isfinite(top_p_filter(logits, 0.6))
+    assert kept.tolist() == [[False, True, True, False]]
+    # the most likely token is always kept
+    assert torch.isfinite(top_p_filter(logits, 0.01)).tolist() == [[False, True, False, False]]
+    assert torch.isfinite(top_p_filter(logits, 1.0)).all()
+
+
+def test_kv_cache_demo_reports_both_paths():
+    rows = kv_cache_demo(max_new_tokens=8)
+    assert [row["path"] for row in rows] == ["no cache", "KV cache"]
+    assert all(row["tokens/s"] > 0 for row in rows)
