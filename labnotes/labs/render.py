@@ -1,0 +1,146 @@
+"""Turn lab results into HTML (template templates/lab.html) and Markdown (for mirrors)."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import jinja2
+from markupsafe import Markup
+from pygments import highlight
+from pygments.formatters import HtmlFormatter
+from pygments.lexers import PythonLexer
+
+from labnotes.labs.directive import LabCall, rerun_command
+
+
+@dataclass
+class LabResult:
+    """What a post shows for one ```lab block."""
+
+    call: LabCall
+    status: str                        # "ran", "cached" or "failed"
+    output: str = ""
+    value: dict | None = None
+    figures: list[dict] = field(default_factory=list)
+    wall_s: float = 0.0
+    device_name: str = ""
+    torch_version: str = ""
+    error: str = ""
+    traceback: str = ""
+    source: str = ""                   # the callable's source, for show: source
+
+    @property
+    def ref(self) -> str:
+        return self.call.ref
+
+    @property
+    def show(self) -> tuple[str, ...]:
+        return self.call.show
+
+    @property
+    def failed(self) -> bool:
+        return self.status == "failed"
+
+    @property
+    def command(self) -> str:
+        return rerun_command(self.call)
+
+    @property
+    def args_text(self) -> str:
+        return ", ".join(f"{name}={source}" for name, source in self.call.args)
+
+    @property
+    def anchor(self) -> str:
+        return f"lab-{self.call.line}"
+
+    @property
+    def wall_text(self) -> str:
+        seconds = self.wall_s
+        if seconds < 1:
+            return f"{seconds * 1000:.0f} ms"
+        if seconds < 120:
+            return f"{seconds:.1f} s"
+        return f"{seconds / 60:.1f} min"
+
+
+def output_with_note(output: str, dropped: int) -> str:
+    """Captured output, with a visible note when the lab printed too much."""
+    if dropped:
+        return output + f"\n[output cut: {dropped:,} more characters not shown]"
+    return output
+
+
+class LabRenderer:
+    """Renders LabResults and sources; one per build (it holds the Jinja environment)."""
+
+    def __init__(self, templates: Path, base_path: str):
+        self.env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(templates)),
+                                      autoescape=True, keep_trailing_newline=False)
+        self.base = base_path
+        self.formatter = HtmlFormatter(cssclass="highlight")
+
+    def _highlight(self, source: str) -> Markup:
+        return Markup(highlight(source, PythonLexer(), self.formatter))
+
+    def lab_html(self, result: LabResult) -> str:
+        source_html = self._highlight(result.source) if "source" in result.show and \
+            result.source else ""
+        return self.env.get_template("lab.html").render(lab=result, base=self.base,
+                                                          source_html=source_html)
+
+    def source_html(self, ref: str, source: str, file: str, line: int) -> str:
+        return self.env.get_template("labsource.html").render(
+            ref=ref, source_html=self._highlight(source), file=file, line=line)
+
+
+def lab_markdown(result: LabResult, base_path: str) -> str:
+    """A lab as Markdown: outputs as text, figures as links (made absolute by the mirror)."""
+    parts = [f"**Lab** `{result.ref}`" + (f" ({result.args_text})" if result.args_text else "")]
+    if "source" in result.show and result.source:
+        parts.append(fence(result.source, "python"))
+    if result.failed:
+        parts.append(f"This lab failed: {result.error}")
+        if result.traceback:
+            parts.append(fence(result.traceback, "text"))
+    if "output" in result.show and result.output:
+        parts.append("Output:\n\n" + fence(result.output, "text"))
+    value = result.value if "value" in result.show else None
+    if value and value["kind"] == "tensor":
+        shape = ", ".join(map(str, value["shape"]))
+        parts.append(f"Value: tensor, shape ({shape}), {value['dtype']}\n\n"
+                     + fence(value["text"], "text"))
+    elif value and value["kind"] == "table":
+        parts.append("Value:\n\n" + markdown_table(value["columns"], value["rows"]))
+    elif value:
+        parts.append("Value:\n\n" + fence(value["text"], "text"))
+    if "figures" in result.show:
+        for figure in result.figures:
+            alt = figure["alt"].replace("[", "(").replace("]", ")")
+            parts.append(f"![{alt}]({base_path}labs/{figure['file']})")
+    provenance = "" if result.failed else (
+        f"Ran on {result.device_name} with torch {result.torch_version} in {result.wall_text}. ")
+    parts.append(f"*{provenance}Rerun:* `{result.command}`")
+    return "\n\n".join(parts)
+
+
+def source_markdown(ref: str, source: str) -> str:
+    return f"**Source of** `{ref}`\n\n" + fence(source, "python")
+
+
+def fence(text: str, language: str) -> str:
+    """A fenced code block whose fence is longer than any backtick run inside."""
+    longest, run = 0, 0
+    for char in text:
+        run = run + 1 if char == "`" else 0
+        longest = max(longest, run)
+    ticks = "`" * max(3, longest + 1)
+    return f"{ticks}{language}\n{text.rstrip()}\n{ticks}"
+
+
+def markdown_table(columns: list[str], rows: list[list[str]]) -> str:
+    def cell(text: str) -> str:
+        return str(text).replace("|", "\\|").replace("\n", " ")
+    lines = ["| " + " | ".join(cell(c) for c in columns) + " |",
+             "| " + " | ".join("---" for _ in columns) + " |"]
+    lines += ["| " + " | ".join(cell(c) for c in row) + " |" for row in rows]
+    return "\n".join(lines)

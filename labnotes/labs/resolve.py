@@ -1,0 +1,130 @@
+"""Check lab references against the labcode sources before anything runs.
+
+Resolution reads the modules with `ast`, so it needs neither torch nor an
+import of labcode: a typo fails the build in milliseconds, naming the post, the
+line and the nearest valid names.
+"""
+from __future__ import annotations
+
+import ast
+import difflib
+from dataclasses import dataclass
+from pathlib import Path
+
+from labnotes.errors import BuildError
+from labnotes.labs.directive import RESERVED_ARGS, LabCall, SourceCall
+
+PACKAGE = "labcode"
+
+
+@dataclass(frozen=True)
+class Callable_:
+    """A function or class found in a labcode module."""
+
+    ref: str                  # "labcode.attention:CausalAttention"
+    file: Path
+    node: ast.AST             # FunctionDef / ClassDef
+    params: tuple[str, ...]   # keyword-passable parameter names (a class: its __init__'s)
+    takes_any: bool           # has **kwargs
+
+
+class LabcodeIndex:
+    """Every top-level function and class (and their methods) of the labcode package."""
+
+    def __init__(self, root: Path):
+        self.root = Path(root)
+        self.package_dir = self.root / PACKAGE
+        self.callables: dict[str, Callable_] = {}
+        self._sources: dict[Path, str] = {}
+        if self.package_dir.is_dir():
+            for file in sorted(self.package_dir.rglob("*.py")):
+                self._index_file(file)
+
+    def _index_file(self, file: Path) -> None:
+        module = module_name(self.root, file)
+        try:
+            source = file.read_text(encoding="utf-8")
+            tree = ast.parse(source, filename=str(file))
+        except (SyntaxError, UnicodeDecodeError) as exc:
+            line = getattr(exc, "lineno", None)
+            raise BuildError(file, f"labcode module cannot be read: {exc.__class__.__name__}: "
+                             f"{getattr(exc, 'msg', exc)}", line) from None
+        self._sources[file] = source
+        for node in tree.body:
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+                self._add(module, node.name, file, node)
+            if isinstance(node, ast.ClassDef):
+                for item in node.body:
+                    if isinstance(item, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                        self._add(module, f"{node.name}.{item.name}", file, item)
+
+    def _add(self, module: str, qualname: str, file: Path, node: ast.AST) -> None:
+        target = node
+        if isinstance(node, ast.ClassDef):
+            init = next((n for n in node.body if isinstance(n, ast.FunctionDef)
+                         and n.name == "__init__"), None)
+            target = init
+        params, takes_any = (), True
+        if target is not None:
+            a = target.args
+            names = [p.arg for p in a.posonlyargs + a.args + a.kwonlyargs]
+            if names and names[0] in ("self", "cls"):
+                names = names[1:]
+            params, takes_any = tuple(names), a.kwarg is not None
+        ref = f"{module}:{qualname}"
+        self.callables[ref] = Callable_(ref, file, node, params, takes_any)
+
+    def nearest(self, ref: str, n: int = 3) -> list[str]:
+        """The valid references closest to a mistyped one."""
+        return difflib.get_close_matches(ref, list(self.callables), n=n, cutoff=0.5)
+
+    def resolve(self, call: LabCall | SourceCall) -> Callable_:
+        """The callable a block names; BuildError (post and line) when there is none."""
+        if call.module != PACKAGE and not call.module.startswith(PACKAGE + "."):
+            raise BuildError(call.path, f"{call.ref}: only callables inside the labcode package "
+                             "can be referenced (e.g. labcode.attention:causal_weights_demo)",
+                             call.ref_line)
+        found = self.callables.get(call.ref)
+        if found is None:
+            near = self.nearest(call.ref)
+            hint = f"; nearest: {', '.join(near)}" if near else \
+                f"; no close match in {self.package_dir}"
+            raise BuildError(call.path, f"lab reference {call.ref} does not resolve{hint}",
+                             call.ref_line)
+        if isinstance(call, LabCall) and not found.takes_any:
+            allowed = [p for p in found.params if p not in RESERVED_ARGS]
+            for name, _ in call.args:
+                if name not in found.params:
+                    near = difflib.get_close_matches(name, allowed, n=1)
+                    hint = f" (did you mean {near[0]}?)" if near else ""
+                    raise BuildError(call.path, f"{call.ref} has no parameter `{name}`{hint}; "
+                                     f"its parameters: {', '.join(allowed) or 'none'}",
+                                     call.arg_lines.get(name, call.ref_line))
+        return found
+
+    def source_of(self, ref: str) -> tuple[str, Path, int]:
+        """Source text, file and first line of a resolved callable, decorators included."""
+        found = self.callables[ref]
+        source = self._sources[found.file]
+        node = found.node
+        start = min([node.lineno] + [d.lineno for d in getattr(node, "decorator_list", [])])
+        lines = source.splitlines()[start - 1:node.end_lineno]
+        indent = min(len(l) - len(l.lstrip()) for l in lines if l.strip())
+        return "\n".join(l[indent:] for l in lines), found.file, start
+
+
+def module_name(root: Path, file: Path) -> str:
+    """labcode/attention.py -> labcode.attention; labcode/__init__.py -> labcode."""
+    parts = list(file.relative_to(root).with_suffix("").parts)
+    if parts[-1] == "__init__":
+        parts.pop()
+    return ".".join(parts)
+
+
+def module_file(root: Path, module: str) -> Path | None:
+    """The source file of a labcode module name, or None if it is gone."""
+    base = Path(root).joinpath(*module.split("."))
+    for candidate in (base.with_suffix(".py"), base / "__init__.py"):
+        if candidate.is_file():
+            return candidate
+    return None
