@@ -1,0 +1,303 @@
+"""`build.py serve`: a local preview server that rebuilds on change and reloads the browser.
+
+It serves files of the output folder and nothing else: a request path is decoded once, any
+`.`/`..` segment, backslash or NUL is refused, and the file it names must still lie inside the
+output folder once symlinks are resolved. The reload script is added to HTML responses only;
+the files on disk stay exactly what `build` wrote.
+"""
+from __future__ import annotations
+
+import ipaddress
+import mimetypes
+import socket
+import sys
+import threading
+import time
+from collections.abc import Callable, Sequence
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from urllib.parse import parse_qs, unquote, urlsplit
+
+from .errors import BuildError
+
+RELOAD_PATH = "/__reload"
+POLL_SECONDS = 0.5          # how often the watcher looks at mtimes
+LONG_POLL_SECONDS = 20.0    # how long /__reload holds a request open waiting for a build
+
+# The few types a blog serves, with charsets, so browsers never guess; the rest from mimetypes.
+CONTENT_TYPES = {
+    ".html": "text/html; charset=utf-8",
+    ".md": "text/markdown; charset=utf-8",
+    ".txt": "text/plain; charset=utf-8",
+    ".xml": "application/xml; charset=utf-8",
+    ".css": "text/css; charset=utf-8",
+    ".js": "text/javascript; charset=utf-8",
+    ".json": "application/json",
+    ".svg": "image/svg+xml",
+    ".png": "image/png",
+    ".webp": "image/webp",
+    ".woff2": "font/woff2",
+}
+
+# Asks the server for the build number, waiting until it differs from the one this page was
+# built with, then reloads. A failed request (server restarting) retries after a second.
+RELOAD_SCRIPT = """<script>(function(){var b=%d;function poll(){fetch("%s?since="+b,{cache:"no-store"})
+.then(function(r){return r.text()}).then(function(t){if(+t!==b){location.reload()}else{poll()}})
+.catch(function(){setTimeout(poll,1000)})}poll()})();</script>"""
+
+
+class BuildCounter:
+    """How many builds succeeded since the server started; waiters wake when it changes."""
+
+    def __init__(self) -> None:
+        self.value = 0
+        self._changed = threading.Condition()
+
+    def bump(self) -> None:
+        with self._changed:
+            self.value += 1
+            self._changed.notify_all()
+
+    def wait_past(self, seen: int, timeout: float) -> int:
+        """The counter once it differs from `seen`, or as it is after `timeout` seconds."""
+        with self._changed:
+            self._changed.wait_for(lambda: self.value != seen, timeout=timeout)
+            return self.value
+
+
+class SiteServer(ThreadingHTTPServer):
+    """An HTTP server for one output folder; `counter` drives browser reloads."""
+
+    daemon_threads = True
+
+    def __init__(self, address, out_dir: Path, counter: BuildCounter, verbose: bool):
+        self.out_dir = Path(out_dir)
+        self.counter = counter
+        self.verbose = verbose
+        self.long_poll_seconds = LONG_POLL_SECONDS
+        if ":" in address[0]:
+            self.address_family = socket.AF_INET6
+        super().__init__(address, SiteRequestHandler)
+
+    @property
+    def url(self) -> str:
+        host, port = self.server_address[:2]
+        return f"http://{host}:{port}/"
+
+
+class SiteRequestHandler(BaseHTTPRequestHandler):
+    """GET and HEAD for files of the output folder, plus the reload long-poll."""
+
+    server: SiteServer
+    server_version = "LabNotes"
+
+    def do_GET(self) -> None:
+        self._respond(send_body=True)
+
+    def do_HEAD(self) -> None:
+        self._respond(send_body=False)
+
+    def _respond(self, send_body: bool) -> None:
+        parts = urlsplit(self.path)
+        if parts.path == RELOAD_PATH:
+            return self._reload(parts.query, send_body)
+        status, target = resolve_request_path(self.server.out_dir, self.path)
+        if status == HTTPStatus.MOVED_PERMANENTLY:
+            self.send_response(status)
+            self.send_header("Location", parts.path + "/" + (f"?{parts.query}" if parts.query else ""))
+            self.send_header("Content-Length", "0")
+            return self.end_headers()
+        if status == HTTPStatus.OK:
+            return self._send_file(HTTPStatus.OK, target, send_body)
+        found, not_found_page = resolve_request_path(self.server.out_dir, "/404.html")
+        if status == HTTPStatus.NOT_FOUND and found == HTTPStatus.OK:
+            return self._send_file(status, not_found_page, send_body)
+        self._send_bytes(status, f"{status.value} {status.phrase}\n".encode(),
+                         "text/plain; charset=utf-8", send_body)
+
+    def _send_file(self, status: HTTPStatus, path: Path, send_body: bool) -> None:
+        content_type = content_type_for(path)
+        body = path.read_bytes()
+        if content_type.startswith("text/html"):
+            body = inject_reload_script(body, self.server.counter.value)
+        self._send_bytes(status, body, content_type, send_body)
+
+    def _reload(self, query: str, send_body: bool) -> None:
+        try:
+            seen = int(parse_qs(query).get("since", [""])[0])
+        except ValueError:
+            value = self.server.counter.value
+        else:
+            value = self.server.counter.wait_past(seen, self.server.long_poll_seconds)
+        self._send_bytes(HTTPStatus.OK, str(value).encode(), "text/plain; charset=utf-8", send_body)
+
+    def _send_bytes(self, status: HTTPStatus, body: bytes, content_type: str, send_body: bool) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        self.send_header("Cache-Control", "no-store")
+        self.end_headers()
+        if send_body:
+            self.wfile.write(body)
+
+    def log_message(self, format: str, *args) -> None:
+        if self.server.verbose:
+            sys.stderr.write(f"serve: {format % args}\n")
+
+
+def resolve_request_path(out_dir: Path, request_target: str) -> tuple[HTTPStatus, Path | None]:
+    """What a request target names inside `out_dir`: (200, file), (301, None) for a folder
+    asked without its slash, (404, None), or (403, None) for anything that tries to leave."""
+    # Origin-form ("/a?q") is cut by hand: urlsplit would read "//etc/x" as a host name.
+    if request_target.startswith("/"):
+        raw = request_target.split("?", 1)[0].split("#", 1)[0]
+    else:
+        raw = urlsplit(request_target).path
+    if not raw.startswith("/"):
+        return HTTPStatus.FORBIDDEN, None
+    try:
+        decoded = unquote(raw, errors="strict")
+    except UnicodeDecodeError:
+        return HTTPStatus.NOT_FOUND, None
+    if "\\" in decoded or "\x00" in decoded:
+        return HTTPStatus.FORBIDDEN, None
+    segments = decoded.split("/")
+    if any(s in (".", "..") for s in segments):
+        return HTTPStatus.FORBIDDEN, None
+    root = out_dir.resolve()
+    target = root.joinpath(*(s for s in segments if s))
+    try:
+        resolved = target.resolve()
+    except (OSError, RuntimeError):     # symlink loops
+        return HTTPStatus.FORBIDDEN, None
+    if resolved != root and root not in resolved.parents:
+        return HTTPStatus.FORBIDDEN, None
+    if resolved.is_dir():
+        if not raw.endswith("/"):
+            return HTTPStatus.MOVED_PERMANENTLY, None
+        index = target / "index.html"
+        resolved_index = index.resolve()
+        if root not in resolved_index.parents:
+            return HTTPStatus.FORBIDDEN, None
+        return (HTTPStatus.OK, resolved_index) if resolved_index.is_file() else (HTTPStatus.NOT_FOUND, None)
+    if resolved.is_file():
+        return HTTPStatus.OK, resolved
+    return HTTPStatus.NOT_FOUND, None
+
+
+def content_type_for(path: Path) -> str:
+    """The Content-Type header for a file of the site."""
+    suffix = path.suffix.lower()
+    if suffix in CONTENT_TYPES:
+        return CONTENT_TYPES[suffix]
+    guessed, _ = mimetypes.guess_type(path.name)
+    return guessed or "application/octet-stream"
+
+
+def inject_reload_script(html: bytes, build: int) -> bytes:
+    """`html` with the reload script before its last `</body>` (or at the end)."""
+    script = (RELOAD_SCRIPT % (build, RELOAD_PATH)).encode()
+    at = html.lower().rfind(b"</body>")
+    return html + script if at < 0 else html[:at] + script + html[at:]
+
+
+class SourceWatcher(threading.Thread):
+    """Polls the mtimes of the watched files; on a change calls `rebuild` and bumps `counter`.
+
+    A failed rebuild prints its one-line error; the server keeps the last good site.
+    """
+
+    def __init__(self, watch: Sequence[Path], rebuild: Callable[[], None], counter: BuildCounter,
+                 ignore: Sequence[Path] = (), interval: float = POLL_SECONDS):
+        super().__init__(name="labnotes-watcher", daemon=True)
+        self.watch = [Path(p) for p in watch]
+        self.ignore = [Path(p).absolute() for p in ignore]
+        self.rebuild = rebuild
+        self.counter = counter
+        self.interval = interval
+        self.stopped = threading.Event()
+
+    def snapshot(self) -> dict[Path, tuple[int, int]]:
+        """(mtime, size) of every watched file, skipping hidden folders, caches and the output."""
+        seen: dict[Path, tuple[int, int]] = {}
+        for top in self.watch:
+            files = [top] if top.is_file() else sorted(top.rglob("*")) if top.is_dir() else []
+            for path in files:
+                if any(part.startswith(".") or part == "__pycache__" for part in path.relative_to(top).parts):
+                    continue
+                if any(path.absolute().is_relative_to(skip) for skip in self.ignore):
+                    continue
+                try:
+                    stat = path.stat()
+                except OSError:          # deleted between listing and stat
+                    continue
+                if path.is_file():
+                    seen[path] = (stat.st_mtime_ns, stat.st_size)
+        return seen
+
+    def run(self) -> None:
+        last = self.snapshot()
+        while not self.stopped.wait(self.interval):
+            current = self.snapshot()
+            if current == last:
+                continue
+            last = current
+            self.rebuild_once()
+
+    def rebuild_once(self) -> bool:
+        """Run `rebuild`; True and a bumped counter on success, the error printed otherwise."""
+        started = time.perf_counter()
+        try:
+            self.rebuild()
+        except BuildError as exc:
+            print(f"serve: rebuild failed, still serving the last good site: {exc.one_line()}", file=sys.stderr)
+            return False
+        except Exception as exc:  # noqa: BLE001 - a dev server must survive any rebuild bug
+            print(f"serve: rebuild failed, still serving the last good site: {type(exc).__name__}: {exc}",
+                  file=sys.stderr)
+            return False
+        self.counter.bump()
+        print(f"serve: rebuilt in {time.perf_counter() - started:.2f} s", file=sys.stderr)
+        return True
+
+    def stop(self) -> None:
+        self.stopped.set()
+
+
+def make_server(out_dir: Path, host: str = "127.0.0.1", port: int = 0,
+                counter: BuildCounter | None = None, verbose: bool = False) -> SiteServer:
+    """A server for `out_dir` bound to a loopback `host` (port 0: a free one); not started."""
+    if not _is_loopback(host):
+        raise ValueError(f"serve binds to the loopback interface only, not {host!r}")
+    return SiteServer((host, port), Path(out_dir), counter or BuildCounter(), verbose)
+
+
+def serve(out_dir: Path, rebuild: Callable[[], None], watch: Sequence[Path],
+          host: str = "127.0.0.1", port: int = 8000) -> None:
+    """Serve `out_dir` until Ctrl-C, calling `rebuild` whenever a file under `watch` changes.
+
+    The caller builds the site once before calling this.
+    """
+    counter = BuildCounter()
+    server = make_server(out_dir, host, port, counter, verbose=True)
+    watcher = SourceWatcher(watch, rebuild, counter, ignore=[out_dir])
+    watcher.start()
+    print(f"serving {out_dir} at {server.url} (watching {', '.join(str(p) for p in watch)}; Ctrl-C stops)",
+          file=sys.stderr)
+    try:
+        server.serve_forever(poll_interval=0.25)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        watcher.stop()
+        server.server_close()
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False

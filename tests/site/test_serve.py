@@ -1,0 +1,205 @@
+"""The dev server on a free port, asked what a browser (or an attacker) would ask."""
+from __future__ import annotations
+
+import socket
+import threading
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+from bs4 import BeautifulSoup
+
+from labnotes.errors import BuildError
+from labnotes.serve import BuildCounter, SourceWatcher, make_server
+
+SECRET = "top secret outside the site"
+
+
+@pytest.fixture
+def site(tmp_path: Path) -> Path:
+    (tmp_path / "secret.txt").write_text(SECRET)
+    out = tmp_path / "output"
+    (out / "posts").mkdir(parents=True)
+    (out / "about").mkdir()
+    (out / "index.html").write_text("<!doctype html><html><body><h1>Home</h1></body></html>")
+    (out / "about" / "index.html").write_text("<!doctype html><html><body><h1>About</h1></body></html>")
+    (out / "posts" / "a.html").write_text("<!doctype html><html><body><p>Post A</p></body></html>")
+    (out / "posts" / "a.html.md").write_text("# Post A\n")
+    (out / "feed.xml").write_text("<?xml version='1.0'?><rss version='2.0'/>")
+    (out / "404.html").write_text("<!doctype html><html><body><h1>Not here</h1></body></html>")
+    return out
+
+
+@pytest.fixture
+def server(site: Path):
+    srv = make_server(site, port=0)
+    srv.long_poll_seconds = 2.0
+    thread = threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    yield srv
+    srv.shutdown()
+    srv.server_close()
+
+
+def get(server, path: str):
+    """(status, headers, body) of a GET for `path` sent as given."""
+    try:
+        with urllib.request.urlopen(server.url.rstrip("/") + path, timeout=5) as resp:
+            return resp.status, resp.headers, resp.read()
+    except urllib.error.HTTPError as err:
+        return err.code, err.headers, err.read()
+
+
+def raw_get(server, target: str) -> tuple[int, bytes]:
+    """A request line sent byte for byte, so no client normalises `..` away first."""
+    host, port = server.server_address[:2]
+    with socket.create_connection((host, port), timeout=5) as sock:
+        sock.sendall(f"GET {target} HTTP/1.0\r\nHost: localhost\r\n\r\n".encode())
+        data = b""
+        while chunk := sock.recv(65536):
+            data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    return int(head.split()[1]), body
+
+
+def test_serve_binds_to_loopback_only(site):
+    srv = make_server(site, port=0)
+    try:
+        assert srv.server_address[0] == "127.0.0.1"
+    finally:
+        srv.server_close()
+    with pytest.raises(ValueError):
+        make_server(site, host="0.0.0.0", port=0)
+
+
+def test_serve_gives_folder_index_and_files(server):
+    status, headers, body = get(server, "/")
+    assert status == 200 and BeautifulSoup(body, "html.parser").h1.get_text() == "Home"
+    status, _, body = get(server, "/about/")
+    assert status == 200 and BeautifulSoup(body, "html.parser").h1.get_text() == "About"
+    status, _, body = get(server, "/posts/a.html?utm=x")
+    assert status == 200 and b"Post A" in body
+
+
+def test_serve_redirects_folder_without_slash(server, site):
+    status, body = raw_get(server, "/about")
+    assert status == 301
+    status, _, body = get(server, "/about")          # urllib follows the redirect
+    assert status == 200 and b"About" in body
+
+
+def test_serve_sends_content_types_with_charset(server):
+    assert get(server, "/posts/a.html.md")[1]["Content-Type"] == "text/markdown; charset=utf-8"
+    assert get(server, "/posts/a.html")[1]["Content-Type"] == "text/html; charset=utf-8"
+    assert get(server, "/feed.xml")[1]["Content-Type"].startswith("application/xml")
+
+
+def test_serve_missing_file_gives_the_site_404_page(server):
+    status, headers, body = get(server, "/posts/nope.html")
+    assert status == 404
+    assert BeautifulSoup(body, "html.parser").h1.get_text() == "Not here"
+
+
+@pytest.mark.parametrize("target", [
+    "/../secret.txt",
+    "/posts/../../secret.txt",
+    "/%2e%2e/secret.txt",
+    "/%2e%2e%2fsecret.txt",
+    "/posts/%2E%2E%2F%2E%2E%2Fsecret.txt",
+    "/..%5csecret.txt",
+    "/posts\\..\\..\\secret.txt",
+    "/%00/../secret.txt",
+])
+def test_serve_refuses_parent_paths_raw_and_encoded(server, target):
+    status, body = raw_get(server, target)
+    assert status in (403, 404)
+    assert SECRET.encode() not in body
+
+
+def test_serve_refuses_encoded_parent_path(server):
+    status, _, body = get(server, "/%2e%2e%2fsecret.txt")
+    assert status in (403, 404) and SECRET.encode() not in body
+
+
+def test_serve_refuses_absolute_paths(server, site):
+    for target in ["//etc/passwd", "/%2Fetc%2Fpasswd", str(site.parent / "secret.txt"),
+                   "/" + str(site.parent / "secret.txt"), "http://localhost/../secret.txt"]:
+        status, body = raw_get(server, target)
+        assert status in (403, 404), target
+        assert SECRET.encode() not in body and b"root:" not in body
+
+
+def test_serve_refuses_symlink_out_of_the_folder(server, site):
+    (site / "leak.txt").symlink_to(site.parent / "secret.txt")
+    (site / "leakdir").symlink_to(site.parent, target_is_directory=True)
+    for path in ["/leak.txt", "/leakdir/secret.txt"]:
+        status, _, body = get(server, path)
+        assert status in (403, 404), path
+        assert SECRET.encode() not in body
+
+
+def test_serve_follows_symlink_inside_the_folder(server, site):
+    (site / "same.html").symlink_to(site / "posts" / "a.html")
+    assert get(server, "/same.html")[0] == 200
+
+
+def test_serve_injects_reload_script_into_html_only_not_on_disk(server, site):
+    _, _, body = get(server, "/posts/a.html")
+    soup = BeautifulSoup(body, "html.parser")
+    script = soup.body.find("script")
+    assert script is not None and "/__reload" in script.string
+    assert soup.body.contents[-1] is script      # just before </body>, after the content
+    assert "__reload" not in (site / "posts" / "a.html").read_text()
+    assert b"__reload" not in get(server, "/posts/a.html.md")[2]
+    assert b"__reload" not in get(server, "/feed.xml")[2]
+
+
+def test_reload_endpoint_answers_when_the_build_counter_changes(server):
+    assert get(server, "/__reload")[2] == b"0"
+    threading.Timer(0.2, server.counter.bump).start()
+    started = time.monotonic()
+    assert get(server, "/__reload?since=0")[2] == b"1"
+    assert time.monotonic() - started < 1.5         # woken by the build, not by the timeout
+    assert get(server, "/__reload?since=0")[2] == b"1"   # a stale page reloads at once
+
+
+def test_watcher_rebuilds_on_change_and_bumps_the_counter(tmp_path):
+    content = tmp_path / "content"
+    content.mkdir()
+    (content / "a.md").write_text("one")
+    calls = []
+    counter = BuildCounter()
+    watcher = SourceWatcher([content], lambda: calls.append(1), counter, interval=0.05)
+    watcher.start()
+    try:
+        time.sleep(0.15)
+        (content / "a.md").write_text("two, longer")
+        deadline = time.monotonic() + 3
+        while counter.value == 0 and time.monotonic() < deadline:
+            time.sleep(0.02)
+    finally:
+        watcher.stop()
+    assert calls and counter.value == 1
+
+
+def test_failed_rebuild_prints_one_line_and_keeps_the_counter(tmp_path, capsys):
+    def broken():
+        raise BuildError(tmp_path / "content/posts/a.md", "missing title", line=1)
+
+    counter = BuildCounter()
+    watcher = SourceWatcher([tmp_path], broken, counter)
+    assert watcher.rebuild_once() is False
+    assert counter.value == 0
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "a.md:1: error: missing title" in err
+
+
+def test_watcher_ignores_the_output_folder(tmp_path):
+    (tmp_path / "content").mkdir()
+    (tmp_path / "content" / "a.md").write_text("x")
+    (tmp_path / "output").mkdir()
+    (tmp_path / "output" / "index.html").write_text("x")
+    watcher = SourceWatcher([tmp_path], lambda: None, BuildCounter(), ignore=[tmp_path / "output"])
+    assert list(watcher.snapshot()) == [tmp_path / "content" / "a.md"]
