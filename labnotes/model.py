@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
+from typing import Callable
 
 
 @dataclass(frozen=True)
@@ -103,3 +104,45 @@ class RenderedDocument:
     intro_html: str      # above the <!--more--> fold; equals `html` when there is no fold
     has_more: bool       # True when the body has a fold
     markdown: str        # the body as Markdown for mirrors, lab blocks rendered as text
+
+
+@dataclass(frozen=True)
+class Content:
+    """Everything the load stage found: posts newest first, pages by slug, files to copy."""
+
+    posts: tuple[Document, ...] = ()
+    pages: tuple[Document, ...] = ()
+    assets: dict[str, Path] = field(default_factory=dict)   # output-relative path -> source file
+
+    @property
+    def documents(self) -> tuple[Document, ...]:
+        """Posts then pages."""
+        return self.posts + self.pages
+
+
+@dataclass(frozen=True)
+class BuildOptions:
+    """Command-line choices for one build; device, keep_going, why and jobs are for the labs."""
+
+    device: str | None = None        # "cpu", "cuda", "mps"; None: auto
+    keep_going: bool = False         # a failed lab renders an error box instead of stopping
+    why: bool = False                # say which input made each lab rerun
+    jobs: int = 1
+
+
+@dataclass(frozen=True)
+class LabCounts:
+    """How many labs a build ran, took from the cache, and saw fail."""
+
+    run: int = 0
+    cached: int = 0
+    failed: int = 0
+
+
+@dataclass(frozen=True)
+class LabStage:
+    """What the lab stage hands the render stage."""
+
+    block_renderer: Callable[[FencedBlock], RenderedBlock]
+    files: dict[str, bytes] = field(default_factory=dict)   # output-relative path -> bytes
+    counts: LabCounts = field(default_factory=LabCounts)

@@ -1,0 +1,113 @@
+"""Read site.toml (standard library tomllib) into a SiteConfig; every key is optional."""
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+from pathlib import Path
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from .errors import BuildError
+from .model import LabSettings, Link, SiteConfig
+
+# key -> accepted Python types, in the order a user would write them
+_SITE_KEYS = {
+    "title": (str,),
+    "author": (str,),
+    "base_url": (str,),
+    "description": (str,),
+    "timezone": (str,),
+    "posts_per_page": (int,),
+    "blogroll": (list,),
+    "labs": (dict,),
+}
+_LAB_KEYS = {
+    "timeout": (int, float),
+    "cache_dir": (str,),
+    "device": (str,),
+    "max_output_chars": (int,),
+    "tiktoken_cache_dir": (str,),
+}
+
+
+def load_config(path: Path | str) -> SiteConfig:
+    """Parse `path` into a SiteConfig; a missing file gives the defaults rooted at its folder."""
+    path = Path(path)
+    root = path.parent
+    if not path.exists():
+        return SiteConfig(root=root)
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as exc:
+        raise BuildError(path, f"not UTF-8 ({exc.reason} at byte {exc.start}); save it as UTF-8") from None
+    except tomllib.TOMLDecodeError as exc:
+        line = _toml_error_line(str(exc))
+        raise BuildError(path, f"not valid TOML: {exc}", line) from None
+    return config_from_dict(data, path)
+
+
+def config_from_dict(data: dict, path: Path) -> SiteConfig:
+    """Check keys and types of parsed site.toml data and build the SiteConfig."""
+    _check_keys(data, _SITE_KEYS, path, table="")
+    values: dict = {k: v for k, v in data.items() if k not in ("blogroll", "labs")}
+    if "base_url" in values:
+        values["base_url"] = _normalise_base_url(values["base_url"], path)
+    if "timezone" in values:
+        try:
+            ZoneInfo(values["timezone"])
+        except (ZoneInfoNotFoundError, ValueError):
+            raise BuildError(path, f"unknown timezone {values['timezone']!r}; use an IANA name such as 'Europe/Paris' or 'UTC'") from None
+    if "posts_per_page" in values and values["posts_per_page"] < 1:
+        raise BuildError(path, "posts_per_page must be at least 1")
+    if "blogroll" in data:
+        values["blogroll"] = _blogroll(data["blogroll"], path)
+    if "labs" in data:
+        _check_keys(data["labs"], _LAB_KEYS, path, table="labs")
+        values["labs"] = LabSettings(**{k: (float(v) if k == "timeout" else v) for k, v in data["labs"].items()})
+        if values["labs"].timeout <= 0:
+            raise BuildError(path, "[labs] timeout must be a positive number of seconds")
+    return SiteConfig(root=path.parent, **values)
+
+
+_TYPE_WORDS = {str: "a string", int: "an integer", float: "a number", list: "a list", dict: "a table"}
+
+
+def _check_keys(data: dict, allowed: dict, path: Path, table: str) -> None:
+    where = f"[{table}] " if table else ""
+    for key, value in data.items():
+        if key not in allowed:
+            known = ", ".join(allowed)
+            raise BuildError(path, f"unknown key {where}{key!r}; known keys: {known}")
+        types = allowed[key]
+        if isinstance(value, bool) or not isinstance(value, types):
+            wanted = " or ".join(_TYPE_WORDS[t] for t in types)
+            raise BuildError(path, f"{where}{key} must be {wanted}, not {type(value).__name__} {value!r}")
+
+
+def _normalise_base_url(url: str, path: Path) -> str:
+    if not url.startswith(("http://", "https://")):
+        raise BuildError(path, f"base_url must start with http:// or https://, not {url!r}")
+    return url if url.endswith("/") else url + "/"
+
+
+def _blogroll(entries: list, path: Path) -> tuple[Link, ...]:
+    links = []
+    for entry in entries:
+        if not isinstance(entry, dict) or set(entry) != {"name", "url"} or not all(isinstance(v, str) for v in entry.values()):
+            raise BuildError(path, f'each blogroll entry must be {{ name = "...", url = "https://..." }}, not {entry!r}')
+        links.append(Link(entry["name"], entry["url"]))
+    return tuple(links)
+
+
+def _toml_error_line(message: str) -> int | None:
+    # tomllib says "... (at line 3, column 7)"
+    marker = "at line "
+    if marker in message:
+        digits = message.split(marker, 1)[1].split(",", 1)[0].split(")", 1)[0]
+        if digits.isdigit():
+            return int(digits)
+    return None
+
+
+def replace(config: SiteConfig, **changes) -> SiteConfig:
+    """A copy of `config` with `changes` (tests and the CLI use it for overrides)."""
+    return dataclasses.replace(config, **changes)

@@ -1,0 +1,205 @@
+"""Load stage: content/posts/*.md and content/pages/*.md into Documents, checking SPEC 9 input."""
+from __future__ import annotations
+
+import posixpath
+import re
+from datetime import date, datetime, time
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+from .errors import BuildError
+from .fences import blank_code_spans, find_fences
+from .frontmatter import Field, split_front_matter
+from .markdown import LAB_KINDS
+from .model import Content, Document, FencedBlock, SiteConfig
+from .slugs import slugify
+
+POST_KEYS = ("title", "date", "categories", "slug", "summary", "draft", "updated")
+PAGE_KEYS = ("title", "date", "slug", "summary", "draft", "updated")
+IMAGES_DIR = "images"
+# Output folders a page slug would collide with.
+RESERVED_SLUGS = {"posts", "page", "category", "archive", "images", "static", "404", "feed.xml", "llms.txt"}
+
+_DATE_PREFIX = re.compile(r"^\d{4}-\d{2}-\d{2}-")
+_IMAGE_MD = re.compile(r"!\[[^\]]*\]\(\s*<?([^)\s>]+)")
+_IMAGE_HTML = re.compile(r"<img\b[^>]*?\ssrc\s*=\s*[\"']([^\"']+)[\"']", re.I)
+_URL_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:|^//")
+
+
+def load_content(content_dir: Path, config: SiteConfig) -> Content:
+    """Read every post and page (drafts left out) and list the images to publish."""
+    content_dir = Path(content_dir)
+    zone = ZoneInfo(config.timezone)
+    images = _images(content_dir)
+    posts = [load_document(p, "post", zone, images) for p in _markdown_files(content_dir / "posts")]
+    pages = [load_document(p, "page", zone, images) for p in _markdown_files(content_dir / "pages")]
+    posts = [d for d in posts if not d.draft]
+    pages = [d for d in pages if not d.draft]
+    _check_unique_slugs(posts, "post")
+    _check_unique_slugs(pages, "page")
+    posts.sort(key=lambda d: (d.date, d.slug), reverse=True)
+    pages.sort(key=lambda d: d.slug)
+    return Content(posts=tuple(posts), pages=tuple(pages), assets=images)
+
+
+def load_document(path: Path, kind: str, zone: ZoneInfo, images: dict[str, Path] | None = None) -> Document:
+    """Parse one Markdown file; `images` (output path -> file) is used to check image links."""
+    text = _read_utf8(path)
+    fields, body, body_line = split_front_matter(text, path)
+    allowed = POST_KEYS if kind == "post" else PAGE_KEYS
+    for name, field in fields.items():
+        if name not in allowed:
+            raise BuildError(path, f"unknown front matter key `{name}`; a {kind} may have: {', '.join(allowed)}", field.line)
+    title = _title(fields, path)
+    when = _date(fields.get("date"), path, zone, "date")
+    if kind == "post" and when is None:
+        raise BuildError(path, "front matter has no `date:`; add e.g. `date: 2026-03-01` or `date: 2026-03-01T09:30:00+00:00`", 1)
+    doc = Document(
+        kind=kind,
+        source=path,
+        title=title,
+        slug=_slug(fields.get("slug"), path),
+        body=body,
+        body_line=body_line,
+        date=when,
+        updated=_date(fields.get("updated"), path, zone, "updated"),
+        categories=_categories(fields.get("categories"), path),
+        summary=_string(fields.get("summary"), path, "summary"),
+        draft=_flag(fields.get("draft"), path, "draft"),
+    )
+    doc.blocks = _blocks_and_image_check(doc, images)
+    return doc
+
+
+def _read_utf8(path: Path) -> str:
+    data = path.read_bytes()
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        raise BuildError(path, f"not UTF-8 (byte 0x{data[exc.start]:02x}); save the file as UTF-8", line) from None
+    return text.removeprefix("\ufeff").replace("\r\n", "\n")
+
+
+def _markdown_files(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.glob("*.md") if p.is_file()) if folder.is_dir() else []
+
+
+def _images(content_dir: Path) -> dict[str, Path]:
+    folder = content_dir / IMAGES_DIR
+    if not folder.is_dir():
+        return {}
+    return {
+        f"{IMAGES_DIR}/{p.relative_to(folder).as_posix()}": p
+        for p in sorted(folder.rglob("*"))
+        if p.is_file() and not p.name.startswith(".")
+    }
+
+
+def _title(fields: dict[str, Field], path: Path) -> str:
+    field = fields.get("title")
+    if field is None:
+        raise BuildError(path, "front matter has no `title:`; add e.g. `title: \"My post\"`", 1)
+    if isinstance(field.value, (list, bool)) or not str(field.value).strip():
+        raise BuildError(path, "`title` must be non-empty text", field.line)
+    return str(field.value).strip()
+
+
+def _date(field: Field | None, path: Path, zone: ZoneInfo, name: str) -> datetime | None:
+    if field is None:
+        return None
+    value = field.value
+    if not isinstance(value, str):
+        raise BuildError(path, f"`{name}` must be an ISO 8601 date such as 2026-03-01 or 2026-03-01T09:30:00+00:00, not {value!r}", field.line)
+    try:
+        if re.fullmatch(r"\d{4}-\d{2}-\d{2}", value):
+            return datetime.combine(date.fromisoformat(value), time(0), tzinfo=zone)
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        raise BuildError(path, f"cannot read `{name}: {value}`; use ISO 8601 such as 2026-03-01 or 2026-03-01T09:30:00+00:00", field.line) from None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=zone)
+
+
+def _categories(field: Field | None, path: Path) -> tuple[str, ...]:
+    if field is None:
+        return ()
+    if not isinstance(field.value, list):
+        raise BuildError(path, f"`categories` must be a list such as [LLM from scratch, PyTorch], not {field.value!r}", field.line)
+    names: list[str] = []
+    for item in field.value:
+        if not isinstance(item, str) or not item.strip():
+            raise BuildError(path, f"`categories` must hold names (text), not {item!r}; quote it if it is a number", field.line)
+        if item.strip() not in names:
+            names.append(item.strip())
+    return tuple(names)
+
+
+def _slug(field: Field | None, path: Path) -> str:
+    if field is None:
+        return slugify(_DATE_PREFIX.sub("", path.stem))
+    value = str(field.value) if isinstance(field.value, (str, int)) and not isinstance(field.value, bool) else None
+    if value is None or slugify(value) != value:
+        suggestion = slugify(str(field.value))
+        raise BuildError(path, f"`slug` must be lower-case letters, digits and `-`, e.g. `slug: {suggestion}`", field.line)
+    return value
+
+
+def _string(field: Field | None, path: Path, name: str) -> str:
+    if field is None:
+        return ""
+    if isinstance(field.value, (list, bool)):
+        raise BuildError(path, f"`{name}` must be text", field.line)
+    return str(field.value).strip()
+
+
+def _flag(field: Field | None, path: Path, name: str) -> bool:
+    if field is None:
+        return False
+    if not isinstance(field.value, bool):
+        raise BuildError(path, f"`{name}` must be true or false, not {field.value!r}", field.line)
+    return field.value
+
+
+def _check_unique_slugs(docs: list[Document], kind: str) -> None:
+    seen: dict[str, Document] = {}
+    for doc in docs:
+        if kind == "page" and (doc.slug in RESERVED_SLUGS or re.fullmatch(r"\d{4}", doc.slug)):
+            raise BuildError(doc.source, f"page slug `{doc.slug}` collides with a generated folder; set another `slug:`", 1)
+        if doc.slug in seen:
+            first = seen[doc.slug].source
+            raise BuildError(doc.source, f"two {kind}s have the slug `{doc.slug}` (also {first}); set `slug:` in one of them", 1)
+        seen[doc.slug] = doc
+
+
+def _blocks_and_image_check(doc: Document, images: dict[str, Path] | None) -> tuple[FencedBlock, ...]:
+    """Record ```lab blocks and check that every image the prose shows exists."""
+    lines = doc.body.split("\n")
+    fences = find_fences(lines)
+    in_code = set()
+    blocks = []
+    for fence in fences:
+        in_code.update(range(fence.start, fence.end + 1))
+        if fence.info in LAB_KINDS:
+            if not fence.closed:
+                raise BuildError(doc.source, f"```{fence.info} block is never closed with ```", doc.body_line + fence.start)
+            blocks.append(FencedBlock(fence.info, doc.source, doc.body_line + fence.start, fence.inner(lines)))
+    if images is not None:
+        for index, line in enumerate(lines):
+            if index in in_code:
+                continue
+            prose = blank_code_spans(line)
+            for match in list(_IMAGE_MD.finditer(prose)) + list(_IMAGE_HTML.finditer(prose)):
+                _check_image(match.group(1), doc, images, doc.body_line + index)
+    return tuple(blocks)
+
+
+def _check_image(src: str, doc: Document, images: dict[str, Path], line: int) -> None:
+    if _URL_SCHEME.match(src):
+        return
+    target = src.split("#", 1)[0].split("?", 1)[0]
+    if target.startswith("/"):
+        resolved = posixpath.normpath(target).lstrip("/")
+    else:
+        resolved = posixpath.normpath(posixpath.join(posixpath.dirname(doc.url), target))
+    if resolved not in images:
+        raise BuildError(doc.source, f"image {src} does not exist; put it in content/{IMAGES_DIR}/ and write ![...](/{IMAGES_DIR}/NAME)", line)

@@ -1,0 +1,229 @@
+"""Render a Document's Markdown body to HTML (pages, feeds) and Markdown (mirrors).
+
+The lab seam: every ```lab / ```labsource block is cut out before markdown2 runs and
+replaced afterwards by what `block_renderer` makes of it, so the lab engine never has to
+know about Markdown and this module never has to know about labs.
+"""
+from __future__ import annotations
+
+import dataclasses
+import html
+import re
+from collections.abc import Callable
+from html.parser import HTMLParser
+
+import markdown2
+from pygments import highlight
+from pygments.formatters import HtmlFormatter
+from pygments.lexers import get_lexer_by_name
+
+from .fences import find_fences
+from .maths import protect_maths
+from .model import Document, FencedBlock, RenderedBlock, RenderedDocument
+from .slugs import slugify
+
+BlockRenderer = Callable[[FencedBlock], RenderedBlock]
+
+LAB_KINDS = ("lab", "labsource")
+FOLD_MARKER = "<!--more-->"
+CODE_CSS_CLASS = "codehilite"
+SUMMARY_CHARS = 280
+
+_EXTRAS = {
+    "fenced-code-blocks": {"cssclass": CODE_CSS_CLASS},
+    "footnotes": None,
+    "tables": None,
+    "smarty-pants": None,
+    "strike": None,
+}
+# Placeholders are plain words so markdown2 (emphasis, smarty-pants) leaves them alone.
+_FOLD = "LabNotesFoldMarker"
+_MATH = re.compile(r"LabNotesMath(\d+)x")
+_BLOCK = re.compile(r"(<p>)?LabNotesBlock(\d+)x(</p>)?")
+_DISPLAY_MATH_PARAGRAPH = re.compile(r"<p>(LabNotesMath\d+x)</p>")
+_HEADING = re.compile(r"<h([1-6])>(.*?)</h\1>", re.S)
+_ROOT_RELATIVE = re.compile(r"""(\s(?:href|src)=)(["'])/(?!/)""")
+_FRAGMENT_LINK = re.compile(r"""(\shref=)(["'])#""")
+
+
+def render_document(doc: Document, block_renderer: BlockRenderer, base_path: str = "/") -> RenderedDocument:
+    """Render `doc` to HTML and mirror Markdown; raises BuildError for invalid maths.
+
+    `base_path` is the path part of the site's base URL ("/" or "/blog/"): root-relative
+    links in the body get it as a prefix so a site served under a sub-path works.
+    """
+    lines = doc.body.split("\n")
+    fences = find_fences(lines)
+    md_parts: list[str] = []        # what markdown2 sees
+    mirror_parts: list[str] = []    # the Markdown mirror
+    maths = []
+    blocks: list[FencedBlock] = []
+    has_more = False
+
+    def math_placeholder(i: int) -> str:
+        return f"LabNotesMath{len(maths) + i}x"
+
+    cursor = 0
+    for fence in fences + [None]:
+        prose_end = fence.start if fence else len(lines)
+        if cursor < prose_end:
+            prose_lines = lines[cursor:prose_end]
+            kept = []
+            for line in prose_lines:
+                if line.strip() == FOLD_MARKER:
+                    if not has_more:
+                        kept.append(f"\n{_FOLD}\n")
+                        has_more = True
+                    else:
+                        kept.append("")
+                else:
+                    kept.append(line)
+            text, found = protect_maths("\n".join(kept), math_placeholder, doc.source, doc.body_line + cursor)
+            maths.extend(found)
+            md_parts.append(text)
+            mirror_parts.append("\n".join(l for l in prose_lines if l.strip() != FOLD_MARKER))
+        if fence is None:
+            break
+        fence_text = "\n".join(lines[fence.start:fence.end + 1])
+        if fence.info in LAB_KINDS:
+            blocks.append(FencedBlock(fence.info, doc.source, doc.body_line + fence.start, fence.inner(lines)))
+            md_parts.append(f"\nLabNotesBlock{len(blocks) - 1}x\n")
+            mirror_parts.append(f"LabNotesBlock{len(blocks) - 1}x")
+        else:
+            md_parts.append(fence_text)
+            mirror_parts.append(fence_text)
+        cursor = fence.end + 1
+
+    body_html = markdown2.markdown("\n".join(md_parts), extras=_EXTRAS)
+    rendered_blocks = [block_renderer(block) for block in blocks]
+    body_html = _DISPLAY_MATH_PARAGRAPH.sub(r"\1", body_html)
+    body_html = _MATH.sub(lambda m: maths[int(m.group(1))].mathml, body_html)
+    body_html = _BLOCK.sub(lambda m: rendered_blocks[int(m.group(2))].html, body_html)
+    body_html = add_heading_ids(body_html)
+    body_html = prefix_root_relative(body_html, base_path)
+
+    if has_more:
+        intro_html, _, rest = body_html.partition(f"<p>{_FOLD}</p>")
+        body_html = intro_html.rstrip() + "\n" + rest.lstrip()
+        intro_html = point_fragments_at(intro_html.rstrip() + "\n", base_path + doc.url)
+    else:
+        intro_html = body_html
+
+    mirror = "\n".join(mirror_parts)
+    mirror = re.sub(r"LabNotesBlock(\d+)x", lambda m: rendered_blocks[int(m.group(1))].markdown, mirror)
+    document = doc if doc.summary else dataclasses.replace(doc, summary=summarise(intro_html))
+    return RenderedDocument(document, body_html, intro_html, has_more, mirror.strip("\n") + "\n")
+
+
+def render_code_block(block: FencedBlock) -> RenderedBlock:
+    """The block renderer used until labs run: the block shown as a plain code block."""
+    lexer = get_lexer_by_name("yaml" if block.kind == "lab" else "text")
+    code = highlight(block.text + "\n", lexer, HtmlFormatter(cssclass=CODE_CSS_CLASS, wrapcode=True))
+    fence = "```"
+    return RenderedBlock(html=code, markdown=f"{fence}{block.kind}\n{block.text}\n{fence}")
+
+
+def pygments_css() -> str:
+    """The highlighting stylesheet written to static/pygments.css (light, and dark by media query)."""
+    light = HtmlFormatter(style="friendly").get_style_defs(f".{CODE_CSS_CLASS}")
+    dark = HtmlFormatter(style="monokai").get_style_defs(f".{CODE_CSS_CLASS}")
+    dark = "\n".join("  " + line for line in dark.splitlines())
+    return (
+        "/* Generated by labnotes.markdown.pygments_css(); do not edit by hand. */\n"
+        f"{light}\n@media (prefers-color-scheme: dark) {{\n{dark}\n}}\n"
+    )
+
+
+def add_heading_ids(body_html: str) -> str:
+    """Give every <h1>..<h6> an id from its text (maths by its LaTeX), unique in the page."""
+    seen: dict[str, int] = {}
+
+    def with_id(match: re.Match) -> str:
+        level, inner = match.group(1), match.group(2)
+        base = slugify(_text_of(inner)) or "section"
+        seen[base] = seen.get(base, 0) + 1
+        anchor = base if seen[base] == 1 else f"{base}-{seen[base]}"
+        return f'<h{level} id="{anchor}">{inner}</h{level}>'
+
+    return _HEADING.sub(with_id, body_html)
+
+
+def prefix_root_relative(body_html: str, base_path: str) -> str:
+    """`href="/x"` -> `href="/blog/x"` when the site lives under /blog/."""
+    if base_path == "/":
+        return body_html
+    return _ROOT_RELATIVE.sub(lambda m: f"{m.group(1)}{m.group(2)}{base_path}", body_html)
+
+
+def point_fragments_at(fragment_html: str, page_url: str) -> str:
+    """`href="#fn-1"` -> `href="/posts/x.html#fn-1"`: intros are shown away from their page."""
+    return _FRAGMENT_LINK.sub(lambda m: f"{m.group(1)}{m.group(2)}{page_url}#", fragment_html)
+
+
+def summarise(fragment_html: str, limit: int = SUMMARY_CHARS) -> str:
+    """Plain text of the first paragraphs of `fragment_html`, cut at a word near `limit`."""
+    collector = _ParagraphText()
+    collector.feed(fragment_html)
+    text = " ".join(" ".join(collector.paragraphs).split())
+    if len(text) <= limit:
+        return text
+    cut = text[:limit].rsplit(" ", 1)[0].rstrip(",;:.")
+    return cut + "…"
+
+
+def _text_of(fragment_html: str) -> str:
+    collector = _ParagraphText(all_text=True)
+    collector.feed(fragment_html)
+    return " ".join(collector.paragraphs)
+
+
+class _ParagraphText(HTMLParser):
+    """Text of top-level <p> elements (or of everything), maths replaced by its LaTeX."""
+
+    def __init__(self, all_text: bool = False):
+        super().__init__(convert_charrefs=True)
+        self.all_text = all_text
+        self.paragraphs: list[str] = []
+        self._in_p = 0
+        self._skipping: list[str] = []   # open <math> / footnote <sup> whose text is left out
+        self._current: list[str] = []
+
+    def handle_starttag(self, tag, attrs):
+        attrs = dict(attrs)
+        if tag == "math":
+            if self._collecting() and not self._skipping:
+                self._current.append(f"${attrs.get('alttext', '')}$")
+            self._skipping.append(tag)
+        elif tag == "sup" and "footnote-ref" in (attrs.get("class") or ""):
+            self._skipping.append(tag)
+        elif tag == "p":
+            self._in_p += 1
+
+    def handle_endtag(self, tag):
+        if self._skipping and tag == self._skipping[-1]:
+            self._skipping.pop()
+        elif tag == "p" and self._in_p:
+            self._in_p -= 1
+            if not self.all_text and not self._in_p:
+                self._flush()
+
+    def handle_data(self, data):
+        if self._collecting() and not self._skipping:
+            self._current.append(data)
+
+    def close(self):
+        super().close()
+        self._flush()
+
+    def _collecting(self) -> bool:
+        return self.all_text or self._in_p > 0
+
+    def _flush(self):
+        text = "".join(self._current).strip()
+        if text:
+            self.paragraphs.append(text)
+        self._current = []
+
+    def feed(self, data):
+        super().feed(data)
+        self.close()
