@@ -96,9 +96,10 @@ def gpt2_tokenizer() -> tiktoken.Encoding:
 # --- lab entry points ------------------------------------------------------------
 
 _VOCAB_TEXT = (
-    "The lab notes start with one small step. In the heart of the city stood the old "
-    "library, a relic from a bygone era. Its stone walls held books of every kind: "
-    "do you like stories? The terraces of the palace were quiet -- only the wind moved."
+    "The attention head looked at every word in the sentence, and each word looked back. "
+    "A model reads text as tokens: it learns which token comes next. In the heart of the "
+    "city stood the old library; do you like stories? The terraces of the palace were "
+    "quiet -- only the wind moved."
 )
 
 
