@@ -30,21 +30,23 @@ def absolute_url(config: SiteConfig, url: str) -> str:
     return config.base_url + url.lstrip("/")
 
 
-def resolve_url(site_url: str, page_url: str, url: str) -> str:
+def resolve_url(page_url: str, url: str, site_url: str | None = None) -> str:
     """`url` as written on the page at `page_url`, made absolute.
 
-    Root-relative URLs (`/img/x.png`) are the generator's way of naming the site root, so they
-    resolve against `site_url` (which may have a path, `https://host/blog/`); relative ones and
-    `#fragments` against the page; `mailto:`, `data:` and absolute URLs are kept as they are.
+    Relative URLs and `#fragments` resolve against the page, root-relative ones (`/img/x.png`)
+    against the host as a browser would, or against `site_url` when given: author-written
+    Markdown means the site root by `/`, which differs from the host root for a site under
+    `https://host/blog/` (rendered HTML already carries that prefix). `mailto:`, `data:` and
+    absolute URLs are kept as they are.
     """
     if url.lower().startswith(_KEEP_SCHEMES):
         return url
-    if url.startswith("/") and not url.startswith("//"):
+    if site_url is not None and url.startswith("/") and not url.startswith("//"):
         return site_url + url[1:]
     return urljoin(page_url, url)
 
 
-def absolutize_html(fragment: str, page_url: str, site_url: str) -> str:
+def absolutize_html(fragment: str, page_url: str, site_url: str | None = None) -> str:
     """`fragment` with every href/src made absolute by `resolve_url`.
 
     Only those attribute values change: the rest of the markup (MathML, escaped code) is kept
@@ -54,7 +56,7 @@ def absolutize_html(fragment: str, page_url: str, site_url: str) -> str:
         raw = next((v for v in (match["dq"], match["sq"], match["bare"]) if v is not None), None)
         if raw is None or match["name"].lower() not in _URL_ATTRS:
             return match.group(0)
-        url = resolve_url(site_url, page_url, html.unescape(raw).strip())
+        url = resolve_url(page_url, html.unescape(raw).strip(), site_url)
         return f'{match["lead"]}{match["name"]}{match["eq"]}"{html.escape(url, quote=True)}"'
 
     def fix_tag(tag: re.Match) -> str:
@@ -93,7 +95,7 @@ def _fill_entry(entry, config: SiteConfig, rendered: RenderedDocument) -> None:
     entry.link(href=url)
     entry.guid(url, permalink=True)
     entry.description(doc.summary or _one_line(_text_of(rendered.intro_html)) or _one_line(doc.title))
-    entry.content(absolutize_html(rendered.html, url, config.base_url))
+    entry.content(absolutize_html(rendered.html, url))
     entry.pubDate(doc.date)
     for category in doc.categories:
         entry.category(term=category,

@@ -103,8 +103,8 @@ def absolutize_markdown(markdown: str, page_url: str, site_url: str) -> str:
 
     def _fix_target(url: str) -> str:
         if url.startswith("<") and url.endswith(">"):
-            return "<" + resolve_url(site_url, page_url, url[1:-1]) + ">"
-        return resolve_url(site_url, page_url, url) if url else url
+            return "<" + resolve_url(page_url, url[1:-1], site_url) + ">"
+        return resolve_url(page_url, url, site_url) if url else url
 
     out = []
     for is_code, chunk in _split_code(markdown):

@@ -155,3 +155,11 @@ def test_llms_full_has_every_post_newest_first_then_pages():
 def test_outputs_are_stable_for_the_same_input():
     assert render_llms_txt(CONFIG, POSTS, PAGES) == render_llms_txt(CONFIG, POSTS[::-1], PAGES)
     assert render_llms_full(CONFIG, POSTS, PAGES) == render_llms_full(CONFIG, POSTS[::-1], PAGES)
+
+
+def test_markdown_mirror_root_links_mean_the_site_root_under_a_sub_path():
+    config = SiteConfig(base_url="https://example.org/blog/")
+    doc = rendered("post", "p", "P", markdown="![fig](/figures/a.png) and [b](b.html)\n")
+    mirror = render_markdown_mirror(config, doc)
+    assert "![fig](https://example.org/blog/figures/a.png)" in mirror
+    assert "[b](https://example.org/blog/posts/b.html)" in mirror
