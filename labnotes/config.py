@@ -16,6 +16,7 @@ _SITE_KEYS = {
     "base_url": (str,),
     "description": (str,),
     "timezone": (str,),
+    "language": (str,),
     "posts_per_page": (int,),
     "blogroll": (list,),
     "labs": (dict,),

@@ -1,0 +1,167 @@
+"""Render stage for HTML: posts, pages, paginated index, categories, months, archive, 404.
+
+Pure: rendered documents in, `{output path: bytes}` out. All HTML lives in templates/.
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo
+
+import jinja2
+
+from .model import Document, RenderedDocument, SiteConfig
+from .slugs import slugify
+
+BUILTIN_TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
+
+
+@dataclass(frozen=True)
+class Entry:
+    """A rendered post or page with its URL as a reader's browser needs it."""
+
+    rendered: RenderedDocument
+    url: str
+
+    @property
+    def document(self) -> Document:
+        return self.rendered.document
+
+    @property
+    def html(self) -> str:
+        return self.rendered.html
+
+    @property
+    def intro_html(self) -> str:
+        return self.rendered.intro_html
+
+    @property
+    def has_more(self) -> bool:
+        return self.rendered.has_more
+
+
+@dataclass(frozen=True)
+class Group:
+    """A category or a month: its name, listing URL, output folder and posts (newest first)."""
+
+    name: str
+    path: str           # site-relative folder, e.g. "category/attention/" or "2026/03/"
+    url: str
+    entries: tuple[Entry, ...]
+
+    @property
+    def count(self) -> int:
+        return len(self.entries)
+
+
+@dataclass(frozen=True)
+class Sidebar:
+    months: tuple[Group, ...]
+    categories: tuple[Group, ...]
+
+
+def base_path(config: SiteConfig) -> str:
+    """The path part of base_url: "/" or e.g. "/blog/"."""
+    path = urlsplit(config.base_url).path or "/"
+    return path if path.endswith("/") else path + "/"
+
+
+def category_path(name: str) -> str:
+    """Site-relative folder of a category's listing (its feed is `feed.xml` inside it)."""
+    return f"category/{slugify(name)}/"
+
+
+def group_categories(posts: Sequence[Entry], root: str) -> tuple[Group, ...]:
+    """One group per category slug, sorted by name; names sharing a slug ("ML", "ml") share
+    one group, shown as the oldest post spelled it."""
+    groups: dict[str, tuple[str, list[Entry]]] = {}
+    for entry in reversed(posts):
+        for name in entry.document.categories:
+            path = category_path(name)
+            groups.setdefault(path, (name, []))[1].insert(0, entry)
+    return tuple(sorted((Group(name, path, root + path, tuple(entries)) for path, (name, entries) in groups.items()),
+                        key=lambda g: (g.name.casefold(), g.path)))
+
+
+def group_months(posts: Sequence[Entry], root: str, zone: ZoneInfo) -> tuple[Group, ...]:
+    """One group per month of publication in the site's zone, newest first."""
+    groups: dict[str, tuple[str, list[Entry]]] = {}
+    for entry in posts:
+        local = entry.document.date.astimezone(zone)
+        path = f"{local.year:04d}/{local.month:02d}/"
+        groups.setdefault(path, (f"{local:%B} {local.year}", []))[1].append(entry)
+    return tuple(Group(name, path, root + path, tuple(entries))
+                 for path, (name, entries) in sorted(groups.items(), reverse=True))
+
+
+def render_site_pages(config: SiteConfig, posts: Sequence[RenderedDocument], pages: Sequence[RenderedDocument]) -> dict[str, bytes]:
+    """Every HTML page of the site; `posts` newest first."""
+    root = base_path(config)
+    zone = ZoneInfo(config.timezone)
+    env = _environment(config, zone, root)
+    post_entries = [Entry(p, root + p.document.url) for p in posts]
+    page_entries = [Entry(p, root + p.document.url) for p in pages]
+    categories = group_categories(post_entries, root)
+    months = group_months(post_entries, root, zone)
+    common = {
+        "site": config,
+        "root": root,
+        "nav_pages": [{"title": e.document.title, "url": e.url} for e in page_entries],
+        "sidebar": Sidebar(months, categories),
+        "page_title": None,
+        "description": None,
+        "category_feed": None,
+    }
+    category_by_path = {g.path: g for g in categories}
+    env.globals["categories_of"] = lambda doc: [category_by_path[category_path(n)] for n in doc.categories]
+    out: dict[str, bytes] = {}
+
+    def write(path: str, template: str, **context) -> None:
+        folder = path[: -len("index.html")] if path.endswith("index.html") else path
+        context.setdefault("canonical", config.base_url + folder)
+        html = env.get_template(template).render({**common, **context})
+        out[path] = html.encode("utf-8")
+
+    for i, entry in enumerate(post_entries):
+        newer = post_entries[i - 1] if i > 0 else None
+        older = post_entries[i + 1] if i + 1 < len(post_entries) else None
+        write(entry.document.output_path, "post.html", entry=entry, newer=newer, older=older,
+              page_title=entry.document.title, description=entry.document.summary)
+    for entry in page_entries:
+        write(entry.document.output_path, "page.html", entry=entry, page_title=entry.document.title,
+              description=entry.document.summary)
+
+    size = config.posts_per_page
+    chunks = [post_entries[i:i + size] for i in range(0, len(post_entries), size)] or [[]]
+    index_path = lambda n: "" if n == 1 else f"page/{n}/"
+    for n, chunk in enumerate(chunks, start=1):
+        write(index_path(n) + "index.html", "index.html", entries=chunk, page_number=n, page_count=len(chunks),
+              page_title=None if n == 1 else f"Page {n}",
+              newer_page=root + index_path(n - 1) if n > 1 else None,
+              older_page=root + index_path(n + 1) if n < len(chunks) else None)
+    for group in categories:
+        feed = {"name": group.name, "url": group.url + "feed.xml"}
+        write(group.path + "index.html", "listing.html", entries=group.entries, heading=group.name,
+              kicker="Category", page_title=group.name, category_feed=feed)
+    for group in months:
+        write(group.path + "index.html", "listing.html", entries=group.entries, heading=group.name,
+              kicker="Month", page_title=group.name)
+    write("archive/index.html", "archive.html", months=months, post_count=len(post_entries), page_title="Archive")
+    write("404.html", "404.html", page_title="Page not found", canonical=None)
+    return out
+
+
+def _environment(config: SiteConfig, zone: ZoneInfo, root: str) -> jinja2.Environment:
+    loaders = [jinja2.FileSystemLoader(str(config.root / "templates")), jinja2.FileSystemLoader(str(BUILTIN_TEMPLATES))]
+    env = jinja2.Environment(loader=jinja2.ChoiceLoader(loaders), autoescape=True, keep_trailing_newline=True,
+                             trim_blocks=False, undefined=jinja2.StrictUndefined)
+
+    def date_text(moment: datetime) -> str:
+        local = moment.astimezone(zone)
+        return f"{local.day} {local:%B} {local.year}"
+
+    env.globals["date_text"] = date_text
+    return env

@@ -1,0 +1,128 @@
+"""Whole builds: the CLI, exit codes, atomic output, byte-identical rebuilds, SPEC 9 bad input."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import build as cli
+from conftest import post_text
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def run_cli(site, *args):
+    return subprocess.run([sys.executable, str(REPO / "build.py"), *args, "--config", str(site.config),
+                           "--content", str(site.content), "--out", str(site.out)],
+                          capture_output=True, text=True, cwd=site.root, timeout=60)
+
+
+def test_build_prints_the_closing_line_and_exits_0(site):
+    site.post("a.md", post_text())
+    result = run_cli(site)
+    assert result.returncode == 0, result.stderr
+    last = result.stdout.strip().splitlines()[-1]
+    assert last.startswith("built ") and last.endswith("s; labs: 0 run, 0 cached, 0 failed")
+    assert int(last.split()[1]) == len(list(site.out.rglob("*.html")))
+
+
+def test_two_builds_are_byte_identical(site, tmp_path):
+    site.post("a.md", post_text(body="Maths $x^2$ and a table\n\n| a |\n|---|\n| 1 |\n"))
+    site.post("b.md", post_text(title="B", date="2026-04-01", categories="[X, Y]"))
+    site.build()
+    first = site.snapshot()
+    site.out.rename(tmp_path / "first")
+    site.build()
+    assert site.snapshot() == first
+    assert {"feed.xml", "llms.txt", "llms-full.txt", "sitemap.xml", "posts/a.html.md", "static/style.css"} <= set(first)
+
+
+def test_unchanged_rebuild_rewrites_nothing(site):
+    site.post("a.md", post_text())
+    site.build()
+    stamp = (site.out / "posts/a.html").stat().st_mtime_ns
+    report = site.build()
+    assert report.changed == 0 and (site.out / "posts/a.html").stat().st_mtime_ns == stamp
+
+
+def test_removed_post_disappears_from_the_output(site):
+    site.post("a.md", post_text())
+    old = site.post("b.md", post_text(title="B"))
+    site.build()
+    old.unlink()
+    site.build()
+    assert not (site.out / "posts/b.html").exists() and (site.out / "posts/a.html").exists()
+
+
+BAD_INPUT = {
+    "malformed_front_matter": ("bad.md", "---\ntitle: T\ndate 2026-03-01\n---\nx", "bad.md:3: error: front matter"),
+    "missing_title": ("bad.md", "---\ndate: 2026-03-01\n---\nx", "bad.md:1: error: front matter has no `title:`"),
+    "missing_date": ("bad.md", "---\ntitle: T\n---\nx", "bad.md:1: error: front matter has no `date:`"),
+    "unparsable_date": ("bad.md", "---\ntitle: T\ndate: yesterday\n---\nx", "bad.md:3: error: cannot read `date: yesterday`"),
+    "unknown_category_format": ("bad.md", "---\ntitle: T\ndate: 2026-03-01\ncategories: a, b\n---\nx", "bad.md:4: error: `categories` must be a list"),
+    "invalid_maths": ("bad.md", "---\ntitle: T\ndate: 2026-03-01\n---\nok\n\n$\\frac{a}{b$ bad", "bad.md:7: error: invalid maths"),
+    "missing_image": ("bad.md", "---\ntitle: T\ndate: 2026-03-01\n---\n![x](/images/none.png)", "bad.md:5: error: image /images/none.png does not exist"),
+    "non_utf8": ("bad.md", b"---\ntitle: T\ndate: 2026-03-01\n---\n\xff\n", "bad.md:5: error: not UTF-8"),
+    "duplicate_slug": ("2026-02-01-good.md", post_text(title="Same slug"), "2026-02-01-good.md:1: error: two posts have the slug `good`"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_INPUT))
+def test_bad_input_is_one_line_exit_1_and_keeps_last_good_site(site, case):
+    site.post("2026-01-01-good.md", post_text())
+    assert run_cli(site).returncode == 0
+    before = site.snapshot()
+    name, text, expected = BAD_INPUT[case]
+    site.post(name, text)
+    result = run_cli(site)
+    assert result.returncode == 1
+    assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
+    assert expected in result.stderr, result.stderr
+    assert result.stderr.startswith("content/posts/")
+    assert site.snapshot() == before
+    assert not [p for p in site.root.iterdir() if ".tmp-" in p.name or ".old-" in p.name]
+
+
+def test_failed_build_keeps_last_good_site(site):
+    site.post("a.md", post_text(title="Good"))
+    site.build()
+    before = site.snapshot()
+    site.post("b.md", post_text(title="Bad", date="not a date"))
+    with pytest.raises(Exception):
+        site.build()
+    assert site.snapshot() == before
+
+
+def test_bad_site_toml_exits_1(site):
+    site.config.write_text("posts_per_page = 'ten'\n")
+    result = run_cli(site)
+    assert result.returncode == 1 and "site.toml: error: posts_per_page must be an integer" in result.stderr
+
+
+def test_usage_error_exits_2(site, capsys):
+    assert cli.main(["build", "--no-such-flag"]) == 2
+    assert cli.main(["build", "--device", "tpu"]) == 2
+    assert cli.main(["build", "--jobs", "0"]) == 2
+
+
+def test_new_scaffolds_a_post_and_refuses_to_overwrite(site, capsys):
+    assert cli.main(["new", 'Attention: "why" & how', "--content", str(site.content)]) == 0
+    (path,) = (site.content / "posts").glob("*.md")
+    assert path.name.endswith("-attention-why-how.md") and path.name[:4].isdigit()
+    assert cli.main(["new", 'Attention: "why" & how', "--content", str(site.content)]) == 1
+    assert "already exists" in capsys.readouterr().err
+    from labnotes.config import load_config
+    from labnotes.content import load_document
+    from zoneinfo import ZoneInfo
+    doc = load_document(path, "post", ZoneInfo("UTC"), {})
+    assert doc.title == 'Attention: "why" & how' and doc.draft
+
+
+def test_clean_removes_the_output(site):
+    site.post("a.md", post_text())
+    site.build()
+    assert cli.main(["clean", "--out", str(site.out)]) == 0
+    assert not site.out.exists()
