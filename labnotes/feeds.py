@@ -5,6 +5,7 @@ absolute, and two builds of the same posts must give the same bytes (no clock an
 """
 from __future__ import annotations
 
+import functools
 import html
 import re
 from collections.abc import Sequence
@@ -18,7 +19,8 @@ from .slugs import slugify
 
 # A start tag, and one attribute of it at a time so that a quoted value is consumed whole
 # (`title="href=/x"` is not a link). Escaped text (`&lt;a href=` in code) is not a tag.
-_START_TAG = re.compile(r"<[A-Za-z][^\s<>/]*(?P<attrs>[^<>]*)>")
+# Only tags that mention href/src are looked at: most tags of a post are Pygments' <span>s.
+_START_TAG = re.compile(r"<[A-Za-z][^\s<>/]*(?P<attrs>\s[^<>]*(?:href|src)[^<>]*)>", re.IGNORECASE)
 _ATTR = re.compile(r"""(?P<lead>\s+)(?P<name>[^\s"'<>/=]+)(?:(?P<eq>\s*=\s*)(?:"(?P<dq>[^"]*)"|'(?P<sq>[^']*)'|(?P<bare>[^\s"'=<>`]+)))?""")
 _URL_ATTRS = {"href", "src"}
 # Links that must not be resolved against the page: they already say where they go.
@@ -95,7 +97,7 @@ def _fill_entry(entry, config: SiteConfig, rendered: RenderedDocument) -> None:
     entry.link(href=url)
     entry.guid(url, permalink=True)
     entry.description(doc.summary or _one_line(_text_of(rendered.intro_html)) or _one_line(doc.title))
-    entry.content(absolutize_html(rendered.html, url))
+    entry.content(_absolute_content(rendered.html, url))
     entry.pubDate(doc.date)
     for category in doc.categories:
         entry.category(term=category,
@@ -103,6 +105,12 @@ def _fill_entry(entry, config: SiteConfig, rendered: RenderedDocument) -> None:
     if config.author:
         # RSS <author> must be an email address; dc:creator takes a plain name.
         entry.dc.dc_creator(config.author)
+
+
+@functools.lru_cache(maxsize=4096)
+def _absolute_content(body_html: str, page_url: str) -> str:
+    # A post is in the site feed and in one feed per category: resolve its links once.
+    return absolutize_html(body_html, page_url)
 
 
 def _newest_change(posts: Sequence[RenderedDocument]) -> datetime:
