@@ -1,6 +1,6 @@
 """Site build benchmark (SPEC 8): Lab Notes vs Pelican vs Hugo on the same synthetic posts.
 
-    .venv/bin/python bench/site_bench.py [--posts 1000] [--keep DIR] [--no-peers]
+    .venv/bin/python bench/site_bench.py [--posts 1000] [--repeat 3] [--keep DIR] [--no-peers]
 
 Writes N posts (code block, table, footnote, two categories each) in each tool's dialect,
 then times a cold build (empty output, no cache) and a second build with nothing changed,
@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import resource
 import shutil
 import subprocess
 import sys
@@ -34,32 +35,42 @@ ROOT = Path(__file__).resolve().parents[1]
 @dataclass
 class Result:
     tool: str
-    cold: float | None = None
+    cold: float | None = None          # wall-clock seconds, best of the repeats
     second: float | None = None
+    cold_cpu: float | None = None      # user + system CPU seconds of that same run
+    second_cpu: float | None = None
     pages: int = 0
     note: str = ""
 
 
-def timed(cmd: list[str], cwd: Path) -> tuple[float, subprocess.CompletedProcess]:
-    """Wall-clock seconds of `cmd` as a fresh process, and its result."""
+def timed(cmd: list[str], cwd: Path) -> tuple[float, float, subprocess.CompletedProcess]:
+    """Wall-clock and CPU seconds of `cmd` as a fresh process, and its result."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
     proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True,
                           env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"})
-    return time.perf_counter() - started, proc
+    wall = time.perf_counter() - started
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return wall, cpu, proc
 
 
-def run_twice(tool: str, cmd: list[str], cwd: Path, out: Path, clean: list[Path]) -> Result:
-    """Cold build (after removing `clean`), then a second build with nothing changed."""
-    for path in clean:
-        shutil.rmtree(path, ignore_errors=True)
+def run_twice(tool: str, cmd: list[str], cwd: Path, out: Path, clean: list[Path], repeat: int) -> Result:
+    """Cold build (after removing `clean`), then a second build with nothing changed; the
+    pair is run `repeat` times and each figure is the best, since other load only adds time."""
     result = Result(tool)
-    for attempt in ("cold", "second"):
-        seconds, proc = timed(cmd, cwd)
-        if proc.returncode != 0:
-            tail = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["no output"]
-            result.note = f"{attempt} build failed (exit {proc.returncode}): {tail[0][:100]}"
-            return result
-        setattr(result, attempt, seconds)
+    for _ in range(repeat):
+        for path in clean:
+            shutil.rmtree(path, ignore_errors=True)
+        for attempt in ("cold", "second"):
+            wall, cpu, proc = timed(cmd, cwd)
+            if proc.returncode != 0:
+                tail = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["no output"]
+                result.note = f"{attempt} build failed (exit {proc.returncode}): {tail[0][:100]}"
+                return result
+            if getattr(result, attempt) is None or wall < getattr(result, attempt):
+                setattr(result, attempt, wall)
+                setattr(result, f"{attempt}_cpu", cpu)
     result.pages = sum(1 for _ in out.rglob("*.html"))
     return result
 
@@ -73,7 +84,7 @@ description = "Synthetic posts for the site benchmark."
 """
 
 
-def bench_labnotes(work: Path, n: int) -> Result:
+def bench_labnotes(work: Path, n: int, repeat: int) -> Result:
     site = work / "labnotes"
     write_posts(site / "content" / "posts", n, "labnotes")
     (site / "content" / "pages").mkdir(parents=True, exist_ok=True)
@@ -82,12 +93,12 @@ def bench_labnotes(work: Path, n: int) -> Result:
     if (ROOT / "build.py").exists():
         cmd = [sys.executable, str(ROOT / "build.py"), "build", "--config", str(site / "site.toml"),
                "--content", str(site / "content"), "--out", str(out)]
-        return run_twice("Lab Notes", cmd, site, out, clean=[out, site / "labcache"])
+        return run_twice("Lab Notes", cmd, site, out, clean=[out, site / "labcache"], repeat=repeat)
     # Until build.py exists: time the stages that do, as a fresh process like the others.
     script = ROOT / "bench" / "_labnotes_partial_build.py"
     script.write_text(PARTIAL_BUILD)
     try:
-        result = run_twice("Lab Notes", [sys.executable, str(script), str(site), str(out)], site, out, [out])
+        result = run_twice("Lab Notes", [sys.executable, str(script), str(site), str(out)], site, out, [out], repeat)
     finally:
         script.unlink()
     result.note = "partial: load + Markdown + feeds/llms/sitemap only (no build.py yet)"
@@ -145,7 +156,7 @@ def find_pelican() -> str | None:
     return None
 
 
-def bench_pelican(work: Path, n: int) -> Result:
+def bench_pelican(work: Path, n: int, repeat: int) -> Result:
     pelican = find_pelican()
     if pelican is None:
         return Result("Pelican", note="skipped: pelican not found (see this script's docstring)")
@@ -155,7 +166,7 @@ def bench_pelican(work: Path, n: int) -> Result:
     out = site / "output"
     version = subprocess.run([pelican, "--version"], capture_output=True, text=True).stdout.strip()
     cmd = [pelican, "content", "-o", str(out), "-s", "pelicanconf.py", "-q"]
-    result = run_twice(f"Pelican {version}", cmd, site, out, clean=[out, site / "cache"])
+    result = run_twice(f"Pelican {version}", cmd, site, out, clean=[out, site / "cache"], repeat=repeat)
     result.note = result.note or "default theme, content cache on"
     return result
 
@@ -188,7 +199,7 @@ HUGO_LIST = """<!doctype html><html lang="en"><head><meta charset="utf-8"><title
 """
 
 
-def bench_hugo(work: Path, n: int) -> Result:
+def bench_hugo(work: Path, n: int, repeat: int) -> Result:
     hugo = shutil.which("hugo")
     if hugo is None:
         return Result("Hugo", note="skipped: hugo not found (apt-get install -y hugo)")
@@ -203,19 +214,26 @@ def bench_hugo(work: Path, n: int) -> Result:
     version = subprocess.run([hugo, "version"], capture_output=True, text=True).stdout.split()[1]
     version = version.split("+")[0].split("-")[0].lstrip("v")
     cmd = [hugo, "--source", str(site), "--destination", str(out), "--quiet"]
-    result = run_twice(f"Hugo {version}", cmd, site, out, clean=[out, site / "resources"])
+    result = run_twice(f"Hugo {version}", cmd, site, out, clean=[out, site / "resources"], repeat=repeat)
     result.note = result.note or "minimal templates, full rebuild each time"
     return result
 
 
-def print_table(results: list[Result], n: int) -> None:
-    cores = os.cpu_count()
-    print(f"\n{n} synthetic posts (code block, table, footnote each), {cores} CPU cores; wall-clock seconds")
-    print(f"{'tool':<16} {'cold build s':>12} {'second build s':>15} {'HTML files':>11}  note")
+def print_table(results: list[Result], n: int, repeat: int) -> None:
+    print(f"\n{n} synthetic posts (code block, table, footnote each), {os.cpu_count()} CPU cores, "
+          f"best of {repeat}; seconds (wall clock, and CPU user+system of the same run)")
+    print(f"{'tool':<16} {'cold build':>10} {'(CPU)':>7} {'second build':>13} {'(CPU)':>7} {'HTML files':>11}  note")
+
+    def fmt(x: float | None, width: int) -> str:
+        return f"{x:>{width}.2f}" if x is not None else f"{'-':>{width}}"
+
     for r in results:
-        cold = f"{r.cold:.2f}" if r.cold is not None else "-"
-        second = f"{r.second:.2f}" if r.second is not None else "-"
-        print(f"{r.tool:<16} {cold:>12} {second:>15} {r.pages or '-':>11}  {r.note}")
+        print(f"{r.tool:<16} {fmt(r.cold, 10)} {fmt(r.cold_cpu, 7)} {fmt(r.second, 13)} "
+              f"{fmt(r.second_cpu, 7)} {r.pages or '-':>11}  {r.note}")
+    load = os.getloadavg()[0]
+    if load > (os.cpu_count() or 1):
+        print(f"note: load average {load:.1f} on {os.cpu_count()} cores while measuring; "
+              f"wall-clock figures include waiting for other processes")
 
 
 def main() -> None:
@@ -223,14 +241,15 @@ def main() -> None:
     parser.add_argument("--posts", type=int, default=1000)
     parser.add_argument("--keep", type=Path, help="build in this folder and keep it")
     parser.add_argument("--no-peers", action="store_true", help="time Lab Notes only")
+    parser.add_argument("--repeat", type=int, default=1, help="run each pair of builds this many times; report the best")
     args = parser.parse_args()
     work = args.keep or Path(tempfile.mkdtemp(prefix="labnotes-bench-"))
     work.mkdir(parents=True, exist_ok=True)
     try:
-        results = [bench_labnotes(work, args.posts)]
+        results = [bench_labnotes(work, args.posts, args.repeat)]
         if not args.no_peers:
-            results += [bench_pelican(work, args.posts), bench_hugo(work, args.posts)]
-        print_table(results, args.posts)
+            results += [bench_pelican(work, args.posts, args.repeat), bench_hugo(work, args.posts, args.repeat)]
+        print_table(results, args.posts, args.repeat)
     finally:
         if args.keep is None:
             shutil.rmtree(work, ignore_errors=True)
