@@ -7,6 +7,7 @@ know about Markdown and this module never has to know about labs.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import html
 import re
 from collections.abc import Callable
@@ -16,6 +17,7 @@ import markdown2
 from pygments import highlight
 from pygments.formatters import HtmlFormatter
 from pygments.lexers import get_lexer_by_name
+from pygments.util import ClassNotFound
 
 from .fences import find_fences
 from .maths import protect_maths
@@ -30,7 +32,6 @@ CODE_CSS_CLASS = "codehilite"
 SUMMARY_CHARS = 280
 
 _EXTRAS = {
-    "fenced-code-blocks": {"cssclass": CODE_CSS_CLASS},
     "footnotes": None,
     "tables": None,
     "smarty-pants": None,
@@ -39,7 +40,7 @@ _EXTRAS = {
 # Placeholders are plain words so markdown2 (emphasis, smarty-pants) leaves them alone.
 _FOLD = "LabNotesFoldMarker"
 _MATH = re.compile(r"LabNotesMath(\d+)x")
-_BLOCK = re.compile(r"(<p>)?LabNotesBlock(\d+)x(</p>)?")
+_BLOCK = re.compile(r"(<p>|<pre><code>)?LabNotesBlock(\d+)x\n?(</p>|</code></pre>)?")
 _DISPLAY_MATH_PARAGRAPH = re.compile(r"<p>(LabNotesMath\d+x)</p>")
 _HEADING = re.compile(r"<h([1-6])>(.*?)</h\1>", re.S)
 _ROOT_RELATIVE = re.compile(r"""(\s(?:href|src)=)(["'])/(?!/)""")
@@ -58,6 +59,7 @@ def render_document(doc: Document, block_renderer: BlockRenderer, base_path: str
     mirror_parts: list[str] = []    # the Markdown mirror
     maths = []
     blocks: list[FencedBlock] = []
+    code_blocks: list[RenderedBlock | None] = []   # None: a lab block, rendered below
     has_more = False
 
     def math_placeholder(i: int) -> str:
@@ -81,21 +83,26 @@ def render_document(doc: Document, block_renderer: BlockRenderer, base_path: str
             text, found = protect_maths("\n".join(kept), math_placeholder, doc.source, doc.body_line + cursor)
             maths.extend(found)
             md_parts.append(text)
-            mirror_parts.append("\n".join(l for l in prose_lines if l.strip() != FOLD_MARKER))
+            mirror_parts.append(_without_fold(prose_lines))
         if fence is None:
             break
-        fence_text = "\n".join(lines[fence.start:fence.end + 1])
+        # Every fence is cut out and highlighted here: markdown2 never sees code, so nothing
+        # (maths, smart quotes, placeholders) can leak into it, and one formatter serves all.
+        indent = fence.indent if len(fence.indent.expandtabs(4)) < 4 else fence.indent[:4]
         if fence.info in LAB_KINDS:
             blocks.append(FencedBlock(fence.info, doc.source, doc.body_line + fence.start, fence.inner(lines)))
-            md_parts.append(f"\nLabNotesBlock{len(blocks) - 1}x\n")
-            mirror_parts.append(f"LabNotesBlock{len(blocks) - 1}x")
+            rendered = None
         else:
-            md_parts.append(fence_text)
-            mirror_parts.append(fence_text)
+            rendered = RenderedBlock(highlight_code(_dedent(fence.inner(lines), fence.indent), fence.info), "")
+        code_blocks.append(rendered)
+        md_parts.append(f"\n{indent}LabNotesBlock{len(code_blocks) - 1}x\n")
+        mirror_parts.append(f"LabNotesBlock{len(code_blocks) - 1}x" if rendered is None else
+                            "\n".join(lines[fence.start:fence.end + 1]))
         cursor = fence.end + 1
 
-    body_html = markdown2.markdown("\n".join(md_parts), extras=_EXTRAS)
-    rendered_blocks = [block_renderer(block) for block in blocks]
+    body_html = _markdown().convert("\n".join(md_parts))
+    lab_blocks = iter([block_renderer(block) for block in blocks])
+    rendered_blocks = [code if code is not None else next(lab_blocks) for code in code_blocks]
     body_html = _DISPLAY_MATH_PARAGRAPH.sub(r"\1", body_html)
     body_html = _MATH.sub(lambda m: maths[int(m.group(1))].mathml, body_html)
     body_html = _BLOCK.sub(lambda m: rendered_blocks[int(m.group(2))].html, body_html)
@@ -115,12 +122,56 @@ def render_document(doc: Document, block_renderer: BlockRenderer, base_path: str
     return RenderedDocument(document, body_html, intro_html, has_more, mirror.strip("\n") + "\n")
 
 
+def _without_fold(lines: list[str]) -> str:
+    """Prose lines for the mirror: the fold marker and the blank line it leaves are dropped."""
+    kept: list[str] = []
+    for i, line in enumerate(lines):
+        if line.strip() == FOLD_MARKER:
+            if kept and not kept[-1].strip() and i + 1 < len(lines) and not lines[i + 1].strip():
+                kept.pop()
+            continue
+        kept.append(line)
+    return "\n".join(kept)
+
+
 def render_code_block(block: FencedBlock) -> RenderedBlock:
     """The block renderer used until labs run: the block shown as a plain code block."""
-    lexer = get_lexer_by_name("yaml" if block.kind == "lab" else "text")
-    code = highlight(block.text + "\n", lexer, HtmlFormatter(cssclass=CODE_CSS_CLASS, wrapcode=True))
+    code = highlight_code(block.text, "yaml" if block.kind == "lab" else "text")
     fence = "```"
     return RenderedBlock(html=code, markdown=f"{fence}{block.kind}\n{block.text}\n{fence}")
+
+
+def highlight_code(code: str, info: str) -> str:
+    """A fenced block's HTML: Pygments-highlighted when its info string names a language."""
+    lexer = _lexer(info.split()[0] if info.split() else "")
+    if lexer is None:
+        return f"<pre><code>{html.escape(code, quote=False)}\n</code></pre>\n"
+    return highlight(code + "\n", lexer, _formatter())
+
+
+@functools.lru_cache(maxsize=None)
+def _lexer(name: str):
+    try:
+        return get_lexer_by_name(name) if name else None
+    except ClassNotFound:
+        return None
+
+
+@functools.lru_cache(maxsize=1)
+def _formatter() -> HtmlFormatter:
+    return HtmlFormatter(cssclass=CODE_CSS_CLASS, wrapcode=True)
+
+
+@functools.lru_cache(maxsize=1)
+def _markdown() -> markdown2.Markdown:
+    return markdown2.Markdown(extras=_EXTRAS)
+
+
+def _dedent(text: str, indent: str) -> str:
+    """Remove a fence's own indentation from its lines."""
+    if not indent:
+        return text
+    return "\n".join(line[len(indent):] if line.startswith(indent) else line.lstrip() for line in text.split("\n"))
 
 
 def pygments_css() -> str:

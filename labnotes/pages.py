@@ -12,6 +12,7 @@ from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
 
 import jinja2
+import markupsafe
 
 from .model import Document, RenderedDocument, SiteConfig
 from .slugs import slugify
@@ -115,6 +116,8 @@ def render_site_pages(config: SiteConfig, posts: Sequence[RenderedDocument], pag
         "description": None,
         "category_feed": None,
     }
+    # The sidebar is the same on every page: render it once, not 1,000 times.
+    common["sidebar_html"] = markupsafe.Markup(env.get_template("_sidebar.html").render(common))
     category_by_path = {g.path: g for g in categories}
     env.globals["categories_of"] = lambda doc: [category_by_path[category_path(n)] for n in doc.categories]
     out: dict[str, bytes] = {}

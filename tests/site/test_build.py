@@ -1,9 +1,9 @@
 """Whole builds: the CLI, exit codes, atomic output, byte-identical rebuilds, SPEC 9 bad input."""
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -14,15 +14,37 @@ from conftest import post_text
 REPO = Path(__file__).resolve().parents[2]
 
 
-def run_cli(site, *args):
-    return subprocess.run([sys.executable, str(REPO / "build.py"), *args, "--config", str(site.config),
-                           "--content", str(site.content), "--out", str(site.out)],
-                          capture_output=True, text=True, cwd=site.root, timeout=60)
+@dataclass
+class Result:
+    returncode: int
+    stdout: str
+    stderr: str
 
 
-def test_build_prints_the_closing_line_and_exits_0(site):
+@pytest.fixture
+def run_cli(site, capsys, monkeypatch):
+    """`build.py build` in this process (fast), from the site's folder like a user would."""
+    monkeypatch.chdir(site.root)
+
+    def run(*args):
+        capsys.readouterr()
+        code = cli.main(["build", *args, "--config", "site.toml", "--content", "content", "--out", "output"])
+        out, err = capsys.readouterr()
+        return Result(code, out, err)
+    return run
+
+
+def test_build_py_runs_as_a_script(site):
     site.post("a.md", post_text())
-    result = run_cli(site)
+    result = subprocess.run([sys.executable, str(REPO / "build.py"), "--out", str(site.out)],
+                            capture_output=True, text=True, cwd=site.root, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().splitlines()[-1].startswith("built ")
+
+
+def test_build_prints_the_closing_line_and_exits_0(site, run_cli):
+    site.post("a.md", post_text())
+    result = run_cli()
     assert result.returncode == 0, result.stderr
     last = result.stdout.strip().splitlines()[-1]
     assert last.startswith("built ") and last.endswith("s; labs: 0 run, 0 cached, 0 failed")
@@ -71,13 +93,13 @@ BAD_INPUT = {
 
 
 @pytest.mark.parametrize("case", sorted(BAD_INPUT))
-def test_bad_input_is_one_line_exit_1_and_keeps_last_good_site(site, case):
+def test_bad_input_is_one_line_exit_1_and_keeps_last_good_site(site, run_cli, case):
     site.post("2026-01-01-good.md", post_text())
-    assert run_cli(site).returncode == 0
+    assert run_cli().returncode == 0
     before = site.snapshot()
     name, text, expected = BAD_INPUT[case]
     site.post(name, text)
-    result = run_cli(site)
+    result = run_cli()
     assert result.returncode == 1
     assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
     assert expected in result.stderr, result.stderr
@@ -96,9 +118,9 @@ def test_failed_build_keeps_last_good_site(site):
     assert site.snapshot() == before
 
 
-def test_bad_site_toml_exits_1(site):
+def test_bad_site_toml_exits_1(site, run_cli):
     site.config.write_text("posts_per_page = 'ten'\n")
-    result = run_cli(site)
+    result = run_cli()
     assert result.returncode == 1 and "site.toml: error: posts_per_page must be an integer" in result.stderr
 
 
@@ -126,3 +148,23 @@ def test_clean_removes_the_output(site):
     site.build()
     assert cli.main(["clean", "--out", str(site.out)]) == 0
     assert not site.out.exists()
+
+
+def test_built_feed_llms_txt_and_mirrors_escape_titles(site):
+    import feedparser
+    from llms_txt import parse_llms_file
+
+    title = 'Less <than> & "quoted" 🚀'
+    site.post("a.md", post_text(title='"Less <than> & \\"quoted\\" 🚀"', categories='["R&D <lab>"]',
+                                body="Maths $x^2$.\n\n<!--more-->\n\nMore."))
+    site.build()
+    feed = feedparser.parse((site.out / "feed.xml").read_bytes())
+    assert not feed.bozo and feed.entries[0].title == title
+    assert feed.entries[0].link == "https://example.org/posts/a.html"
+    assert [t.term for t in feed.entries[0].tags] == ["R&D <lab>"]
+    category_feed = feedparser.parse((site.out / "category/r-d-lab/feed.xml").read_bytes())
+    assert not category_feed.bozo and len(category_feed.entries) == 1
+    parsed = parse_llms_file((site.out / "llms.txt").read_text())
+    assert parsed.title == "Test Notes"
+    mirror = (site.out / "posts/a.html.md").read_text()
+    assert "Maths $x^2$.\n\nMore." in mirror and "more-->" not in mirror
