@@ -83,23 +83,18 @@ class CausalAttention(nn.Module):
         mask = torch.triu(torch.ones(context_length, context_length, dtype=torch.bool), diagonal=1)
         self.register_buffer("mask", mask, persistent=False)
 
-    def forward(self, x):  # x: (B, T, d_in)
+    def attention_weights(self, x):  # x: (B, T, d_in)
+        """The (B, T, T) causal attention weights; row t is spread over tokens 0..t."""
         T = x.shape[1]
         queries = self.W_query(x)  # (B, T, d_out)
-        keys = self.W_key(x)
-        values = self.W_value(x)
+        keys = self.W_key(x)  # (B, T, d_out)
         scores = queries @ keys.transpose(1, 2)  # (B, T, T)
-        scores = scores.masked_fill(self.mask[:T, :T], float("-inf"))  # softmax gives them 0
-        weights = torch.softmax(scores / keys.shape[-1] ** 0.5, dim=-1)
-        weights = self.dropout(weights)  # identity in eval mode
-        return weights @ values  # (B, T, d_out)
+        scores = scores.masked_fill(self.mask[:T, :T], float("-inf"))  # softmax turns them into 0
+        return torch.softmax(scores / keys.shape[-1] ** 0.5, dim=-1)
 
-    def attention_weights(self, x):
-        """The (B, T, T) causal weights before dropout, for plotting."""
-        T = x.shape[1]
-        scores = self.W_query(x) @ self.W_key(x).transpose(1, 2)
-        scores = scores.masked_fill(self.mask[:T, :T], float("-inf"))
-        return torch.softmax(scores / self.W_key.out_features ** 0.5, dim=-1)
+    def forward(self, x):  # x: (B, T, d_in)
+        weights = self.dropout(self.attention_weights(x))  # dropout is the identity in eval mode
+        return weights @ self.W_value(x)  # (B, T, d_out)
 
 
 def causal_weights_demo(seq_len: int = 6, text: str = "Your journey starts with one step",

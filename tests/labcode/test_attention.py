@@ -152,3 +152,13 @@ def test_attention_labs_return_what_the_post_shows():
     assert torch.all(weights.triu(diagonal=1) == 0)
     assert torch.allclose(weights.sum(dim=-1), torch.ones(4))
     plt.close("all")
+
+
+def test_causal_attention_dropout_is_off_in_eval():
+    torch.manual_seed(0)
+    head = CausalAttention(D, 8, T, dropout=0.5)
+    x = torch.randn(2, T, D)
+    head.eval()
+    assert torch.equal(head(x), head(x))
+    head.train()
+    assert not torch.equal(head(x), head(x))
