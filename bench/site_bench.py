@@ -189,12 +189,13 @@ HUGO_PAGE = """<!doctype html><html lang="en"><head><meta charset="utf-8"><title
 {{ with .NextInSection }}<a href="{{ .RelPermalink }}">{{ .Title }}</a>{{ end }}
 </body></html>
 """
+# Like Lab Notes: the home page is paginated, a category page lists all its posts on one page.
 HUGO_LIST = """<!doctype html><html lang="en"><head><meta charset="utf-8"><title>{{ .Title }}</title></head><body>
 <h1>{{ .Title }}</h1>
-{{ $paginator := .Paginate (where .Site.RegularPages "Section" "posts") }}{{ if not .IsHome }}{{ $paginator = .Paginate .Pages }}{{ end }}
-{{ range $paginator.Pages }}<article><h2><a href="{{ .RelPermalink }}">{{ .Title }}</a></h2>{{ .Summary }}
+{{ $pages := .Pages }}{{ if .IsHome }}{{ $pages = (.Paginate (where .Site.RegularPages "Section" "posts")).Pages }}{{ end }}
+{{ range $pages }}<article><h2><a href="{{ .RelPermalink }}">{{ .Title }}</a></h2>{{ .Summary }}
 {{ if .Truncated }}<a href="{{ .RelPermalink }}">Read more</a>{{ end }}</article>{{ end }}
-{{ with $paginator.Next }}<a href="{{ .URL }}">Older</a>{{ end }}
+{{ if .IsHome }}{{ with .Paginator.Next }}<a href="{{ .URL }}">Older</a>{{ end }}{{ end }}
 </body></html>
 """
 
