@@ -61,9 +61,13 @@ def main():
 
     rows = []
     cfg = tiny_gpt_config(512)
-    tps, n = tokens_per_second(cfg, 16, "cpu", compile=False, steps=args.steps, warmup=3)
-    rows.append((f"tiny GPT {n / 1e6:.2f}M, ctx {cfg.context_length}, batch 16", "cpu fp32",
-                 f"{tps:,.0f}", "n/a (no CUDA)"))
+    threads = torch.get_num_threads()
+    for n_threads in sorted({1, threads}):  # train_on_blog runs on one thread
+        torch.set_num_threads(n_threads)
+        tps, n = tokens_per_second(cfg, 16, "cpu", compile=False, steps=args.steps, warmup=3)
+        rows.append((f"tiny GPT {n / 1e6:.2f}M, ctx {cfg.context_length}, batch 16",
+                     f"cpu fp32, {n_threads} thread(s)", f"{tps:,.0f}", "n/a (no CUDA)"))
+    torch.set_num_threads(threads)
     if torch.cuda.is_available():
         cfg = GPTConfig.preset("gpt2-small", attention="sdpa", drop_rate=0.0)
         tps, n = tokens_per_second(cfg, args.batch, "cuda", compile=True, steps=args.steps,

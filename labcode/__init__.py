@@ -23,6 +23,12 @@ _EXPORTS = {
     "generate": "labcode.generation",
     "load_gpt2": "labcode.gpt2_weights",
     "train": "labcode.training",
+    "TrainProgress": "labcode.training",
+    "TrainHistory": "labcode.training",
+    "calc_loss_batch": "labcode.training",
+    "calc_loss_loader": "labcode.training",
+    "perplexity": "labcode.training",
+    "lr_at": "labcode.training",
 }
 
 __all__ = sorted(_EXPORTS)
