@@ -10,8 +10,9 @@ from .config import load_config
 from .content import load_content
 from .feeds import render_rss
 from .llms import mirror_path, render_llms_full, render_llms_txt, render_markdown_mirror
-from .markdown import render_code_block, render_document
-from .model import BuildOptions, Content, Document, LabCounts, LabStage, RenderedDocument, SiteConfig
+from .labs.stage import run_lab_stage
+from .markdown import render_document
+from .model import BuildOptions, Content, LabCounts, RenderedDocument, SiteConfig
 from .output import write_site
 from .pages import base_path, group_categories, group_months, Entry, render_site_pages
 from .sitemap import render_sitemap
@@ -33,11 +34,6 @@ class BuildReport:
         """`built P pages in S s; labs: R run, C cached, F failed`."""
         return (f"built {self.pages} pages in {self.seconds:.2f} s; "
                 f"labs: {self.labs.run} run, {self.labs.cached} cached, {self.labs.failed} failed")
-
-
-def run_lab_stage(documents: Sequence[Document], config: SiteConfig, options: BuildOptions) -> LabStage:
-    """Until the lab engine plugs in here: every lab block shown as code, nothing run."""
-    return LabStage(block_renderer=render_code_block)
 
 
 def build(config_path: Path | str, content_dir: Path | str, out_dir: Path | str,

@@ -79,7 +79,8 @@ class LabCache:
                 raise ValueError("unknown format")
             return CacheEntry(**data)
         except (ValueError, TypeError, UnicodeDecodeError) as exc:
-            self.warnings.append(f"{path}: warning: corrupt cache entry ignored and rebuilt "
+            self.warnings.append(f"{os.path.relpath(path)}: warning: corrupt cache entry ignored "
+                                 "and rebuilt "
                                  f"({type(exc).__name__})")
             return None
 

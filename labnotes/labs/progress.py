@@ -70,6 +70,12 @@ class Progress:
         else:
             self.stream.write(message + "\n")
 
+    def warn(self, message: str) -> None:
+        """A problem the build recovers from (a corrupt cache entry): always shown."""
+        self.close()
+        self._last_width = 0
+        self.stream.write(message + "\n")
+
     def close(self) -> None:
         if self.tty and self._last_width:
             self.stream.write("\r" + " " * self._last_width + "\r")

@@ -73,10 +73,9 @@ def output_with_note(output: str, dropped: int) -> str:
 class LabRenderer:
     """Renders LabResults and sources; one per build (it holds the Jinja environment)."""
 
-    def __init__(self, templates: Path, base_path: str):
+    def __init__(self, templates: Path):
         self.env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(templates)),
                                       autoescape=True, keep_trailing_newline=False)
-        self.base = base_path
         self.formatter = HtmlFormatter(cssclass="highlight")
 
     def _highlight(self, source: str) -> Markup:
@@ -85,15 +84,14 @@ class LabRenderer:
     def lab_html(self, result: LabResult) -> str:
         source_html = self._highlight(result.source) if "source" in result.show and \
             result.source else ""
-        return self.env.get_template("lab.html").render(lab=result, base=self.base,
-                                                          source_html=source_html)
+        return self.env.get_template("lab.html").render(lab=result, source_html=source_html)
 
     def source_html(self, ref: str, source: str, file: str, line: int) -> str:
         return self.env.get_template("labsource.html").render(
             ref=ref, source_html=self._highlight(source), file=file, line=line)
 
 
-def lab_markdown(result: LabResult, base_path: str) -> str:
+def lab_markdown(result: LabResult) -> str:
     """A lab as Markdown: outputs as text, figures as links (made absolute by the mirror)."""
     parts = [f"**Lab** `{result.ref}`" + (f" ({result.args_text})" if result.args_text else "")]
     if "source" in result.show and result.source:
@@ -116,7 +114,7 @@ def lab_markdown(result: LabResult, base_path: str) -> str:
     if "figures" in result.show:
         for figure in result.figures:
             alt = figure["alt"].replace("[", "(").replace("]", ")")
-            parts.append(f"![{alt}]({base_path}labs/{figure['file']})")
+            parts.append(f"![{alt}](/labs/{figure['file']})")
     provenance = "" if result.failed else (
         f"Ran on {result.device_name} with torch {result.torch_version} in {result.wall_text}. ")
     parts.append(f"*{provenance}Rerun:* `{result.command}`")

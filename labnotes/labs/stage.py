@@ -12,7 +12,6 @@ import platform
 import zlib
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Callable
 
 from labnotes.errors import BuildError
 from labnotes.labs.cache import CacheEntry, LabCache, instance_id
@@ -22,7 +21,8 @@ from labnotes.labs.render import (LabRenderer, LabResult, lab_markdown, output_w
                                   source_markdown)
 from labnotes.labs.resolve import LabcodeIndex
 from labnotes.labs.runner import RunRequest, Worker
-from labnotes.model import Document, FencedBlock, RenderedBlock, SiteConfig
+from labnotes.model import (Document, FencedBlock, LabCounts, LabStage, RenderedBlock,
+                            SiteConfig)
 
 REPO_TEMPLATES = Path(__file__).resolve().parents[2] / "templates"
 
@@ -54,24 +54,6 @@ class LabPlan:
     index: LabcodeIndex
     instances: list[LabInstance]                    # dependency order
     by_block: dict[tuple[Path, int], tuple[LabInstance, LabCall] | SourceCall]
-
-
-@dataclass
-class LabCounts:
-    run: int = 0
-    cached: int = 0
-    failed: int = 0
-
-
-@dataclass
-class LabStage:
-    """What the pipeline needs from the labs: a block renderer, files to publish, counts."""
-
-    block_renderer: Callable[[FencedBlock], RenderedBlock]
-    files: dict[str, bytes]
-    counts: LabCounts
-    warnings: list[str] = field(default_factory=list)
-    ran: list[tuple[str, list[str]]] = field(default_factory=list)  # (ref, reasons) for --why
 
 
 def plan_labs(documents: list[Document], root: Path, quick: bool = False) -> LabPlan:
@@ -174,7 +156,7 @@ def execute_labs(plan: LabPlan, config: SiteConfig, *, device: str, explicit_dev
     current_torch = torch_version()
     # A CPU-only machine republishes results made on an accelerator (SPEC 4).
     devices = [device] if explicit_device or device != "cpu" else ["cpu", "cuda", "mps"]
-    counts = LabCounts()
+    run = cached = failed = 0
     worker: Worker | None = None
     progress = progress or Progress(len(plan.instances), enabled=False)
     try:
@@ -189,7 +171,7 @@ def execute_labs(plan: LabPlan, config: SiteConfig, *, device: str, explicit_dev
             if entry is not None and not instance.reasons:
                 instance.entry = entry
                 instance.result = _result_from_entry(instance.call, entry, "cached", plan)
-                counts.cached += 1
+                cached += 1
                 progress.lab_done(instance.call.ref, "cached")
                 continue
             if worker is None:
@@ -202,20 +184,24 @@ def execute_labs(plan: LabPlan, config: SiteConfig, *, device: str, explicit_dev
             progress.lab_started(instance.call.ref)
             _run(instance, worker, cache, config, device, progress, current_torch, plan, quick)
             if instance.result.failed:
-                counts.failed += 1
+                failed += 1
                 progress.lab_done(instance.call.ref, "failed", reasons=instance.reasons)
-                if not keep_going:
-                    raise LabFailure(instance.call, instance.result.error,
+                failure = LabFailure(instance.call, instance.result.error,
                                      instance.result.traceback)
+                if not keep_going:
+                    raise failure
+                progress.warn("\n".join(filter(None, [failure.one_line(), failure.details])))
             else:
-                counts.run += 1
+                run += 1
                 progress.lab_done(instance.call.ref, "ran", instance.result.wall_s,
                                  reasons=instance.reasons)
     finally:
         if worker is not None:
             worker.stop()
+        for warning in cache.warnings:
+            progress.warn(warning)
         progress.close()
-    return counts, cache
+    return LabCounts(run, cached, failed), cache
 
 
 def _outputs_missing(entry: CacheEntry, cache: LabCache) -> bool:
@@ -282,8 +268,8 @@ def run_lab_stage(documents: list[Document], config: SiteConfig, options) -> Lab
                                  keep_going=getattr(options, "keep_going", False),
                                  progress=progress, quick=quick)
     templates = config.root / "templates"
-    renderer = LabRenderer(templates if (templates / "lab.html").is_file() else REPO_TEMPLATES,
-                           base_path(config))
+    # root-relative URLs: the Markdown stage prefixes the site's base path to every one
+    renderer = LabRenderer(templates if (templates / "lab.html").is_file() else REPO_TEMPLATES)
     files: dict[str, bytes] = {}
     for instance in plan.instances:
         for figure in instance.result.figures:
@@ -298,15 +284,6 @@ def run_lab_stage(documents: list[Document], config: SiteConfig, options) -> Lab
                                  source_markdown(target.ref, source))
         instance, call = target
         result = replace(instance.result, call=call, source=_source(call, plan))
-        return RenderedBlock(renderer.lab_html(result), lab_markdown(result, base_path(config)))
+        return RenderedBlock(renderer.lab_html(result), lab_markdown(result))
 
-    ran = [(i.call.ref, i.reasons) for i in plan.instances
-           if i.result is not None and i.result.status != "cached"]
-    return LabStage(render_block, files, counts, warnings=cache.warnings, ran=ran)
-
-
-def base_path(config: SiteConfig) -> str:
-    """The path part of base_url: "/" or "/blog/"."""
-    from urllib.parse import urlsplit
-    path = urlsplit(config.base_url).path or "/"
-    return path if path.endswith("/") else path + "/"
+    return LabStage(render_block, files, counts)

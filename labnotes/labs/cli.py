@@ -1,0 +1,47 @@
+"""The `lab` and `check` commands of build.py (argument parsing only)."""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def add_commands(commands, add_site_options) -> None:
+    """Add `lab REF [--arg k=v ...]` and `check` to build.py's subcommands."""
+    lab = commands.add_parser("lab", help="run one lab, print its output, save its figures")
+    lab.add_argument("ref", help="a labcode callable, e.g. labcode.attention:causal_weights_demo")
+    lab.add_argument("--arg", action="append", default=[], metavar="K=V",
+                     help="keyword argument as a Python literal (repeatable)")
+    lab.add_argument("--figures", type=Path, default=Path("lab-figures"), metavar="DIR",
+                     help="where figures are saved (default lab-figures/)")
+    lab.add_argument("--device", choices=("cpu", "cuda", "mps"))
+    lab.add_argument("--timeout", type=float, metavar="SECONDS")
+    add_site_options(lab)
+    lab.set_defaults(run=_lab)
+
+    check = commands.add_parser("check", help="rerun labs; list posts whose output would change")
+    check.add_argument("--device", choices=("cpu", "cuda", "mps"))
+    add_site_options(check)
+    check.set_defaults(run=_check)
+
+
+def _site(args):
+    from labnotes.config import load_config
+    from labnotes.content import load_content
+
+    config = load_config(args.config)
+    return config, list(load_content(Path(args.content), config).documents)
+
+
+def _lab(args: argparse.Namespace) -> int:
+    from labnotes.labs.commands import run_one_lab
+
+    config, documents = _site(args)
+    return run_one_lab(args.ref, args.arg, config, documents, device=args.device,
+                       figures_dir=args.figures, timeout=args.timeout)
+
+
+def _check(args: argparse.Namespace) -> int:
+    from labnotes.labs.commands import check_labs
+
+    config, documents = _site(args)
+    return 1 if check_labs(config, documents, device=args.device) else 0

@@ -1,0 +1,357 @@
+"""Labs in real builds: a temporary copy of the project with real labcode modules.
+
+Each build starts one worker (and so imports torch once), so these tests share a
+first, cold build (module fixture) and copy its folder, cache included.
+"""
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from xml.etree import ElementTree
+
+import feedparser
+import pytest
+from bs4 import BeautifulSoup
+
+REPO = Path(__file__).resolve().parents[2]
+
+SITE_TOML = """\
+title = "Lab test site"
+base_url = "https://example.org/blog/"
+timezone = "UTC"
+
+[labs]
+timeout = 120
+cache_dir = "labcache"
+"""
+
+GELU_POST = """\
+---
+title: "GELU"
+date: 2026-10-01T10:00:00+00:00
+categories: [Layers]
+summary: "GELU against ReLU."
+---
+GELU is smooth.
+
+```lab
+labcode.gelu:gelu_vs_relu_plot
+show: output, figures
+```
+"""
+
+ATTENTION_POST = """\
+---
+title: "Causal attention"
+date: 2026-10-02T10:00:00+00:00
+categories: [Attention]
+summary: "The mask."
+---
+The mask hides the future.
+
+```lab
+labcode.attention:causal_weights_demo
+show: output, value, figures
+seq_len: 4
+```
+
+```labsource
+labcode.attention:CausalAttention
+```
+"""
+
+WORDS_POST = """\
+---
+title: "Counting words"
+date: 2026-10-03T10:00:00+00:00
+categories: [Data]
+summary: "A data file read through labcode."
+---
+Counting.
+
+```lab
+labcode.wordcount:count_words
+path: "data/words.txt"
+```
+"""
+
+# A small labcode module of the test project: it reads data through labcode.data.
+WORDCOUNT = '''\
+"""Count words in a text file (a test module of this temporary project)."""
+from labcode.data import read_text
+
+
+def count_words(path: str):
+    words = read_text(path).split()
+    print(f"{len(words)} words")
+    return [{"word": w, "count": words.count(w)} for w in sorted(set(words))]
+'''
+
+BROKEN = '''\
+"""Labs that misbehave, for the tests."""
+import time
+
+
+def _inner(n):
+    raise ValueError(f"bad value {n}")
+
+
+def raises(n: int = 3):
+    return _inner(n)
+
+
+def hangs():
+    time.sleep(600)
+
+
+def chatty():
+    print("x" * 10_000_000)
+'''
+
+
+def write(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text, encoding="utf-8")
+
+
+def build(project: Path, *args: str) -> subprocess.CompletedProcess:
+    command = [sys.executable, "build.py", *(args or ("build",))]
+    return subprocess.run(command, cwd=project, capture_output=True, text=True, timeout=600)
+
+
+def labs_line(result: subprocess.CompletedProcess) -> str:
+    return result.stdout.strip().splitlines()[-1]
+
+
+@pytest.fixture(scope="module")
+def built_project(tmp_path_factory) -> Path:
+    project = tmp_path_factory.mktemp("cold") / "site"
+    project.mkdir()
+    for name in ("labcode", "templates", "static"):
+        shutil.copytree(REPO / name, project / name,
+                        ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copy(REPO / "build.py", project / "build.py")
+    write(project / "site.toml", SITE_TOML)
+    write(project / "labcode" / "wordcount.py", WORDCOUNT)
+    write(project / "data" / "words.txt", "to be or not to be")
+    write(project / "content" / "posts" / "gelu.md", GELU_POST)
+    write(project / "content" / "posts" / "attention.md", ATTENTION_POST)
+    write(project / "content" / "posts" / "words.md", WORDS_POST)
+    result = build(project)
+    assert result.returncode == 0, result.stderr
+    assert labs_line(result).endswith("labs: 3 run, 0 cached, 0 failed")
+    return project
+
+
+@pytest.fixture
+def project(built_project, tmp_path) -> Path:
+    copy = tmp_path / "site"
+    shutil.copytree(built_project, copy, symlinks=True)
+    return copy
+
+
+def test_second_build_with_nothing_changed_runs_no_lab(project):
+    result = build(project)
+    assert result.returncode == 0, result.stderr
+    assert labs_line(result).endswith("labs: 0 run, 3 cached, 0 failed")
+
+
+def test_editing_prose_reruns_nothing(project):
+    post = project / "content" / "posts" / "gelu.md"
+    post.write_text(post.read_text().replace("GELU is smooth.", "GELU is smooth, unlike ReLU."))
+    result = build(project)
+    assert labs_line(result).endswith("labs: 0 run, 3 cached, 0 failed")
+    html = (project / "output" / "posts" / "gelu.html").read_text()
+    assert "unlike ReLU" in html
+
+
+def test_editing_a_labcode_module_reruns_exactly_the_labs_that_imported_it(project):
+    gelu = project / "labcode" / "gelu.py"
+    gelu.write_text(gelu.read_text() + "\n# an edit\n")
+    result = build(project, "build", "--why")
+    assert labs_line(result).endswith("labs: 1 run, 2 cached, 0 failed")
+    assert "labcode.gelu:gelu_vs_relu_plot" in result.stderr
+    assert "labcode/gelu.py changed" in result.stderr
+    assert "causal_weights_demo" not in result.stderr
+
+
+def test_editing_a_helper_module_reruns_the_lab_that_imported_it_through_another(project):
+    data = project / "labcode" / "data.py"
+    data.write_text(data.read_text() + "\n# an edit\n")
+    result = build(project, "build", "--why")
+    assert labs_line(result).endswith("labs: 1 run, 2 cached, 0 failed")
+    assert "labcode.wordcount:count_words" in result.stderr
+    assert "labcode/data.py changed" in result.stderr
+
+
+def test_editing_a_data_file_read_through_labcode_reruns_its_lab(project):
+    (project / "data" / "words.txt").write_text("to be or not to be, that is")
+    result = build(project, "build", "--why")
+    assert labs_line(result).endswith("labs: 1 run, 2 cached, 0 failed")
+    assert "data file data/words.txt changed" in result.stderr
+    html = (project / "output" / "posts" / "words.html").read_text()
+    assert "8 words" in html
+
+
+def test_corrupt_cache_entry_is_rebuilt_with_a_warning(project):
+    entry = next((project / "labcache").glob("gelu-*.json"))
+    entry.write_text(entry.read_text()[:40])
+    result = build(project)
+    assert result.returncode == 0, result.stderr
+    assert "corrupt cache entry ignored" in result.stderr
+    assert labs_line(result).endswith("labs: 1 run, 2 cached, 0 failed")
+    json.loads(entry.read_text())  # rewritten whole
+
+
+def test_figures_land_as_files_referenced_in_html_feed_and_markdown(project):
+    out = project / "output"
+    page = BeautifulSoup((out / "posts" / "attention.html").read_text(), "html.parser")
+    lab = page.select_one(".lab")
+    assert lab is not None
+    images = [img["src"] for img in page.select(".lab img")]
+    assert images and all(src.startswith("/blog/labs/") for src in images)
+    for src in images:
+        assert (out / src.removeprefix("/blog/")).is_file()
+    assert "shape (4, 4)" in lab.get_text()
+    assert "python build.py lab labcode.attention:causal_weights_demo --arg seq_len=4" in \
+        lab.get_text()
+    assert "CPU" in page.select_one(".lab-provenance").get_text()
+    # the labsource block shows the class without running it
+    assert "class CausalAttention" in page.select(".lab")[1].get_text()
+
+    gelu_svg = BeautifulSoup((out / "posts" / "gelu.html").read_text(), "html.parser") \
+        .select_one(".lab img")["src"]
+    assert gelu_svg.endswith(".svg")
+    ElementTree.parse(out / gelu_svg.removeprefix("/blog/"))  # a real SVG document
+
+    feed = feedparser.parse((out / "feed.xml").read_bytes())
+    assert not feed.bozo
+    item = next(e for e in feed.entries if e.title == "Causal attention")
+    content = BeautifulSoup(item.content[0].value, "html.parser")
+    assert [img["src"] for img in content.select(".lab img")] == \
+        ["https://example.org" + src for src in images]
+
+    mirror = (out / "posts" / "attention.html.md").read_text()
+    assert f"(https://example.org{images[0]})" in mirror
+    assert "tensor, shape (4, 4), float32" in mirror
+    assert f"https://example.org{images[0]}" in (out / "llms-full.txt").read_text()
+
+
+def test_two_builds_give_byte_identical_lab_output(project):
+    first = {p.relative_to(project): p.read_bytes() for p in (project / "output").rglob("*")
+             if p.is_file()}
+    shutil.rmtree(project / "output")
+    build(project)
+    second = {p.relative_to(project): p.read_bytes() for p in (project / "output").rglob("*")
+              if p.is_file()}
+    assert first == second
+
+
+def add_broken_lab(project: Path, lab: str) -> Path:
+    write(project / "labcode" / "broken.py", BROKEN)
+    post = project / "content" / "posts" / "broken.md"
+    write(post, "---\ntitle: Broken\ndate: 2026-10-05\ncategories: [Tests]\n---\nText.\n\n"
+          f"```lab\n{lab}\n```\n")
+    return post
+
+
+def snapshot(folder: Path) -> dict:
+    return {p.relative_to(folder): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
+
+
+def test_lab_that_raises_fails_the_build_with_post_line_and_labcode_traceback(project):
+    before = snapshot(project / "output")
+    add_broken_lab(project, "labcode.broken:raises\nn: 7")
+    result = build(project)
+    assert result.returncode == 1
+    lines = result.stderr.strip().splitlines()
+    error = lines.index("content/posts/broken.md:8: error: lab labcode.broken:raises failed: "
+                        "ValueError: bad value 7")
+    assert lines[error + 1] == "Traceback (labcode frames only):"
+    assert 'File "labcode/broken.py"' in result.stderr
+    assert "in _inner" in result.stderr
+    assert "labnotes" not in result.stderr  # frames of the generator are cut
+    assert snapshot(project / "output") == before
+
+
+def test_keep_going_renders_an_error_box_and_exits_1(project):
+    add_broken_lab(project, "labcode.broken:raises")
+    result = build(project, "build", "--keep-going")
+    assert result.returncode == 1
+    assert labs_line(result).endswith("labs: 1 run, 3 cached, 1 failed") or \
+        labs_line(result).endswith("labs: 0 run, 3 cached, 1 failed")
+    page = BeautifulSoup((project / "output" / "posts" / "broken.html").read_text(),
+                         "html.parser")
+    box = page.select_one(".lab.lab-error")
+    assert box is not None and "ValueError: bad value 3" in box.get_text()
+
+
+def test_lab_that_hangs_past_its_timeout_is_killed_and_the_worker_replaced(project):
+    post = add_broken_lab(project, "labcode.broken:hangs\ntimeout: 3")
+    post.write_text(post.read_text() + "\n```lab\nlabcode.gelu:gelu_vs_relu_plot\n```\n")
+    (project / "labcode" / "gelu.py").write_text(
+        (project / "labcode" / "gelu.py").read_text() + "\n# edit: rerun after the hang\n")
+    result = build(project, "build", "--keep-going")
+    assert result.returncode == 1
+    assert "content/posts/broken.md:8: error: lab labcode.broken:hangs failed: timed out " \
+        "after 3 s" in result.stderr
+    assert labs_line(result).endswith("labs: 1 run, 2 cached, 1 failed")
+
+
+def test_lab_that_prints_10_mb_is_cut_with_a_note(project):
+    add_broken_lab(project, "labcode.broken:chatty")
+    result = build(project)
+    assert result.returncode == 0, result.stderr
+    html = (project / "output" / "posts" / "broken.html").read_text()
+    assert len(html) < 1_000_000
+    assert "[output cut: " in html and "more characters not shown]" in html
+
+
+def test_unresolvable_reference_fails_before_any_lab_runs(project):
+    before = snapshot(project / "output")
+    (project / "labcode" / "gelu.py").write_text(
+        (project / "labcode" / "gelu.py").read_text() + "\n# edit\n")
+    post = project / "content" / "posts" / "typo.md"
+    write(post, "---\ntitle: Typo\ndate: 2026-10-06\n---\n\n```lab\n"
+          "labcode.attention:causal_weight_demo\n```\n")
+    result = build(project)
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines()[0].startswith(
+        "content/posts/typo.md:7: error: lab reference labcode.attention:causal_weight_demo "
+        "does not resolve; nearest: labcode.attention:causal_weights_demo")
+    assert "ran labcode.gelu" not in result.stderr  # the stale gelu lab did not run
+    assert snapshot(project / "output") == before
+
+
+def test_result_made_on_a_gpu_is_republished_on_a_cpu_machine(project):
+    entry = next((project / "labcache").glob("gelu-*.cpu.json"))
+    data = json.loads(entry.read_text())
+    data.update(device="cuda", device_name="NVIDIA H100 80GB HBM3")
+    entry.with_name(entry.name.replace(".cpu.", ".cuda.")).write_text(json.dumps(data))
+    entry.unlink()
+    result = build(project)
+    assert labs_line(result).endswith("labs: 0 run, 3 cached, 0 failed")
+    page = BeautifulSoup((project / "output" / "posts" / "gelu.html").read_text(), "html.parser")
+    assert "NVIDIA H100 80GB HBM3" in page.select_one(".lab-provenance").get_text()
+
+
+def test_lab_command_runs_one_lab_prints_output_and_saves_figures(project, tmp_path):
+    figures = tmp_path / "figs"
+    result = build(project, "lab", "labcode.attention:causal_weights_demo", "--arg", "seq_len=3",
+                   "--figures", str(figures))
+    assert result.returncode == 0, result.stderr
+    assert "shape" in result.stdout or "tensor(" in result.stdout
+    saved = list(figures.glob("*.png"))
+    assert len(saved) == 1 and saved[0].read_bytes().startswith(b"\x89PNG")
+
+
+def test_check_lists_posts_whose_published_output_would_change(project):
+    wordcount = project / "labcode" / "wordcount.py"
+    wordcount.write_text(wordcount.read_text().replace('f"{len(words)} words"',
+                                                       'f"{len(words)} words counted"'))
+    result = build(project, "check")
+    assert result.returncode == 1
+    assert "content/posts/words.md" in result.stdout
+    assert "output would change" in result.stdout
+    assert "gelu.md" not in result.stdout
