@@ -26,6 +26,7 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
+from labcode.device import autocast, maybe_compile
 from labcode.distributed import (
     DistInfo,
     barrier,
@@ -292,8 +293,6 @@ def train(model, train_loader, val_loader=None, *, steps: int | None = None,
 
     Returns the `TrainHistory`, including the steps of an earlier run that was resumed.
     """
-    from labcode.device import autocast, maybe_compile
-
     device = torch.device(device)
     info: DistInfo = init_distributed(device)
     if device.type == "cuda" and info.world_size > 1:
