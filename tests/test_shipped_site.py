@@ -1,0 +1,86 @@
+"""End to end: build the real content/ with every lab executed (labcode's quick mode)."""
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import feedparser
+import pytest
+from bs4 import BeautifulSoup
+from llms_txt import parse_llms_file
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def shipped(tmp_path_factory):
+    project = tmp_path_factory.mktemp("shipped") / "blog"
+    project.mkdir()
+    for name in ("content", "labcode", "templates", "static"):
+        shutil.copytree(REPO / name, project / name, ignore=shutil.ignore_patterns("__pycache__"))
+    for name in ("build.py", "site.toml"):
+        shutil.copy(REPO / name, project / name)
+    env = dict(os.environ, LABCODE_QUICK="1")
+    env.setdefault("TIKTOKEN_CACHE_DIR", str(REPO / ".cache" / "tiktoken"))
+    result = subprocess.run([sys.executable, "build.py"], cwd=project, env=env,
+                            capture_output=True, text=True, timeout=900)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return project, result
+
+
+def lab_blocks(post: Path) -> int:
+    return len(re.findall(r"^```lab(source)?\s*$", post.read_text(), flags=re.M))
+
+
+def test_every_lab_of_the_shipped_posts_runs_without_failure(shipped):
+    project, result = shipped
+    summary = result.stdout.strip().splitlines()[-1]
+    ran = int(re.search(r"labs: (\d+) run, 0 cached, 0 failed$", summary).group(1))
+    assert ran >= 10
+
+
+def test_each_post_page_shows_every_lab_block_with_provenance(shipped):
+    project, _ = shipped
+    posts = sorted((project / "content" / "posts").glob("*.md"))
+    assert len(posts) >= 3
+    for post in posts:
+        page_file = next((project / "output" / "posts").glob(f"*{post.stem[11:]}.html"))
+        page = BeautifulSoup(page_file.read_text(), "html5lib")
+        labs = page.select(".lab")
+        assert len(labs) == lab_blocks(post), post.name
+        for lab in labs:
+            assert not lab.select(".lab-error")
+            if "lab-source-only" not in lab["class"]:
+                assert "Rerun: python build.py lab labcode." in lab.get_text(" ", strip=True)
+        for img in page.select(".lab img"):
+            assert (project / "output" / img["src"].lstrip("/")).is_file()
+
+
+def test_training_post_shows_samples_and_a_loss_curve(shipped):
+    project, _ = shipped
+    page_file = next((project / "output" / "posts").glob("*training*.html"))
+    page = BeautifulSoup(page_file.read_text(), "html5lib")
+    text = page.get_text(" ")
+    assert "greedy" in text and "val loss" in text
+    assert any(img["src"].endswith(".svg") for img in page.select(".lab img"))
+
+
+def test_feed_llms_txt_and_mirrors_carry_the_lab_results(shipped):
+    project, _ = shipped
+    out = project / "output"
+    feed = feedparser.parse((out / "feed.xml").read_bytes())
+    assert not feed.bozo
+    for entry in feed.entries:
+        content = BeautifulSoup(entry.content[0].value, "html5lib")
+        for img in content.select("img"):
+            assert img["src"].startswith("https://")
+    llms = parse_llms_file((out / "llms.txt").read_text())
+    links = [link["url"] for section in llms["sections"].values() for link in section]
+    assert links and all(url.endswith((".md", "llms-full.txt")) for url in links)
+    for url in links:
+        if "/posts/" in url:
+            mirror = out / url.split("/", 3)[3]
+            assert "*Ran on CPU" in mirror.read_text()
+    assert "Rerun:" in (out / "llms-full.txt").read_text()
