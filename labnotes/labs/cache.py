@@ -101,6 +101,33 @@ class LabCache:
             handle.write(text)
         os.replace(temp, target)
 
+    def prune(self, keep: set[str]) -> list[Path]:
+        """Delete entries whose stem is not in `keep` and figures no entry names.
+
+        Run after a full build, so a committed cache holds only what the site shows.
+        """
+        removed = []
+        if not self.folder.is_dir():
+            return removed
+        named = set()
+        for path in sorted(self.folder.glob("*.json")):
+            stem = path.name.rsplit(".", 2)[0]
+            if stem not in keep:
+                path.unlink()
+                removed.append(path)
+                continue
+            try:
+                data = json.loads(path.read_text(encoding="utf-8"))
+                named.update(f["file"] for f in data["result"].get("figures", []))
+            except (ValueError, KeyError, TypeError, AttributeError):
+                continue
+        if self.figures.is_dir():
+            for path in sorted(self.figures.iterdir()):
+                if path.name not in named:
+                    path.unlink()
+                    removed.append(path)
+        return removed
+
     def file_hash(self, path: Path) -> str | None:
         """sha256 of a file's bytes, None if it does not exist."""
         path = Path(path)

@@ -2,7 +2,16 @@
 from __future__ import annotations
 
 import sys
+import threading
 import time
+
+
+def _locked(method):
+    def locked(self, *args, **kwargs):
+        with self._lock:
+            return method(self, *args, **kwargs)
+    locked.__doc__ = method.__doc__
+    return locked
 
 
 class Progress:
@@ -14,6 +23,7 @@ class Progress:
         self.tty = self.enabled and hasattr(self.stream, "isatty") and self.stream.isatty()
         self.done = 0
         self._last_width = 0
+        self._lock = threading.RLock()   # labs may finish on several worker threads
 
     def _bar(self) -> str:
         width = 24
@@ -27,11 +37,13 @@ class Progress:
             self._last_width = len(line)
             self.stream.flush()
 
+    @_locked
     def lab_started(self, ref: str) -> None:
         if self.enabled:
             self._status(f"running {ref}")
         self._started = time.monotonic()
 
+    @_locked
     def training(self, ref: str, info: dict) -> None:
         """A training lab reported progress through labcode's callback."""
         if not self.enabled:
@@ -51,6 +63,7 @@ class Progress:
             self._quiet_until = time.monotonic() + 10
             self.stream.write(f"  {text}\n")
 
+    @_locked
     def lab_done(self, ref: str, status: str, wall_s: float = 0.0,
                  reasons: list[str] | None = None) -> None:
         self.done += 1
@@ -70,6 +83,7 @@ class Progress:
         else:
             self.stream.write(message + "\n")
 
+    @_locked
     def warn(self, message: str) -> None:
         """A problem the build recovers from (a corrupt cache entry): always shown."""
         self.close()

@@ -9,9 +9,12 @@ from __future__ import annotations
 import importlib.metadata
 import os
 import platform
+import threading
 import zlib
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from queue import Queue
 
 from labnotes.errors import BuildError
 from labnotes.labs.cache import CacheEntry, LabCache, instance_id
@@ -149,59 +152,134 @@ def worker_env(config: SiteConfig, quick: bool) -> dict[str, str]:
 
 def execute_labs(plan: LabPlan, config: SiteConfig, *, device: str, explicit_device: bool,
                  keep_going: bool, force: bool = False, progress: Progress | None = None,
-                 quick: bool = False) -> tuple[LabCounts, LabCache]:
-    """Reuse fresh entries, run stale labs; raise LabFailure unless keep_going."""
-    root = config.root
-    cache = LabCache(root / config.labs.cache_dir, root)
+                 quick: bool = False, jobs: int = 1) -> tuple[LabCounts, LabCache]:
+    """Reuse fresh entries, run stale labs (up to `jobs` at once); LabFailure unless keep_going.
+
+    Labs run in waves: a wave holds labs whose `after:` upstream finished in an earlier
+    wave, so the labs of one wave are independent and may share the workers.
+    """
+    cache = LabCache(config.root / config.labs.cache_dir, config.root)
     current_torch = torch_version()
     # A CPU-only machine republishes results made on an accelerator (SPEC 4).
     devices = [device] if explicit_device or device != "cpu" else ["cpu", "cuda", "mps"]
-    run = cached = failed = 0
-    worker: Worker | None = None
     progress = progress or Progress(len(plan.instances), enabled=False)
+    pool = WorkerPool(config, quick, size=jobs)
+    counts = {"ran": 0, "cached": 0, "failed": 0}
+
+    def run(instance: LabInstance) -> None:
+        upstream = instance.upstream
+        if upstream is not None and upstream.entry is not None and \
+                _outputs_missing(upstream.entry, cache):
+            # the upstream result is cached but the files it made are not on this disk
+            pool.run(upstream, cache, device, progress, current_torch, plan)
+        progress.lab_started(instance.call.ref)
+        pool.run(instance, cache, device, progress, current_torch, plan)
+        result = instance.result
+        progress.lab_done(instance.call.ref, result.status, result.wall_s, instance.reasons)
+
     try:
-        for instance in plan.instances:
-            upstream = instance.upstream
-            entry = None if force else cache.load_any(instance.stem, devices)
-            upstream_entry = upstream.entry if upstream is not None else None
-            if entry is not None:
-                instance.reasons = cache.stale_reasons(entry, current_torch, upstream_entry)
+        for wave in _waves(plan.instances):
+            stale = []
+            for instance in wave:
+                if _reuse(instance, cache, devices, force, current_torch, plan):
+                    counts["cached"] += 1
+                    progress.lab_done(instance.call.ref, "cached")
+                elif instance.upstream is not None and instance.upstream.entry is None:
+                    instance.result = LabResult(instance.call, "failed",
+                                                error=f"upstream lab {instance.upstream.call.ref}"
+                                                " failed")
+                    progress.lab_done(instance.call.ref, "failed")
+                else:
+                    stale.append(instance)
+            if len(stale) > 1 and jobs > 1:
+                with ThreadPoolExecutor(max_workers=jobs) as executor:
+                    list(executor.map(run, stale))
             else:
-                instance.reasons = ["forced by check"] if force else ["no cached result"]
-            if entry is not None and not instance.reasons:
-                instance.entry = entry
-                instance.result = _result_from_entry(instance.call, entry, "cached", plan)
-                cached += 1
-                progress.lab_done(instance.call.ref, "cached")
-                continue
-            if worker is None:
-                worker = Worker(root, worker_env(config, quick),
-                                ignore=[config.labs.cache_dir, ".git", ".venv"])
-            if upstream is not None and upstream.entry is not None and \
-                    _outputs_missing(upstream.entry, cache):
-                # the upstream result is cached but the files it made are not on this disk
-                _run(upstream, worker, cache, config, device, progress, current_torch, plan, quick)
-            progress.lab_started(instance.call.ref)
-            _run(instance, worker, cache, config, device, progress, current_torch, plan, quick)
-            if instance.result.failed:
-                failed += 1
-                progress.lab_done(instance.call.ref, "failed", reasons=instance.reasons)
+                for instance in stale:
+                    run(instance)
+                    if instance.result.failed and not keep_going:
+                        break
+            for instance in wave:
+                if instance.result is None:      # not reached: an earlier lab failed
+                    continue
+                if instance.result.status == "ran":
+                    counts["ran"] += 1
+                if instance.result.status != "failed":
+                    continue
+                counts["failed"] += 1
                 failure = LabFailure(instance.call, instance.result.error,
                                      instance.result.traceback)
                 if not keep_going:
                     raise failure
                 progress.warn("\n".join(filter(None, [failure.one_line(), failure.details])))
-            else:
-                run += 1
-                progress.lab_done(instance.call.ref, "ran", instance.result.wall_s,
-                                 reasons=instance.reasons)
     finally:
-        if worker is not None:
-            worker.stop()
+        pool.stop()
         for warning in cache.warnings:
             progress.warn(warning)
         progress.close()
-    return LabCounts(run, cached, failed), cache
+    return LabCounts(counts["ran"], counts["cached"], counts["failed"]), cache
+
+
+def _waves(instances: list[LabInstance]) -> list[list[LabInstance]]:
+    """Group labs (already in dependency order) by the depth of their `after:` chain."""
+    depth: dict[str, int] = {}
+    waves: list[list[LabInstance]] = []
+    for instance in instances:
+        level = 0 if instance.upstream is None else depth[instance.upstream.stem] + 1
+        depth[instance.stem] = level
+        while len(waves) <= level:
+            waves.append([])
+        waves[level].append(instance)
+    return waves
+
+
+def _reuse(instance: LabInstance, cache: LabCache, devices: list[str], force: bool,
+           current_torch: str, plan: LabPlan) -> bool:
+    """Take the cached result when it is fresh; otherwise record why the lab must run."""
+    upstream = instance.upstream
+    entry = None if force else cache.load_any(instance.stem, devices)
+    if entry is None:
+        instance.reasons = ["forced by check"] if force else ["no cached result"]
+        return False
+    instance.reasons = cache.stale_reasons(entry, current_torch,
+                                           upstream.entry if upstream is not None else None)
+    if instance.reasons:
+        return False
+    instance.entry = entry
+    instance.result = _result_from_entry(instance.call, entry, "cached", plan)
+    return True
+
+
+class WorkerPool:
+    """Up to `size` warm workers for one device, started only when a lab has to run."""
+
+    def __init__(self, config: SiteConfig, quick: bool, size: int = 1):
+        self.config, self.quick, self.size = config, quick, max(1, size)
+        self.idle: Queue[Worker] = Queue()
+        self.started: list[Worker] = []
+        self.lock = threading.Lock()
+
+    def _take(self) -> Worker:
+        with self.lock:
+            if self.idle.empty() and len(self.started) < self.size:
+                worker = Worker(self.config.root, worker_env(self.config, self.quick),
+                                ignore=[self.config.labs.cache_dir, ".git", ".venv"])
+                self.started.append(worker)
+                return worker
+        return self.idle.get()
+
+    def run(self, instance: LabInstance, cache: LabCache, device: str, progress: Progress,
+            current_torch: str, plan: LabPlan) -> None:
+        worker = self._take()
+        try:
+            _run(instance, worker, cache, self.config, device, progress, current_torch, plan,
+                 self.quick)
+        finally:
+            self.idle.put(worker)
+
+    def stop(self) -> None:
+        for worker in self.started:
+            worker.stop()
 
 
 def _outputs_missing(entry: CacheEntry, cache: LabCache) -> bool:
@@ -266,7 +344,11 @@ def run_lab_stage(documents: list[Document], config: SiteConfig, options) -> Lab
                         why=getattr(options, "why", False))
     counts, cache = execute_labs(plan, config, device=device, explicit_device=bool(requested),
                                  keep_going=getattr(options, "keep_going", False),
-                                 progress=progress, quick=quick)
+                                 progress=progress, quick=quick,
+                                 jobs=getattr(options, "jobs", 1))
+    # Keep the committed cache to what the site shows (both quick and full results).
+    cache.prune({instance_id(i.call.ref, i.call.args, q) for i in plan.instances
+                 for q in (False, True)})
     templates = config.root / "templates"
     # root-relative URLs: the Markdown stage prefixes the site's base path to every one
     renderer = LabRenderer(templates if (templates / "lab.html").is_file() else REPO_TEMPLATES)

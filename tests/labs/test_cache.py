@@ -75,3 +75,16 @@ def test_entry_files_hold_no_absolute_paths_or_clock_time(tmp_path):
     assert str(tmp_path) not in text
     cache.save("x", entry(root))
     assert cache.path("x", "cpu").read_text() == text
+
+
+def test_prune_keeps_shown_labs_and_their_figures_only(tmp_path):
+    root = make_project(tmp_path)
+    cache = LabCache(root / "labcache", root)
+    cache.figures.mkdir(parents=True)
+    (cache.figures / "kept.svg").write_text("<svg/>")
+    (cache.figures / "orphan.svg").write_text("<svg/>")
+    cache.save("shown", entry(root, result={"figures": [{"file": "kept.svg", "alt": ""}]}))
+    cache.save("removed-from-posts", entry(root))
+    cache.prune({"shown"})
+    assert sorted(p.name for p in cache.folder.rglob("*") if p.is_file()) == \
+        ["kept.svg", "shown.cpu.json"]

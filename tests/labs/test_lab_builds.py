@@ -355,3 +355,61 @@ def test_check_lists_posts_whose_published_output_would_change(project):
     assert "content/posts/words.md" in result.stdout
     assert "output would change" in result.stdout
     assert "gelu.md" not in result.stdout
+
+
+PIPELINE = '''\
+"""A lab that writes a file and one that reads it (a test module of this project)."""
+from pathlib import Path
+
+SCALE = 2
+
+
+def make(path: str = ".cache/labs/numbers.txt"):
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    Path(path).write_text(" ".join(str(SCALE * n) for n in range(5)))
+
+
+def use(path: str = ".cache/labs/numbers.txt"):
+    print("sum", sum(int(n) for n in Path(path).read_text().split()))
+'''
+
+
+def add_pipeline_post(project: Path) -> None:
+    write(project / "labcode" / "pipeline.py", PIPELINE)
+    write(project / "content" / "posts" / "pipeline.md",
+          "---\ntitle: Pipeline\ndate: 2026-10-07\n---\n\n"
+          "```lab\nlabcode.pipeline:use\nafter: labcode.pipeline:make\n```\n\n"
+          "```lab\nlabcode.pipeline:make\n```\n")
+
+
+def test_after_runs_the_upstream_lab_first_and_its_edit_reruns_both(project):
+    add_pipeline_post(project)
+    result = build(project)
+    assert result.returncode == 0, result.stderr
+    assert "sum 20" in (project / "output" / "posts" / "pipeline.html").read_text()
+    module = project / "labcode" / "pipeline.py"
+    module.write_text(module.read_text().replace("SCALE = 2", "SCALE = 3"))
+    result = build(project, "build", "--why")
+    assert labs_line(result).endswith("labs: 2 run, 3 cached, 0 failed")
+    assert "upstream lab labcode.pipeline:make changed" in result.stderr
+    assert "sum 30" in (project / "output" / "posts" / "pipeline.html").read_text()
+
+
+def test_downstream_lab_is_fresh_on_a_clone_without_the_upstream_file(project):
+    add_pipeline_post(project)
+    assert build(project).returncode == 0
+    (project / ".cache" / "labs" / "numbers.txt").unlink()  # a fresh clone has no artefact
+    result = build(project)
+    assert labs_line(result).endswith("labs: 0 run, 5 cached, 0 failed")
+
+
+def test_jobs_runs_independent_labs_on_several_workers(project):
+    for name in ("gelu.py", "attention.py", "wordcount.py"):
+        module = project / "labcode" / name
+        module.write_text(module.read_text() + "\n# edit\n")
+    result = build(project, "build", "--jobs", "2")
+    assert result.returncode == 0, result.stderr
+    assert labs_line(result).endswith("labs: 3 run, 0 cached, 0 failed")
+    page = BeautifulSoup((project / "output" / "posts" / "attention.html").read_text(),
+                         "html.parser")
+    assert "shape (4, 4)" in page.select_one(".lab").get_text()
