@@ -18,7 +18,8 @@ def add_commands(commands, add_site_options) -> None:
     add_site_options(lab)
     lab.set_defaults(run=_lab)
 
-    check = commands.add_parser("check", help="rerun labs; list posts whose output would change")
+    check = commands.add_parser("check", help="rerun labs and list posts whose output would "
+                                "change; find broken internal links and anchors")
     check.add_argument("--device", choices=("cpu", "cuda", "mps"))
     add_site_options(check)
     check.set_defaults(run=_check)
@@ -42,6 +43,15 @@ def _lab(args: argparse.Namespace) -> int:
 
 def _check(args: argparse.Namespace) -> int:
     from labnotes.labs.commands import check_labs
+    from labnotes.links import broken_links
 
     config, documents = _site(args)
-    return 1 if check_labs(config, documents, device=args.device) else 0
+    changes = check_labs(config, documents, device=args.device)
+    if not args.out.is_dir():
+        print(f"check: no built site at {args.out}: run `python build.py` to check its links")
+        return 1 if changes else 0
+    problems = broken_links(args.out, config.base_url)
+    for problem in problems:
+        print(problem)
+    print(f"check: {len(problems)} broken internal links or anchors in {args.out}")
+    return 1 if changes or problems else 0

@@ -413,3 +413,13 @@ def test_jobs_runs_independent_labs_on_several_workers(project):
     page = BeautifulSoup((project / "output" / "posts" / "attention.html").read_text(),
                          "html.parser")
     assert "shape (4, 4)" in page.select_one(".lab").get_text()
+
+
+def test_check_finds_a_broken_internal_link_in_the_built_site(project):
+    post = project / "content" / "posts" / "gelu.md"
+    post.write_text(post.read_text() + "\nSee [the missing post](/posts/nowhere.html).\n")
+    assert build(project).returncode == 0
+    result = build(project, "check")
+    assert result.returncode == 1
+    assert "broken link /blog/posts/nowhere.html (no posts/nowhere.html)" in result.stdout
+    assert "check: 2 broken internal links or anchors" in result.stdout  # post and index
