@@ -36,7 +36,11 @@ test: setup
 	$(BIN)/python -m pytest -q
 
 bench: setup
-	$(BIN)/python bench/run_all.py
+	$(BIN)/python bench/bench_shipped_build.py
+	$(BIN)/python bench/bench_attention.py
+	$(BIN)/python bench/bench_kv_cache.py
+	$(BIN)/python bench/bench_training.py
+	$(BIN)/python bench/site_bench.py
 
 clean:
 	rm -rf output .pytest_cache
