@@ -169,6 +169,10 @@ class LabCache:
             if rel in upstream_writes:
                 if upstream_writes[rel] != digest:
                     reasons.append(f"{rel} (made by {upstream.ref}) changed")
+            elif upstream is not None and self.file_hash(self.root / rel) is None:
+                # Missing on this disk (a fresh clone): an artefact of the upstream lab,
+                # whose own record vouches for it (torch.save writes outside Python's open).
+                continue
             elif self.file_hash(self.root / rel) != digest:
                 reasons.append(f"data file {rel} changed")
         if entry.after:

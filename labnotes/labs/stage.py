@@ -45,7 +45,8 @@ class LabInstance:
     call: LabCall
     stem: str
     upstream: "LabInstance | None" = None
-    entry: CacheEntry | None = None
+    entry: CacheEntry | None = None       # the record of the result shown
+    previous: CacheEntry | None = None    # the stale record this run replaces, if any
     result: LabResult | None = None
     reasons: list[str] = field(default_factory=list)
 
@@ -165,13 +166,21 @@ def execute_labs(plan: LabPlan, config: SiteConfig, *, device: str, explicit_dev
     progress = progress or Progress(len(plan.instances), enabled=False)
     pool = WorkerPool(config, quick, size=jobs)
     counts = {"ran": 0, "cached": 0, "failed": 0}
+    lock = threading.Lock()
 
     def run(instance: LabInstance) -> None:
         upstream = instance.upstream
-        if upstream is not None and upstream.entry is not None and \
-                _outputs_missing(upstream.entry, cache):
+        if upstream is not None and upstream.result.status == "cached" and \
+                _artefacts_missing(instance, cache):
             # the upstream result is cached but the files it made are not on this disk
+            progress.total += 1
+            progress.lab_started(upstream.call.ref)
             pool.run(upstream, cache, device, progress, current_torch, plan)
+            progress.lab_done(upstream.call.ref, upstream.result.status, upstream.result.wall_s,
+                              ["its artefacts are not on this disk"])
+            with lock:
+                counts["ran"] += 1
+                counts["cached"] -= 1
         progress.lab_started(instance.call.ref)
         pool.run(instance, cache, device, progress, current_torch, plan)
         result = instance.result
@@ -238,6 +247,7 @@ def _reuse(instance: LabInstance, cache: LabCache, devices: list[str], force: bo
     """Take the cached result when it is fresh; otherwise record why the lab must run."""
     upstream = instance.upstream
     entry = None if force else cache.load_any(instance.stem, devices)
+    instance.previous = entry
     if entry is None:
         instance.reasons = ["forced by check"] if force else ["no cached result"]
         return False
@@ -282,8 +292,18 @@ class WorkerPool:
             worker.stop()
 
 
-def _outputs_missing(entry: CacheEntry, cache: LabCache) -> bool:
-    return any(cache.file_hash(cache.root / rel) != digest for rel, digest in entry.writes.items())
+def _artefacts_missing(instance: LabInstance, cache: LabCache) -> bool:
+    """Before a lab runs after a cached upstream: are the upstream's files on this disk?
+
+    Known files are those the upstream wrote through Python and those this lab read last
+    time; a lab with no previous record may need anything, so its upstream reruns.
+    """
+    if instance.previous is None:
+        return True
+    expected = {**instance.upstream.entry.writes,
+                **{rel: digest for rel, digest in instance.previous.reads.items()
+                   if rel not in instance.upstream.entry.writes}}
+    return any(cache.file_hash(cache.root / rel) != digest for rel, digest in expected.items())
 
 
 def _run(instance: LabInstance, worker: Worker, cache: LabCache, config: SiteConfig,

@@ -423,3 +423,45 @@ def test_check_finds_a_broken_internal_link_in_the_built_site(project):
     assert result.returncode == 1
     assert "broken link /blog/posts/nowhere.html (no posts/nowhere.html)" in result.stdout
     assert "check: 2 broken internal links or anchors" in result.stdout  # post and index
+
+
+CHECKPOINT_WRITER = '''\
+"""torch.save writes from C++, unseen by Python's open (a test module of this project)."""
+from pathlib import Path
+
+import torch
+
+
+def train(path: str = ".cache/labs/weights.pt"):
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    torch.save({"w": torch.arange(4.0)}, path)
+'''
+
+CHECKPOINT_READER = '''\
+"""Reads the checkpoint the writer lab saved (a test module of this project)."""
+import torch
+
+
+def sample(path: str = ".cache/labs/weights.pt"):
+    print("weights", torch.load(path)["w"].tolist())
+'''
+
+
+def test_fresh_clone_without_a_checkpoint_reuses_results_then_retrains_when_needed(project):
+    write(project / "labcode" / "checkpoints.py", CHECKPOINT_WRITER)
+    write(project / "labcode" / "sampling.py", CHECKPOINT_READER)
+    write(project / "content" / "posts" / "ckpt.md",
+          "---\ntitle: Checkpoint\ndate: 2026-10-08\n---\n\n"
+          "```lab\nlabcode.checkpoints:train\n```\n\n"
+          "```lab\nlabcode.sampling:sample\nafter: labcode.checkpoints:train\n```\n")
+    assert labs_line(build(project)).endswith("labs: 2 run, 3 cached, 0 failed")
+    (project / ".cache" / "labs" / "weights.pt").unlink()     # as on a fresh clone
+    assert labs_line(build(project)).endswith("labs: 0 run, 5 cached, 0 failed")
+    module = project / "labcode" / "sampling.py"
+    module.write_text(module.read_text().replace('"weights", torch', '"weights:", torch'))
+    result = build(project, "build", "--why")
+    assert result.returncode == 0, result.stderr
+    assert "its artefacts are not on this disk" in result.stderr
+    assert labs_line(result).endswith("labs: 2 run, 3 cached, 0 failed")
+    assert "weights: [0.0, 1.0, 2.0, 3.0]" in \
+        (project / "output" / "posts" / "ckpt.html").read_text()
