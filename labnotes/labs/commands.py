@@ -46,12 +46,16 @@ def run_one_lab(ref: str, args: list[str], config: SiteConfig, documents: list[D
     device = choose_device(device or config.labs.device)
     # Labs that need another lab's artefact (after:) get it first, from the cache when fresh.
     plan = plan_labs(documents, root)
-    upstream = next((i.upstream for i in plan.instances
+    consumer = next((i for i in plan.instances
                      if i.call.ref == ref and i.upstream is not None), None)
-    if upstream is not None:
-        needed = _plan_of(plan, upstream)
+    if consumer is not None:
+        needed = _plan_of(plan, consumer.upstream)
         execute_labs(needed, config, device=device, explicit_device=False, keep_going=False,
                      progress=Progress(len(needed.instances)))
+        if consumer.upstream.result.status == "cached" and _inputs_missing(consumer, config):
+            # cached upstream, but its artefacts (a checkpoint) are not on this disk
+            execute_labs(needed, config, device=device, explicit_device=False,
+                         keep_going=False, force=True, progress=Progress(len(needed.instances)))
     worker = Worker(root, worker_env(config, quick=False),
                     ignore=[config.labs.cache_dir, ".git", ".venv"])
     scratch = Path(tempfile.mkdtemp(prefix="lab-figures-"))
@@ -85,6 +89,13 @@ def run_one_lab(ref: str, args: list[str], config: SiteConfig, documents: list[D
     out.write(f"ran {ref} on {outcome.device_name} with torch {outcome.torch_version} "
               f"in {outcome.wall_s:.2f} s\n")
     return 0
+
+
+def _inputs_missing(consumer, config: SiteConfig) -> bool:
+    """Did the post's run of this lab read files that are not on this disk now?"""
+    cache = LabCache(config.root / config.labs.cache_dir, config.root)
+    entry = cache.load_any(consumer.stem, ["cpu", "cuda", "mps"])
+    return entry is None or any(cache.file_hash(config.root / rel) is None for rel in entry.reads)
 
 
 def _plan_of(plan: LabPlan, target) -> LabPlan:

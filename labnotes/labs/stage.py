@@ -249,7 +249,7 @@ def _reuse(instance: LabInstance, cache: LabCache, devices: list[str], force: bo
     entry = None if force else cache.load_any(instance.stem, devices)
     instance.previous = entry
     if entry is None:
-        instance.reasons = ["forced by check"] if force else ["no cached result"]
+        instance.reasons = ["rerun forced"] if force else ["no cached result"]
         return False
     instance.reasons = cache.stale_reasons(entry, current_torch,
                                            upstream.entry if upstream is not None else None)

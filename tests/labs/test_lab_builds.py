@@ -457,6 +457,10 @@ def test_fresh_clone_without_a_checkpoint_reuses_results_then_retrains_when_need
     assert labs_line(build(project)).endswith("labs: 2 run, 3 cached, 0 failed")
     (project / ".cache" / "labs" / "weights.pt").unlink()     # as on a fresh clone
     assert labs_line(build(project)).endswith("labs: 0 run, 5 cached, 0 failed")
+    standalone = build(project, "lab", "labcode.sampling:sample")
+    assert standalone.returncode == 0, standalone.stderr
+    assert "weights [0.0, 1.0, 2.0, 3.0]" in standalone.stdout
+    (project / ".cache" / "labs" / "weights.pt").unlink()
     module = project / "labcode" / "sampling.py"
     module.write_text(module.read_text().replace('"weights", torch', '"weights:", torch'))
     result = build(project, "build", "--why")
