@@ -24,6 +24,7 @@ class Progress:
         self.done = 0
         self._last_width = 0
         self._lock = threading.RLock()   # labs may finish on several worker threads
+        self._quiet_until = 0.0          # without a terminal, training lines every 10 s
 
     def _bar(self) -> str:
         width = 24
@@ -41,7 +42,6 @@ class Progress:
     def lab_started(self, ref: str) -> None:
         if self.enabled:
             self._status(f"running {ref}")
-        self._started = time.monotonic()
 
     @_locked
     def training(self, ref: str, info: dict) -> None:
@@ -58,8 +58,7 @@ class Progress:
         text = f"{ref} " + " ".join(parts)
         if self.tty:
             self._status(text)
-        elif info.get("step") == info.get("total") or not hasattr(self, "_quiet_until") \
-                or time.monotonic() >= self._quiet_until:
+        elif info.get("step") == info.get("total") or time.monotonic() >= self._quiet_until:
             self._quiet_until = time.monotonic() + 10
             self.stream.write(f"  {text}\n")
 

@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+from labnotes.errors import BuildError
+
 
 @dataclass
 class RunRequest:
@@ -46,8 +48,11 @@ class RunOutcome:
     torch_version: str = ""
 
 
-class WorkerError(RuntimeError):
-    """The worker could not start or died outside a lab."""
+class WorkerError(BuildError):
+    """The lab worker could not start: reported as a one-line error like bad input."""
+
+    def __init__(self, message: str):
+        super().__init__(None, message)
 
 
 class Worker:

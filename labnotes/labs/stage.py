@@ -90,7 +90,7 @@ def _find_upstream(call, per_document, instances, index) -> LabInstance:
     candidates = same_post or anywhere
     if not candidates:
         near = index.nearest(call.after)
-        hint = f" (it resolves: add a ```lab block for it)" if call.after in index.callables \
+        hint = " (it resolves: add a ```lab block for it)" if call.after in index.callables \
             else (f"; nearest: {', '.join(near)}" if near else "")
         raise BuildError(call.path, f"after: {call.after} names no lab of this site{hint}",
                          call.line)

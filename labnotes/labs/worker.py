@@ -133,6 +133,9 @@ def run_lab(request: dict, root: Path, watch: FileWatch, send) -> dict:
     start = time.perf_counter()
     watch.start()
     try:
+        if device == "cuda" and not torch.cuda.is_available():
+            raise RuntimeError("the build asked for CUDA but torch sees no GPU here; "
+                               "use --device cpu")
         with contextlib.redirect_stdout(captured), contextlib.redirect_stderr(captured):
             module_name, qualname = request["ref"].split(":", 1)
             module = importlib.import_module(module_name)
