@@ -8,11 +8,9 @@ from __future__ import annotations
 import functools
 import html
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime, timezone
 from urllib.parse import urljoin
-
-from feedgen.feed import FeedGenerator
 
 from .model import RenderedDocument, SiteConfig
 from .slugs import slugify
@@ -70,10 +68,53 @@ def absolutize_html(fragment: str, page_url: str, site_url: str | None = None) -
     return _START_TAG.sub(fix_tag, fragment)
 
 
+# How feedgen lays out a feed: the channel, then one indented <item> after another. Item text is
+# escaped, so these markers cannot occur inside an item.
+_ITEM_START = b"    <item>\n"
+_FEED_END = b"  </channel>\n</rss>\n"
+
+
 def render_rss(config: SiteConfig, entries: Sequence[RenderedDocument], *,
-               path: str = "feed.xml", title: str | None = None) -> bytes:
-    """An RSS 2.0 feed of `entries` (newest first) published at the site-relative `path`."""
+               path: str = "feed.xml", title: str | None = None,
+               items_of: Callable[[list[RenderedDocument]], list[bytes]] | None = None) -> bytes:
+    """An RSS 2.0 feed of `entries` (newest first) published at the site-relative `path`.
+
+    The feed is its channel followed by one `<item>` per entry; `items_of` (default
+    `rss_items`) makes those, so a caller may take them from a cache: an item depends only
+    on its entry, the site's base URL and author.
+    """
     posts = sorted(entries, key=lambda e: (e.document.date, e.document.slug), reverse=True)
+    items = items_of(posts) if items_of is not None else rss_items(config, posts)
+    return _channel(config, posts, path, title) + b"".join(items) + _FEED_END
+
+
+def rss_items(config: SiteConfig, entries: Sequence[RenderedDocument]) -> list[bytes]:
+    """The `<item>` element of each entry, byte for byte as a feed holding it shows it."""
+    if not entries:
+        return []
+    fg = _generator(config, "feed.xml", None, datetime(1970, 1, 1, tzinfo=timezone.utc))
+    for rendered in entries:
+        _fill_entry(fg.add_entry(order="append"), config, rendered)
+    data = fg.rss_str(pretty=True)
+    items = data[data.index(_ITEM_START):len(data) - len(_FEED_END)].split(_ITEM_START)[1:]
+    if len(items) != len(entries) or not data.endswith(_FEED_END):
+        raise RuntimeError("feedgen laid out the feed in an unexpected way")
+    return [_ITEM_START + item for item in items]
+
+
+def _channel(config: SiteConfig, posts: Sequence[RenderedDocument], path: str, title: str | None) -> bytes:
+    """The feed up to its first item."""
+    # feedgen stamps lastBuildDate with the clock unless told otherwise; the newest change
+    # to a post is what a reader needs, and it keeps the bytes stable between builds.
+    data = _generator(config, path, title, _newest_change(posts)).rss_str(pretty=True)
+    if not data.endswith(_FEED_END):
+        raise RuntimeError("feedgen laid out the feed in an unexpected way")
+    return data[:-len(_FEED_END)]
+
+
+def _generator(config: SiteConfig, path: str, title: str | None, last_build: datetime):
+    from feedgen.feed import FeedGenerator   # only a build that writes a feed pays for it
+
     fg = FeedGenerator()
     fg.load_extension("dc", atom=False, rss=True)
     fg.title(title or config.title)
@@ -82,12 +123,8 @@ def render_rss(config: SiteConfig, entries: Sequence[RenderedDocument], *,
     fg.link(href=config.base_url, rel="alternate")
     fg.description(config.description or config.title)
     fg.language(config.language)
-    # feedgen stamps lastBuildDate with the clock unless told otherwise; the newest change
-    # to a post is what a reader needs, and it keeps the bytes stable between builds.
-    fg.lastBuildDate(_newest_change(posts))
-    for rendered in posts:
-        _fill_entry(fg.add_entry(order="append"), config, rendered)
-    return fg.rss_str(pretty=True)
+    fg.lastBuildDate(last_build)
+    return fg
 
 
 def _fill_entry(entry, config: SiteConfig, rendered: RenderedDocument) -> None:

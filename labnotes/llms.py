@@ -8,7 +8,7 @@ take one line per link, so titles and URLs are made safe for that before they ar
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from urllib.parse import quote
 
 from .feeds import absolute_url, absolutize_html, resolve_url
@@ -75,8 +75,13 @@ def render_markdown_mirror(config: SiteConfig, doc: RenderedDocument) -> str:
 
 
 def render_llms_full(config: SiteConfig, posts: Sequence[RenderedDocument],
-                     pages: Sequence[RenderedDocument]) -> str:
-    """`/llms-full.txt`: every post (newest first), then every page, in full Markdown."""
+                     pages: Sequence[RenderedDocument],
+                     mirror_of: Callable[[RenderedDocument], str] | None = None) -> str:
+    """`/llms-full.txt`: every post (newest first), then every page, in full Markdown.
+
+    `mirror_of` gives a document's `render_markdown_mirror` text, e.g. from a cache.
+    """
+    mirror_of = mirror_of or (lambda rendered: render_markdown_mirror(config, rendered))
     docs = [*_newest_first(posts), *_by_title(pages)]
     head = "\n".join([
         f"# {_inline(config.title)}",
@@ -87,7 +92,7 @@ def render_llms_full(config: SiteConfig, posts: Sequence[RenderedDocument],
                 f"Each starts with its title as a level-one heading and its HTML URL; "
                 f"a horizontal rule separates them."),
     ])
-    bodies = [render_markdown_mirror(config, r).strip() for r in docs]
+    bodies = [mirror_of(r).strip() for r in docs]
     return "\n\n---\n\n".join([head, *bodies]) + "\n"
 
 

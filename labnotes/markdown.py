@@ -3,6 +3,9 @@
 The lab seam: every ```lab / ```labsource block is cut out before markdown2 runs and
 replaced afterwards by what `block_renderer` makes of it, so the lab engine never has to
 know about Markdown and this module never has to know about labs.
+
+markdown2, Pygments and the maths converter are imported when first used: a rebuild that
+finds every document in the render cache never needs them.
 """
 from __future__ import annotations
 
@@ -13,14 +16,7 @@ import re
 from collections.abc import Callable
 from html.parser import HTMLParser
 
-import markdown2
-from pygments import highlight
-from pygments.formatters import HtmlFormatter
-from pygments.lexers import get_lexer_by_name
-from pygments.util import ClassNotFound
-
 from .fences import find_fences
-from .maths import protect_maths
 from .model import Document, FencedBlock, RenderedBlock, RenderedDocument
 from .slugs import slugify
 
@@ -53,6 +49,8 @@ def render_document(doc: Document, block_renderer: BlockRenderer, base_path: str
     `base_path` is the path part of the site's base URL ("/" or "/blog/"): root-relative
     links in the body get it as a prefix so a site served under a sub-path works.
     """
+    from .maths import protect_maths
+
     lines = doc.body.split("\n")
     fences = find_fences(lines)
     md_parts: list[str] = []        # what markdown2 sees
@@ -146,11 +144,14 @@ def highlight_code(code: str, info: str) -> str:
     lexer = _lexer(info.split()[0] if info.split() else "")
     if lexer is None:
         return f"<pre><code>{html.escape(code, quote=False)}\n</code></pre>\n"
+    from pygments import highlight
     return highlight(code + "\n", lexer, _formatter())
 
 
 @functools.lru_cache(maxsize=None)
 def _lexer(name: str):
+    from pygments.lexers import get_lexer_by_name
+    from pygments.util import ClassNotFound
     try:
         return get_lexer_by_name(name) if name else None
     except ClassNotFound:
@@ -158,12 +159,14 @@ def _lexer(name: str):
 
 
 @functools.lru_cache(maxsize=1)
-def _formatter() -> HtmlFormatter:
+def _formatter():
+    from pygments.formatters import HtmlFormatter
     return HtmlFormatter(cssclass=CODE_CSS_CLASS, wrapcode=True)
 
 
 @functools.lru_cache(maxsize=1)
-def _markdown() -> markdown2.Markdown:
+def _markdown():
+    import markdown2
     return markdown2.Markdown(extras=_EXTRAS)
 
 
@@ -176,6 +179,7 @@ def _dedent(text: str, indent: str) -> str:
 
 def pygments_css() -> str:
     """The highlighting stylesheet written to static/pygments.css (light, and dark by media query)."""
+    from pygments.formatters import HtmlFormatter
     light = HtmlFormatter(style="friendly").get_style_defs(f".{CODE_CSS_CLASS}")
     dark = HtmlFormatter(style="monokai").get_style_defs(f".{CODE_CSS_CLASS}")
     dark = "\n".join("  " + line for line in dark.splitlines())

@@ -4,19 +4,72 @@ The new site is written to a sibling temporary folder and swapped in by renames,
 that fails anywhere before this stage leaves the last good site exactly as it was. Files whose
 bytes did not change are hard-linked from the old site, so they are not rewritten (their
 modification times stay, which keeps rsync-style deploys and browser caches quiet).
+
+Each planned file carries a key that names its bytes (equal key, equal bytes) and renders them
+only on demand. A manifest of the last site written (key, size, mtime, inode of every file)
+lets a rebuild reuse a file whose key is unchanged without rendering or even reading it, as
+long as the file on disk is still the one that was written; when every file is, nothing is
+written at all.
 """
 from __future__ import annotations
 
 import os
 import shutil
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 
+from .render_cache import content_key, read_blob, write_blob
 
-def write_site(out_dir: Path, files: dict[str, bytes]) -> int:
-    """Replace `out_dir` with exactly `files` (output-relative path -> bytes); returns files changed."""
+# path -> (key, size, mtime_ns, inode) of each file of the last site written
+Manifest = dict[str, tuple[str, int, int, int]]
+
+
+@dataclass(frozen=True)
+class OutputFile:
+    """One file to publish: `key` names its bytes, `make()` renders them when needed."""
+
+    key: str
+    make: Callable[[], bytes] = field(compare=False, repr=False)
+
+    @classmethod
+    def of(cls, data: bytes) -> "OutputFile":
+        """A file whose bytes are already at hand."""
+        return cls("bytes:" + content_key(data), lambda: data)
+
+
+@dataclass(frozen=True)
+class WriteResult:
+    """What the write stage did."""
+
+    changed: int                   # files whose bytes changed (or that are new)
+    rendered: tuple[str, ...]      # files whose bytes had to be made this time
+    manifest: Manifest             # the site now in place, for the next build
+
+
+def write_site(out_dir: Path, files: Mapping[str, OutputFile | bytes], manifest: Path | None = None) -> WriteResult:
+    """Replace `out_dir` with exactly `files` (output-relative path -> file).
+
+    `manifest` is the file where the last call for this folder left its manifest, and where
+    this one leaves its own; a missing or corrupt manifest only means every file is rendered.
+    """
     out_dir = Path(out_dir)
-    if out_dir.exists() and _same_tree(out_dir, files):
-        return 0
+    files = {path: f if isinstance(f, OutputFile) else OutputFile.of(f) for path, f in files.items()}
+    loaded = read_blob(manifest) if manifest is not None else None
+    previous: Manifest = loaded if isinstance(loaded, dict) else {}
+    result = _write(out_dir, files, previous)
+    if manifest is not None and result.manifest != previous:
+        write_blob(manifest, result.manifest)
+    return result
+
+
+def _write(out_dir: Path, files: dict[str, OutputFile], previous: Manifest) -> WriteResult:
+    present = _scan(out_dir)
+    reusable = {path for path, f in files.items()
+                if path in previous and previous[path][0] == f.key and present.get(path) == previous[path][1:]}
+    if out_dir.exists() and len(reusable) == len(files) == len(present):
+        return WriteResult(0, (), {path: previous[path] for path in sorted(files)})
+
     parent = out_dir.parent
     parent.mkdir(parents=True, exist_ok=True)
     staging = parent / f"{out_dir.name}.tmp-{os.getpid()}"
@@ -25,14 +78,26 @@ def write_site(out_dir: Path, files: dict[str, bytes]) -> int:
         if leftover.exists():
             shutil.rmtree(leftover)
     changed = 0
+    rendered: list[str] = []
+    manifest: Manifest = {}
+    made_dirs: set[Path] = set()
     try:
         for relative in sorted(files):
             target = staging / relative
-            target.parent.mkdir(parents=True, exist_ok=True)
+            if target.parent not in made_dirs:
+                target.parent.mkdir(parents=True, exist_ok=True)
+                made_dirs.add(target.parent)
             old = out_dir / relative
-            if not _link_if_same(old, target, files[relative]):
-                target.write_bytes(files[relative])
+            if relative in reusable and _link(old, target):
+                manifest[relative] = previous[relative]
+                continue
+            data = files[relative].make()
+            rendered.append(relative)
+            if not (relative in present and _bytes_equal(old, data) and _link(old, target)):
+                target.write_bytes(data)
                 changed += 1
+            stat = os.stat(target)
+            manifest[relative] = (files[relative].key, stat.st_size, stat.st_mtime_ns, stat.st_ino)
         if out_dir.exists():
             os.rename(out_dir, retired)
         os.rename(staging, out_dir)
@@ -42,7 +107,7 @@ def write_site(out_dir: Path, files: dict[str, bytes]) -> int:
             os.rename(retired, out_dir)
         raise
     shutil.rmtree(retired, ignore_errors=True)
-    return changed
+    return WriteResult(changed, tuple(rendered), manifest)
 
 
 def remove_site(out_dir: Path) -> bool:
@@ -54,11 +119,27 @@ def remove_site(out_dir: Path) -> bool:
     return True
 
 
-def _same_tree(out_dir: Path, files: dict[str, bytes]) -> bool:
-    present = {p.relative_to(out_dir).as_posix() for p in out_dir.rglob("*") if p.is_file() or p.is_symlink()}
-    if present != set(files):
-        return False
-    return all(_bytes_equal(out_dir / rel, data) for rel, data in files.items())
+def _scan(out_dir: Path) -> dict[str, tuple[int, int, int]]:
+    """(size, mtime_ns, inode) of every plain file under `out_dir`; links and odd files are
+    listed with an impossible stat so that they never match a manifest."""
+    found: dict[str, tuple[int, int, int]] = {}
+    pending = [(str(out_dir), "")]
+    while pending:
+        folder, prefix = pending.pop()
+        try:
+            entries = list(os.scandir(folder))
+        except (FileNotFoundError, NotADirectoryError):
+            continue
+        for entry in entries:
+            relative = prefix + entry.name
+            if entry.is_dir(follow_symlinks=False):
+                pending.append((entry.path, relative + "/"))
+            elif entry.is_file(follow_symlinks=False):
+                stat = entry.stat(follow_symlinks=False)
+                found[relative] = (stat.st_size, stat.st_mtime_ns, stat.st_ino)
+            else:
+                found[relative] = (-1, -1, -1)
+    return found
 
 
 def _bytes_equal(path: Path, data: bytes) -> bool:
@@ -68,9 +149,7 @@ def _bytes_equal(path: Path, data: bytes) -> bool:
         return False
 
 
-def _link_if_same(old: Path, target: Path, data: bytes) -> bool:
-    if not _bytes_equal(old, data):
-        return False
+def _link(old: Path, target: Path) -> bool:
     try:
         os.link(old, target)
     except OSError:

@@ -1,9 +1,11 @@
 """Render stage for HTML: posts, pages, paginated index, categories, months, archive, 404.
 
-Pure: rendered documents in, `{output path: bytes}` out. All HTML lives in templates/.
+Pure: rendered documents in, `{output path: OutputFile}` out (each page keyed on what it
+shows, rendered only when asked). All HTML lives in templates/.
 """
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -11,10 +13,11 @@ from pathlib import Path
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
 
-import jinja2
 import markupsafe
 
 from .model import Document, RenderedDocument, SiteConfig
+from .output import OutputFile
+from .render_cache import config_key, content_key
 from .slugs import slugify
 
 BUILTIN_TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
@@ -99,14 +102,27 @@ def group_months(posts: Sequence[Entry], root: str, zone: ZoneInfo) -> tuple[Gro
 
 
 def render_site_pages(config: SiteConfig, posts: Sequence[RenderedDocument], pages: Sequence[RenderedDocument]) -> dict[str, bytes]:
-    """Every HTML page of the site; `posts` newest first."""
+    """Every HTML page of the site, rendered; `posts` newest first."""
+    return {path: page.make() for path, page in site_pages(config, posts, pages).items()}
+
+
+def site_pages(config: SiteConfig, posts: Sequence[RenderedDocument], pages: Sequence[RenderedDocument],
+               version: str = "") -> dict[str, OutputFile]:
+    """Every HTML page of the site, each keyed on exactly what it shows and rendered on demand.
+
+    `version` names the generator (code and templates) and goes into every key; `posts`
+    newest first. A page's key changes only when something visible on it does: editing the
+    prose of one post changes its own page and the index page showing its intro, not the
+    listings that show its title and summary.
+    """
     root = base_path(config)
     zone = ZoneInfo(config.timezone)
-    env = _environment(config, zone, root)
     post_entries = [Entry(p, root + p.document.url) for p in posts]
     page_entries = [Entry(p, root + p.document.url) for p in pages]
     categories = group_categories(post_entries, root)
     months = group_months(post_entries, root, zone)
+    category_by_path = {g.path: g for g in categories}
+    templates = _Templates(config, zone, root, category_by_path)
     common = {
         "site": config,
         "root": root,
@@ -116,48 +132,93 @@ def render_site_pages(config: SiteConfig, posts: Sequence[RenderedDocument], pag
         "description": None,
         "category_feed": None,
     }
-    # The sidebar is the same on every page: render it once, not 1,000 times.
-    common["sidebar_html"] = markupsafe.Markup(env.get_template("_sidebar.html").render(common))
-    category_by_path = {g.path: g for g in categories}
-    env.globals["categories_of"] = lambda doc: [category_by_path[category_path(n)] for n in doc.categories]
-    out: dict[str, bytes] = {}
+    common_key = content_key(
+        version, config_key(config), root, [(e.document.title, e.url) for e in page_entries],
+        [(g.name, g.url, g.count) for g in months], [(g.name, g.url, g.count) for g in categories])
 
-    def write(path: str, template: str, **context) -> None:
+    def shown_categories(doc: Document) -> list:
+        return [(g.name, g.url) for g in (category_by_path[category_path(n)] for n in doc.categories)]
+
+    def meta(entry: Entry) -> tuple:
+        doc = entry.document
+        return (entry.url, doc.title, repr(doc.date), repr(doc.updated), shown_categories(doc))
+
+    def listed(entry: Entry) -> tuple:
+        doc = entry.document
+        return (entry.url, doc.title, repr(doc.date), doc.summary)
+
+    def link(entry: Entry | None) -> tuple | None:
+        return (entry.url, entry.document.title) if entry is not None else None
+
+    out: dict[str, OutputFile] = {}
+
+    def page(path: str, template: str, shown: tuple, **context) -> None:
         folder = path[: -len("index.html")] if path.endswith("index.html") else path
         context.setdefault("canonical", config.base_url + folder)
-        html = env.get_template(template).render({**common, **context})
-        out[path] = html.encode("utf-8")
+        key = content_key(common_key, path, template, context["canonical"], shown)
+        out[path] = OutputFile(key, lambda: templates.render(template, common, context))
 
     for i, entry in enumerate(post_entries):
         newer = post_entries[i - 1] if i > 0 else None
         older = post_entries[i + 1] if i + 1 < len(post_entries) else None
-        write(entry.document.output_path, "post.html", entry=entry, newer=newer, older=older,
-              page_title=entry.document.title, description=entry.document.summary)
+        doc = entry.document
+        page(doc.output_path, "post.html", (meta(entry), doc.summary, _digest(entry.html), link(newer), link(older)),
+             entry=entry, newer=newer, older=older, page_title=doc.title, description=doc.summary)
     for entry in page_entries:
-        write(entry.document.output_path, "page.html", entry=entry, page_title=entry.document.title,
-              description=entry.document.summary)
+        doc = entry.document
+        page(doc.output_path, "page.html", (meta(entry), doc.summary, _digest(entry.html)),
+             entry=entry, page_title=doc.title, description=doc.summary)
 
     size = config.posts_per_page
     chunks = [post_entries[i:i + size] for i in range(0, len(post_entries), size)] or [[]]
     index_path = lambda n: "" if n == 1 else f"page/{n}/"
     for n, chunk in enumerate(chunks, start=1):
-        write(index_path(n) + "index.html", "index.html", entries=chunk, page_number=n, page_count=len(chunks),
-              page_title=None if n == 1 else f"Page {n}",
-              newer_page=root + index_path(n - 1) if n > 1 else None,
-              older_page=root + index_path(n + 1) if n < len(chunks) else None)
+        shown = (n, len(chunks), [(meta(e), _digest(e.intro_html), e.has_more) for e in chunk])
+        page(index_path(n) + "index.html", "index.html", shown, entries=chunk, page_number=n, page_count=len(chunks),
+             page_title=None if n == 1 else f"Page {n}",
+             newer_page=root + index_path(n - 1) if n > 1 else None,
+             older_page=root + index_path(n + 1) if n < len(chunks) else None)
     for group in categories:
         feed = {"name": group.name, "url": group.url + "feed.xml"}
-        write(group.path + "index.html", "listing.html", entries=group.entries, heading=group.name,
-              kicker="Category", page_title=group.name, category_feed=feed)
+        page(group.path + "index.html", "listing.html", (group.name, [listed(e) for e in group.entries]),
+             entries=group.entries, heading=group.name, kicker="Category", page_title=group.name,
+             category_feed=feed)
     for group in months:
-        write(group.path + "index.html", "listing.html", entries=group.entries, heading=group.name,
-              kicker="Month", page_title=group.name)
-    write("archive/index.html", "archive.html", months=months, post_count=len(post_entries), page_title="Archive")
-    write("404.html", "404.html", page_title="Page not found", canonical=None)
+        page(group.path + "index.html", "listing.html", (group.name, [listed(e) for e in group.entries]),
+             entries=group.entries, heading=group.name, kicker="Month", page_title=group.name)
+    page("archive/index.html", "archive.html", [(g.name, g.url, [listed(e) for e in g.entries]) for g in months],
+         months=months, post_count=len(post_entries), page_title="Archive")
+    page("404.html", "404.html", (), page_title="Page not found", canonical=None)
     return out
 
 
-def _environment(config: SiteConfig, zone: ZoneInfo, root: str) -> jinja2.Environment:
+def _digest(text: str) -> str:
+    return hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=16).hexdigest()
+
+
+class _Templates:
+    """The Jinja environment, made (and the sidebar rendered) only when a page is rendered."""
+
+    def __init__(self, config: SiteConfig, zone: ZoneInfo, root: str, category_by_path: dict[str, Group]):
+        self._args = (config, zone, root, category_by_path)
+        self._env = None
+        self._sidebar: markupsafe.Markup | None = None
+
+    def render(self, template: str, common: dict, context: dict) -> bytes:
+        if self._env is None:
+            config, zone, root, category_by_path = self._args
+            self._env = _environment(config, zone, root)
+            self._env.globals["categories_of"] = lambda doc: [category_by_path[category_path(n)] for n in doc.categories]
+        if self._sidebar is None:
+            # The sidebar is the same on every page: render it once, not 1,000 times.
+            self._sidebar = markupsafe.Markup(self._env.get_template("_sidebar.html").render(common))
+        return self._env.get_template(template).render(
+            {**common, **context, "sidebar_html": self._sidebar}).encode("utf-8")
+
+
+def _environment(config: SiteConfig, zone: ZoneInfo, root: str):
+    import jinja2   # a rebuild that renders no page never needs it
+
     loaders = [jinja2.FileSystemLoader(str(config.root / "templates")), jinja2.FileSystemLoader(str(BUILTIN_TEMPLATES))]
     env = jinja2.Environment(loader=jinja2.ChoiceLoader(loaders), autoescape=True, keep_trailing_newline=True,
                              trim_blocks=False, undefined=jinja2.StrictUndefined)

@@ -1,6 +1,7 @@
 """The build, in one screen: load -> labs -> Markdown -> pages, feeds, llms.txt -> write."""
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -8,13 +9,13 @@ from pathlib import Path
 
 from .config import load_config
 from .content import load_content
-from .feeds import render_rss
+from .feeds import render_rss, rss_items
 from .llms import mirror_path, render_llms_full, render_llms_txt, render_markdown_mirror
-from .labs.stage import run_lab_stage
-from .markdown import render_document
-from .model import BuildOptions, Content, LabCounts, RenderedDocument, SiteConfig
-from .output import write_site
-from .pages import base_path, group_categories, group_months, Entry, render_site_pages
+from .markdown import render_code_block, render_document
+from .model import BuildOptions, Content, Document, LabCounts, LabStage, RenderedDocument, SiteConfig
+from .output import OutputFile, write_site
+from .pages import base_path, group_categories, Entry, site_pages
+from .render_cache import CACHE_DIR, RenderCache, config_key, content_key, generator_version
 from .sitemap import render_sitemap
 
 BUILTIN_STATIC = Path(__file__).resolve().parent.parent / "static"
@@ -24,11 +25,13 @@ BUILTIN_STATIC = Path(__file__).resolve().parent.parent / "static"
 class BuildReport:
     """What one build did: the closing line of `build.py` is made from it."""
 
-    pages: int            # HTML pages written
+    pages: int            # HTML pages in the site
     files: int            # all files in the output folder
     changed: int          # files whose bytes changed
     seconds: float
     labs: LabCounts
+    rendered: tuple[str, ...] = ()   # output files made this build (the rest were reused as they were)
+    documents_rendered: int = 0      # posts and pages whose Markdown was rendered (not from the cache)
 
     def summary(self) -> str:
         """`built P pages in S s; labs: R run, C cached, F failed`."""
@@ -42,39 +45,130 @@ def build(config_path: Path | str, content_dir: Path | str, out_dir: Path | str,
     started = time.perf_counter()
     config = load_config(config_path)
     content = load_content(Path(content_dir), config)
-    labs = run_lab_stage(list(content.documents), config, options)
-    root = base_path(config)
-    posts = [render_document(doc, labs.block_renderer, root) for doc in content.posts]
-    pages = [render_document(doc, labs.block_renderer, root) for doc in content.pages]
-    files = site_files(config, content, posts, pages, labs.files)
-    changed = write_site(Path(out_dir), files)
+    labs = lab_stage(content, config, options)
+    cache = RenderCache(config.root / CACHE_DIR)
+    try:
+        renders = Renders(config, cache, generator_version(config.root / "templates"))
+        posts = renders.documents(content.posts, labs.block_renderer)
+        pages = renders.documents(content.pages, labs.block_renderer)
+        files = site_files(config, content, posts, pages, labs.files, renders)
+        written = write_site(Path(out_dir), files, manifest=cache.manifest_path(out_dir))
+    finally:
+        cache.save()   # what was rendered stays useful even when a later stage failed
     html_pages = sum(1 for path in files if path.endswith(".html"))
-    return BuildReport(html_pages, len(files), changed, time.perf_counter() - started, labs.counts)
+    return BuildReport(html_pages, len(files), written.changed, time.perf_counter() - started, labs.counts,
+                       written.rendered, renders.rendered)
+
+
+def lab_stage(content: Content, config: SiteConfig, options: BuildOptions) -> LabStage:
+    """Labs run or taken from their cache; a site with no lab block does not load the lab engine."""
+    if not any(doc.blocks for doc in content.documents):
+        return LabStage(render_code_block)
+    from .labs.stage import run_lab_stage
+    return run_lab_stage(list(content.documents), config, options)
+
+
+class Renders:
+    """Markdown rendering through the render cache, and the keys of what was rendered.
+
+    A document's key covers its source, the rendered lab blocks it shows, the site's base path
+    and the generator version; `identity` adds the front matter pages and feeds show, so any
+    file made from rendered documents can be keyed on their identities.
+    """
+
+    def __init__(self, config: SiteConfig, cache: RenderCache, version: str):
+        self.config = config
+        self.cache = cache
+        self.version = version
+        self.config_key = config_key(config)
+        self.root = base_path(config)
+        self.identity: dict[str, str] = {}    # output path of the document -> key
+        self.rendered = 0
+
+    def documents(self, docs: Sequence[Document], block_renderer) -> list[RenderedDocument]:
+        """Each of `docs` rendered, from the cache where its key is known."""
+        return [self._document(doc, block_renderer) for doc in docs]
+
+    def _document(self, doc: Document, block_renderer) -> RenderedDocument:
+        blocks = {(b.path, b.line): block_renderer(b) for b in doc.blocks}
+        key = content_key(self.version, self.root, str(doc.source), doc.body, doc.body_line, doc.url,
+                          doc.summary, [(b.html, b.markdown) for b in blocks.values()])
+
+        def render() -> tuple:
+            self.rendered += 1
+            shown = lambda block: blocks.get((block.path, block.line)) or block_renderer(block)
+            r = render_document(doc, shown, self.root)
+            return (r.html, r.intro_html, r.has_more, r.markdown, r.document.summary)
+
+        html, intro, has_more, markdown, summary = self.cache.get("document", key, render)
+        document = doc if summary == doc.summary else dataclasses.replace(doc, summary=summary)
+        self.identity[doc.output_path] = content_key(
+            key, doc.kind, doc.slug, doc.title, repr(doc.date), repr(doc.updated), doc.categories, summary)
+        rendered = RenderedDocument(document, html, intro, has_more, markdown)
+        self.cache.keep("mirror", self._mirror_key(rendered))
+        self.cache.keep("rss-item", self._item_key(rendered))
+        return rendered
+
+    def key_of(self, *parts, documents: Sequence[RenderedDocument] = ()) -> str:
+        """A key for a file made from `parts`, the site configuration and `documents`."""
+        return content_key(self.version, self.config_key, parts,
+                           [self.identity[d.document.output_path] for d in documents])
+
+    def mirror(self, rendered: RenderedDocument) -> str:
+        """`render_markdown_mirror`, through the cache."""
+        return self.cache.get("mirror", self._mirror_key(rendered),
+                              lambda: render_markdown_mirror(self.config, rendered))
+
+    def feed_items(self, posts: list[RenderedDocument]) -> list[bytes]:
+        """`rss_items` through the cache: the items no build made yet are made in one go."""
+        keys = [self._item_key(p) for p in posts]
+        known = self.cache.known("rss-item", keys)
+        missing = [(key, p) for key, p in zip(keys, posts) if key not in known]
+        made = dict(zip([key for key, _ in missing], rss_items(self.config, [p for _, p in missing])))
+        return [self.cache.get("rss-item", key, lambda key=key: made[key]) for key in keys]
+
+    def _mirror_key(self, rendered: RenderedDocument) -> str:
+        return content_key(self.identity[rendered.document.output_path], self.config.base_url)
+
+    def _item_key(self, rendered: RenderedDocument) -> str:
+        return content_key(self.identity[rendered.document.output_path], self.config.base_url, self.config.author)
 
 
 def site_files(config: SiteConfig, content: Content, posts: list[RenderedDocument],
-               pages: list[RenderedDocument], lab_files: dict[str, bytes]) -> dict[str, bytes]:
-    """Every output file, keyed by output-relative path, in a stable order."""
-    files: dict[str, bytes] = {}
-    files.update(static_files(config))
-    files.update({path: source.read_bytes() for path, source in content.assets.items()})
-    files.update(lab_files)
-    files.update(render_site_pages(config, posts, pages))
-    files["feed.xml"] = render_rss(config, posts)
-    for group in group_categories([Entry(p, p.document.url) for p in posts], ""):
-        files[group.path + "feed.xml"] = render_rss(
-            config, [e.rendered for e in group.entries], path=group.path + "feed.xml",
-            title=f"{config.title}: {group.name}")
+               pages: list[RenderedDocument], lab_files: dict[str, bytes], renders: Renders) -> dict[str, OutputFile]:
+    """Every output file, keyed by output-relative path, in a stable order; each is rendered
+    only if the write stage finds no copy of it from the last build."""
+    files: dict[str, OutputFile] = {}
+    for path, data in static_files(config).items():
+        files[path] = OutputFile.of(data)
+    for path, source in content.assets.items():
+        files[path] = OutputFile.of(source.read_bytes())
+    for path, data in lab_files.items():
+        files[path] = OutputFile.of(data)
+    files.update(site_pages(config, posts, pages, renders.version))
+    feeds = [("feed.xml", None, posts)]
+    feeds += [(group.path + "feed.xml", f"{config.title}: {group.name}", [e.rendered for e in group.entries])
+              for group in group_categories([Entry(p, p.document.url) for p in posts], "")]
+    for path, title, entries in feeds:
+        files[path] = OutputFile(
+            renders.key_of("rss", path, title, documents=entries),
+            lambda path=path, title=title, entries=entries: render_rss(
+                config, entries, path=path, title=title, items_of=renders.feed_items))
     for doc in posts + pages:
-        files[mirror_path(doc.document)] = render_markdown_mirror(config, doc).encode("utf-8")
-    files["llms.txt"] = render_llms_txt(config, posts, pages).encode("utf-8")
-    files["llms-full.txt"] = render_llms_full(config, posts, pages).encode("utf-8")
-    files["sitemap.xml"] = render_sitemap(config, sitemap_urls(config, posts, pages, files))
+        files[mirror_path(doc.document)] = OutputFile(
+            renders.key_of("mirror", documents=[doc]), lambda doc=doc: renders.mirror(doc).encode("utf-8"))
+    files["llms.txt"] = OutputFile.of(render_llms_txt(config, posts, pages).encode("utf-8"))
+    files["llms-full.txt"] = OutputFile(
+        renders.key_of("llms-full", documents=posts + pages),
+        lambda: render_llms_full(config, posts, pages, mirror_of=renders.mirror).encode("utf-8"))
+    urls = sitemap_urls(config, posts, pages, files)
+    files["sitemap.xml"] = OutputFile(renders.key_of("sitemap", [(url, repr(when)) for url, when in urls]),
+                                      lambda: render_sitemap(config, urls))
     return dict(sorted(files.items()))
 
 
 def sitemap_urls(config: SiteConfig, posts: list[RenderedDocument], pages: list[RenderedDocument],
-                 files: dict[str, bytes]):
+                 files: dict[str, OutputFile]):
     """(site-relative URL, last change) of every HTML page but the 404."""
     changed = {d.document.output_path: d.document.updated or d.document.date for d in posts + pages}
     newest = max((c for c in changed.values() if c), default=None)

@@ -1,0 +1,160 @@
+"""The render cache (`.cache/render/`): what the last build rendered, keyed on what it was made from.
+
+A key is a hash of every input of a piece of output: the document's source and the lab blocks
+it shows, the site configuration, and the generator itself (its Python code, templates and the
+versions of the libraries that render). Equal key, equal bytes: that is what lets a rebuild skip
+work without ever showing stale output. Entries live in one file, checked by a hash of its bytes;
+a missing, truncated or corrupt file is an empty cache, never an error. Nothing here holds a
+clock time, so a cache never changes what a build produces, only how fast.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import importlib.util
+import json
+import marshal
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+CACHE_DIR = ".cache/render"
+FORMAT = b"labnotes-render-cache-1\n"
+_PACKAGE = Path(__file__).resolve().parent
+_BUILTIN_TEMPLATES = _PACKAGE.parent / "templates"
+# The libraries whose output ends up in the site: a new version may render other bytes.
+_RENDERING_LIBRARIES = ("markdown2", "pygments", "jinja2", "markupsafe", "feedgen", "lxml", "latex2mathml")
+
+
+def content_key(*parts: Any) -> str:
+    """A hex digest of `parts`: strings, bytes, numbers, None, and tuples or lists of those.
+
+    Those types have a `repr` that is deterministic and tells values apart ("ab", "c" is not
+    "a", "bc"), and `repr` of a whole tuple runs in C: keying 1,000 posts costs milliseconds.
+    """
+    return hashlib.blake2b(repr(parts).encode("utf-8", "surrogatepass"), digest_size=16).hexdigest()
+
+
+def config_key(config: Any) -> str:
+    """A digest of a configuration dataclass (paths as text: `repr` of a Path is not stable, some
+    libraries patch it)."""
+    return content_key(json.dumps(dataclasses.asdict(config), default=str, sort_keys=True))
+
+
+def generator_version(site_templates: Path | None = None) -> str:
+    """A digest of everything that turns content into output besides the content itself."""
+    parts: list[Any] = [sys.version_info[:2], [_library_version(name) for name in _RENDERING_LIBRARIES]]
+    # labnotes/labs/ is left out: what the lab engine makes reaches the output only as rendered
+    # blocks and figure files, and those are keyed on their own bytes.
+    files = sorted(_PACKAGE.glob("*.py")) + sorted(_BUILTIN_TEMPLATES.rglob("*"))
+    if site_templates is not None and site_templates.is_dir():
+        files += sorted(site_templates.rglob("*"))
+    for path in files:
+        if path.is_file():
+            parts.append((str(path), path.read_bytes()))
+    return content_key(*parts)
+
+
+def _library_version(name: str) -> tuple:
+    """What names the installed version of library `name`, found without importing it (nor
+    importlib.metadata, which costs more than a whole rebuild's hashing): the `NAME-VERSION.dist-info`
+    folder beside it, else the size and time of its code file."""
+    spec = importlib.util.find_spec(name)
+    if spec is None or spec.origin is None:
+        return (name, None)
+    origin = Path(spec.origin)
+    folder = origin.parent.parent if origin.name == "__init__.py" else origin.parent
+    prefix = name.lower() + "-"
+    try:
+        infos = sorted(entry for entry in os.listdir(folder)
+                       if entry.lower().replace("_", "-").startswith(prefix) and entry.endswith(".dist-info"))
+    except OSError:
+        infos = []
+    if infos:
+        return (name, infos)
+    stat = origin.stat()
+    return (name, str(origin), stat.st_size, stat.st_mtime_ns)
+
+
+def read_blob(path: Path) -> Any:
+    """The value saved by `write_blob`, or None when the file is missing or not intact."""
+    try:
+        data = Path(path).read_bytes()
+    except OSError:
+        return None
+    head = len(FORMAT)
+    checksum, payload = data[head:head + 32], data[head + 32:]
+    if data[:head] != FORMAT or hashlib.blake2b(payload, digest_size=32).digest() != checksum:
+        return None
+    try:
+        return marshal.loads(payload)
+    except (ValueError, EOFError, TypeError):
+        return None
+
+
+def write_blob(path: Path, value: Any) -> None:
+    """Save `value` (built-in types only) atomically: a reader sees the old file or the new one."""
+    path = Path(path)
+    payload = marshal.dumps(value)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f"{path.name}.tmp-{os.getpid()}")
+    try:
+        temporary.write_bytes(FORMAT + hashlib.blake2b(payload, digest_size=32).digest() + payload)
+        os.replace(temporary, path)
+    except OSError:
+        temporary.unlink(missing_ok=True)   # a cache that cannot be saved only costs time
+
+
+class RenderCache:
+    """Rendered pieces (strings and tuples of them) by kind and key, kept in one file.
+
+    Only the entries a build asked for are saved, so removed posts do not pile up.
+    """
+
+    def __init__(self, folder: Path):
+        self.folder = Path(folder)
+        self.path = self.folder / "rendered.bin"
+        loaded = read_blob(self.path)
+        self._old: dict[str, Any] = loaded if isinstance(loaded, dict) else {}
+        self._new: dict[str, Any] = {}
+        self.hits = 0
+        self.misses = 0
+
+    def manifest_path(self, out_dir: Path | str) -> Path:
+        """Where the write stage keeps its manifest of the site in `out_dir`."""
+        return self.folder / f"output-{content_key(str(Path(out_dir).resolve()))}.bin"
+
+    def get(self, kind: str, key: str, make: Callable[[], Any]) -> Any:
+        """The cached value for (`kind`, `key`), or `make()`'s, remembered for next time."""
+        name = f"{kind}:{key}"
+        if name in self._new:
+            return self._new[name]
+        if name in self._old:
+            self.hits += 1
+            value = self._old[name]
+        else:
+            self.misses += 1
+            value = make()
+        self._new[name] = value
+        return value
+
+    def known(self, kind: str, keys: list[str]) -> set[str]:
+        """Those of `keys` that have an entry of `kind`."""
+        return {key for key in keys if f"{kind}:{key}" in self._new or f"{kind}:{key}" in self._old}
+
+    def keep(self, kind: str, key: str) -> None:
+        """Keep the entry (`kind`, `key`), if there is one, for the next build without reading it."""
+        name = f"{kind}:{key}"
+        if name not in self._new and name in self._old:
+            self._new[name] = self._old[name]
+
+    def put(self, kind: str, key: str, value: Any) -> None:
+        """Remember `value` for (`kind`, `key`)."""
+        self._new[f"{kind}:{key}"] = value
+
+    def save(self) -> None:
+        """Write the entries used by this build, unless they are exactly what was loaded."""
+        if self._new.keys() != self._old.keys():
+            write_blob(self.path, self._new)

@@ -1,0 +1,237 @@
+"""Rebuilds do only the work an edit calls for (SPEC 8), and never show anything stale.
+
+Every test builds a tiny site in tmp_path with the real pipeline; `report.rendered` lists the
+output files whose bytes had to be made (the others were reused from the last build as they
+were), and a clean build (no render cache, empty output) is the reference for what is right.
+"""
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import feedparser
+
+from conftest import TinySite, post_text
+
+BODY = """\
+Intro of {name}.
+
+<!--more-->
+
+Rest of {name}, with a footnote.[^1] and a table:
+
+| a | b |
+|---|---|
+| 1 | 2 |
+
+```python
+print("{name}")
+```
+
+[^1]: Note of {name}.
+"""
+
+
+def add_posts(site: TinySite) -> None:
+    """Four posts, two per page, in three categories and two months."""
+    for name, day, categories in (("a", "2026-03-01", "[Notes]"), ("b", "2026-03-02", "[Notes, Maths]"),
+                                  ("c", "2026-04-03", "[Maths]"), ("d", "2026-04-04", "[Other]")):
+        site.post(f"{name}.md", post_text(title=f"Post {name}", date=day, categories=categories,
+                                          summary=f'"Summary of {name}."', body=BODY.format(name=name)))
+    site.page("about.md", "---\ntitle: About\n---\nAbout this blog.\n")
+
+
+def stamps(site: TinySite) -> dict[str, tuple[int, int]]:
+    """(inode, mtime) of every output file: a file rewritten or replaced changes one of them."""
+    return {p.relative_to(site.out).as_posix(): (p.stat().st_ino, p.stat().st_mtime_ns)
+            for p in site.out.rglob("*") if p.is_file()}
+
+
+def clean_build(site: TinySite, tmp_path: Path) -> dict[str, bytes]:
+    """What a build from scratch (no render cache, no previous output) makes of the same site."""
+    fresh = TinySite.__new__(TinySite)
+    fresh.root = tmp_path / "clean"
+    shutil.rmtree(fresh.root, ignore_errors=True)
+    shutil.copytree(site.root, fresh.root, ignore=shutil.ignore_patterns(".cache", "output"))
+    fresh.config, fresh.content, fresh.out = (fresh.root / "site.toml", fresh.root / "content",
+                                              fresh.root / "output")
+    fresh.build()
+    return fresh.snapshot()
+
+
+def edit(path: Path, old: str, new: str) -> None:
+    text = path.read_text(encoding="utf-8")
+    assert old in text
+    path.write_text(text.replace(old, new), encoding="utf-8")
+
+
+def test_second_build_rewrites_no_file(site):
+    add_posts(site)
+    first = site.build()
+    assert first.documents_rendered == 5
+    before = stamps(site)
+    report = site.build()
+    assert report.changed == 0 and report.rendered == () and report.documents_rendered == 0
+    assert stamps(site) == before
+
+
+def test_prose_edit_rerenders_only_pages_that_show_it(site):
+    add_posts(site)
+    site.build()
+    before = stamps(site)
+    edit(site.content / "posts" / "b.md", "Rest of b,", "Edited rest of b,")
+    report = site.build()
+    # b's page and mirror, the feeds it is in, and llms-full.txt; listings show only its
+    # intro, title and summary, which did not change.
+    assert set(report.rendered) == {"posts/b.html", "posts/b.html.md", "feed.xml", "category/notes/feed.xml",
+                                    "category/maths/feed.xml", "llms-full.txt"}
+    assert report.documents_rendered == 1
+    assert "Edited rest of b" in site.html("posts/b.html").select_one(".post-body").get_text()
+    feed = feedparser.parse((site.out / "feed.xml").read_bytes())
+    assert "Edited rest of b" in next(e for e in feed.entries if e.title == "Post b").content[0].value
+    after = stamps(site)
+    unchanged = set(before) - set(report.rendered)
+    assert {path: after[path] for path in unchanged} == {path: before[path] for path in unchanged}
+
+
+def test_intro_edit_rerenders_the_index_page_showing_it_and_no_other(site):
+    add_posts(site)
+    site.build()
+    edit(site.content / "posts" / "b.md", "Intro of b.", "New intro of b.")
+    report = site.build()
+    # newest first, two per page: d c | b a; b's intro is on page 2 only
+    assert "page/2/index.html" in report.rendered
+    assert not {"index.html", "category/notes/index.html", "2026/03/index.html", "archive/index.html",
+                "posts/a.html", "posts/c.html"} & set(report.rendered)
+    intros = [a.get_text() for a in site.html("page/2/index.html").select("article.intro .post-body")]
+    assert any("New intro of b." in text for text in intros)
+
+
+def test_title_edit_rerenders_neighbours_and_listings(site):
+    add_posts(site)
+    site.build()
+    edit(site.content / "posts" / "b.md", "title: Post b", "title: Retitled b")
+    report = site.build()
+    rendered = set(report.rendered)
+    # its neighbours link to it by title; the listings, archive and its index page show it
+    assert {"posts/a.html", "posts/b.html", "posts/c.html", "page/2/index.html", "archive/index.html",
+            "category/notes/index.html", "category/maths/index.html", "2026/03/index.html"} <= rendered
+    assert not {"posts/d.html", "index.html", "category/other/index.html", "2026/04/index.html"} & rendered
+    assert report.documents_rendered == 0   # the body did not change: its Markdown is not rendered again
+    assert "Retitled b" in site.html("posts/c.html").select_one(".post-nav").get_text()
+
+
+def test_changed_template_rerenders_everything(site):
+    add_posts(site)
+    site.build()
+    templates = site.root / "templates"
+    templates.mkdir()
+    builtin = Path(__file__).resolve().parents[2] / "templates" / "base.html"
+    (templates / "base.html").write_text(
+        builtin.read_text(encoding="utf-8").replace('<main id="main">', '<main id="main" class="custom">'),
+        encoding="utf-8")
+    report = site.build()
+    html_files = {p for p in site.snapshot() if p.endswith(".html")}
+    assert html_files <= set(report.rendered)
+    assert all(site.html(p).select_one("main.custom") is not None for p in html_files)
+
+
+def test_corrupt_render_cache_is_rebuilt(site, tmp_path):
+    add_posts(site)
+    site.build()
+    built = site.snapshot()
+    cache_files = sorted((site.root / ".cache" / "render").glob("*.bin"))
+    assert cache_files
+    for number, path in enumerate(cache_files):
+        data = path.read_bytes()
+        path.write_bytes(data[: len(data) // 2] if number % 2 else data[:40] + b"\xff" * 64 + data[104:])
+    edit(site.content / "posts" / "a.md", "Rest of a,", "Edited rest of a,")
+    report = site.build()
+    assert report.documents_rendered == 5
+    assert site.snapshot() == clean_build(site, tmp_path) != built
+    assert site.build().rendered == ()   # and the cache written by that build is whole again
+
+
+def test_output_file_edited_or_deleted_by_hand_is_restored(site):
+    add_posts(site)
+    site.build()
+    built = site.snapshot()
+    (site.out / "posts" / "a.html").write_text("tampered", encoding="utf-8")
+    (site.out / "posts" / "b.html.md").unlink()
+    (site.out / "stray.txt").write_text("not ours", encoding="utf-8")
+    report = site.build()
+    assert site.snapshot() == built
+    assert set(report.rendered) == {"posts/a.html", "posts/b.html.md"}
+
+
+def test_changed_lab_block_rerenders_the_post(site):
+    """A block's rendered output is part of its post's key: here the source a ```labsource shows."""
+    labcode = site.root / "labcode"
+    labcode.mkdir()
+    (labcode / "__init__.py").write_text("", encoding="utf-8")
+    (labcode / "demo.py").write_text("def shown():\n    return 1\n", encoding="utf-8")
+    site.post("a.md", post_text(body="Source:\n\n```labsource\nlabcode.demo:shown\n```\n"))
+    site.build()
+    assert "return 1" in site.html("posts/a.html").select_one(".lab").get_text()
+    (labcode / "demo.py").write_text("def shown():\n    return 2\n", encoding="utf-8")
+    report = site.build()
+    assert report.documents_rendered == 1 and "posts/a.html" in report.rendered
+    assert "return 2" in site.html("posts/a.html").select_one(".lab").get_text()
+
+
+def test_incremental_output_equals_clean_build(site, tmp_path):
+    add_posts(site)
+    site.build()
+    edits = [
+        lambda: site.post("e.md", post_text(title="Post e", date="2026-05-05", categories="[New]",
+                                            body=BODY.format(name="e"))),
+        lambda: (site.content / "posts" / "a.md").unlink(),
+        lambda: edit(site.content / "posts" / "c.md", "categories: [Maths]", "categories: [Notes]"),
+        lambda: edit(site.content / "posts" / "d.md", "title: Post d", "title: Post d, retitled"),
+        lambda: edit(site.content / "posts" / "b.md", 'summary: "Summary of b."\n', ""),
+        lambda: edit(site.config, "posts_per_page = 2", "posts_per_page = 3"),
+        lambda: edit(site.content / "pages" / "about.md", "About this blog.", "About this blog, edited."),
+    ]
+    for change in edits:
+        change()
+        site.build()
+        assert site.snapshot() == clean_build(site, tmp_path)
+
+
+def test_failed_rebuild_keeps_the_last_site_and_the_next_one_recovers(site, tmp_path):
+    from labnotes.errors import BuildError
+    add_posts(site)
+    site.build()
+    built, before = site.snapshot(), stamps(site)
+    edit(site.content / "posts" / "c.md", "Rest of c,", "Rest of c, $\\frac{1}{$ broken maths,")
+    try:
+        site.build()
+    except BuildError:
+        pass
+    else:
+        raise AssertionError("invalid maths should fail the build")
+    assert site.snapshot() == built and stamps(site) == before
+    edit(site.content / "posts" / "c.md", "$\\frac{1}{$ broken maths,", "fixed,")
+    site.build()
+    assert site.snapshot() == clean_build(site, tmp_path)
+
+
+def test_rebuild_with_nothing_to_do_loads_no_renderer(site):
+    add_posts(site)
+    site.build()
+    script = textwrap.dedent(f"""
+        import sys
+        from labnotes.model import BuildOptions
+        from labnotes.pipeline import build
+        report = build({str(site.config)!r}, {str(site.content)!r}, {str(site.out)!r}, BuildOptions())
+        assert report.rendered == (), report.rendered
+        heavy = {{"torch", "matplotlib", "numpy", "markdown2", "pygments", "latex2mathml", "feedgen", "jinja2"}}
+        print(sorted(heavy & {{name.split(".")[0] for name in sys.modules}}))
+    """)
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                            cwd=Path(__file__).resolve().parents[2])
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"
