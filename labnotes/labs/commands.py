@@ -41,8 +41,10 @@ def run_one_lab(ref: str, args: list[str], config: SiteConfig, documents: list[D
     call = LabCall(ref=ref, args=tuple(parse_arg(a) for a in args),
                    path=Path("<command line>"), line=0, ref_line=0,
                    show=("output", "value", "figures"))
-    index = LabcodeIndex(root)
-    index.resolve(call)
+    try:
+        LabcodeIndex(root).resolve(call)
+    except BuildError as error:          # no post and line to name: the command line is wrong
+        raise BuildError(None, error.message) from None
     device = choose_device(device or config.labs.device)
     # Labs that need another lab's artefact (after:) get it first, from the cache when fresh.
     plan = plan_labs(documents, root)
