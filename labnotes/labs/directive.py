@@ -18,8 +18,20 @@ _REF = re.compile(r"^(?P<module>[A-Za-z_][\w.]*):(?P<qualname>[A-Za-z_][\w.]*)$"
 _KEY = re.compile(r"^(?P<key>[A-Za-z_]\w*)\s*:\s*(?P<value>.*)$")
 
 
+class _Reference:
+    """`module:qualname`, split (for dataclasses with a `ref` field)."""
+
+    @property
+    def module(self) -> str:
+        return self.ref.split(":", 1)[0]
+
+    @property
+    def qualname(self) -> str:
+        return self.ref.split(":", 1)[1]
+
+
 @dataclass(frozen=True)
-class LabCall:
+class LabCall(_Reference):
     """One ```lab block: call `module:qualname(**args)` and show parts of the result."""
 
     ref: str                      # "labcode.attention:causal_weights_demo"
@@ -32,35 +44,19 @@ class LabCall:
     ref_line: int = 0             # line of the reference itself
     arg_lines: dict = field(default_factory=dict, compare=False, hash=False)
 
-    @property
-    def module(self) -> str:
-        return self.ref.split(":", 1)[0]
-
-    @property
-    def qualname(self) -> str:
-        return self.ref.split(":", 1)[1]
-
     def kwargs(self) -> dict:
         """The keyword arguments as Python values."""
         return {name: ast.literal_eval(source) for name, source in self.args}
 
 
 @dataclass(frozen=True)
-class SourceCall:
+class SourceCall(_Reference):
     """One ```labsource block: show the source of `module:qualname` without running it."""
 
     ref: str
     path: Path
     line: int
     ref_line: int
-
-    @property
-    def module(self) -> str:
-        return self.ref.split(":", 1)[0]
-
-    @property
-    def qualname(self) -> str:
-        return self.ref.split(":", 1)[1]
 
 
 def parse_block(block: FencedBlock) -> LabCall | SourceCall:
