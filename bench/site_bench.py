@@ -3,8 +3,8 @@
     .venv/bin/python bench/site_bench.py [--posts 1000] [--repeat 3] [--keep DIR] [--no-peers]
 
 Writes N posts (code block, table, footnote, two categories each) in each tool's dialect,
-then times a cold build (empty output, no cache) and a second build with nothing changed,
-each as a fresh process, and prints them side by side. The peers are not dependencies of
+then times a cold build (empty output, no cache), a second build with nothing changed, and a
+build after one post's prose was edited, each as a fresh process, and prints them side by side. The peers are not dependencies of
 this project: a peer that is not installed is skipped with a note. To have them:
 
     python3 -m venv /tmp/pelican-venv && /tmp/pelican-venv/bin/pip install pelican markdown
@@ -37,8 +37,10 @@ class Result:
     tool: str
     cold: float | None = None          # wall-clock seconds, best of the repeats
     second: float | None = None
+    edit: float | None = None          # after one post's prose was edited
     cold_cpu: float | None = None      # user + system CPU seconds of that same run
     second_cpu: float | None = None
+    edit_cpu: float | None = None
     pages: int = 0
     note: str = ""
 
@@ -55,14 +57,18 @@ def timed(cmd: list[str], cwd: Path) -> tuple[float, float, subprocess.Completed
     return wall, cpu, proc
 
 
-def run_twice(tool: str, cmd: list[str], cwd: Path, out: Path, clean: list[Path], repeat: int) -> Result:
-    """Cold build (after removing `clean`), then a second build with nothing changed; the
-    pair is run `repeat` times and each figure is the best, since other load only adds time."""
+def run_builds(tool: str, cmd: list[str], cwd: Path, out: Path, clean: list[Path], repeat: int,
+               edited: Path) -> Result:
+    """Cold build (after removing `clean`), a second build with nothing changed, then a build
+    after a sentence of `edited` (a post in the middle) changed; the three are run `repeat`
+    times and each figure is the best, since other load only adds time."""
     result = Result(tool)
-    for _ in range(repeat):
+    for round_ in range(repeat):
         for path in clean:
             shutil.rmtree(path, ignore_errors=True)
-        for attempt in ("cold", "second"):
+        for attempt in ("cold", "second", "edit"):
+            if attempt == "edit":
+                edit_prose(edited, round_)
             wall, cpu, proc = timed(cmd, cwd)
             if proc.returncode != 0:
                 tail = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["no output"]
@@ -73,6 +79,17 @@ def run_twice(tool: str, cmd: list[str], cwd: Path, out: Path, clean: list[Path]
                 setattr(result, f"{attempt}_cpu", cpu)
     result.pages = sum(1 for _ in out.rglob("*.html"))
     return result
+
+
+EDITED_SENTENCE = "The loss falls as the context grows"
+
+
+def edit_prose(path: Path, round_: int) -> None:
+    """Change one sentence below the fold of the post at `path` (differently each round)."""
+    text = path.read_text(encoding="utf-8")
+    start = text.index(EDITED_SENTENCE[:8])
+    end = text.index(" as the context grows", start)
+    path.write_text(text[:start] + f"The loss falls (edit {round_ + 1})" + text[end:], encoding="utf-8")
 
 
 # --- Lab Notes ---------------------------------------------------------------------------
@@ -86,19 +103,21 @@ description = "Synthetic posts for the site benchmark."
 
 def bench_labnotes(work: Path, n: int, repeat: int) -> Result:
     site = work / "labnotes"
-    write_posts(site / "content" / "posts", n, "labnotes")
+    edited = write_posts(site / "content" / "posts", n, "labnotes")[n // 2]
     (site / "content" / "pages").mkdir(parents=True, exist_ok=True)
     (site / "site.toml").write_text(SITE_TOML)
     out = site / "output"
     if (ROOT / "build.py").exists():
         cmd = [sys.executable, str(ROOT / "build.py"), "build", "--config", str(site / "site.toml"),
                "--content", str(site / "content"), "--out", str(out)]
-        return run_twice("Lab Notes", cmd, site, out, clean=[out, site / "labcache"], repeat=repeat)
+        return run_builds("Lab Notes", cmd, site, out, clean=[out, site / "labcache", site / ".cache"],
+                          repeat=repeat, edited=edited)
     # Until build.py exists: time the stages that do, as a fresh process like the others.
     script = ROOT / "bench" / "_labnotes_partial_build.py"
     script.write_text(PARTIAL_BUILD)
     try:
-        result = run_twice("Lab Notes", [sys.executable, str(script), str(site), str(out)], site, out, [out], repeat)
+        result = run_builds("Lab Notes", [sys.executable, str(script), str(site), str(out)], site, out, [out],
+                            repeat, edited)
     finally:
         script.unlink()
     result.note = "partial: load + Markdown + feeds/llms/sitemap only (no build.py yet)"
@@ -161,12 +180,13 @@ def bench_pelican(work: Path, n: int, repeat: int) -> Result:
     if pelican is None:
         return Result("Pelican", note="skipped: pelican not found (see this script's docstring)")
     site = work / "pelican"
-    write_posts(site / "content", n, "pelican")
+    edited = write_posts(site / "content", n, "pelican")[n // 2]
     (site / "pelicanconf.py").write_text(PELICAN_CONF)
     out = site / "output"
     version = subprocess.run([pelican, "--version"], capture_output=True, text=True).stdout.strip()
     cmd = [pelican, "content", "-o", str(out), "-s", "pelicanconf.py", "-q"]
-    result = run_twice(f"Pelican {version}", cmd, site, out, clean=[out, site / "cache"], repeat=repeat)
+    result = run_builds(f"Pelican {version}", cmd, site, out, clean=[out, site / "cache"], repeat=repeat,
+                        edited=edited)
     result.note = result.note or "default theme, content cache on"
     return result
 
@@ -205,7 +225,7 @@ def bench_hugo(work: Path, n: int, repeat: int) -> Result:
     if hugo is None:
         return Result("Hugo", note="skipped: hugo not found (apt-get install -y hugo)")
     site = work / "hugo"
-    write_posts(site / "content" / "posts", n, "hugo")
+    edited = write_posts(site / "content" / "posts", n, "hugo")[n // 2]
     (site / "config.toml").write_text(HUGO_CONFIG)
     layouts = site / "layouts" / "_default"
     layouts.mkdir(parents=True, exist_ok=True)
@@ -215,7 +235,8 @@ def bench_hugo(work: Path, n: int, repeat: int) -> Result:
     version = subprocess.run([hugo, "version"], capture_output=True, text=True).stdout.split()[1]
     version = version.split("+")[0].split("-")[0].lstrip("v")
     cmd = [hugo, "--source", str(site), "--destination", str(out), "--quiet"]
-    result = run_twice(f"Hugo {version}", cmd, site, out, clean=[out, site / "resources"], repeat=repeat)
+    result = run_builds(f"Hugo {version}", cmd, site, out, clean=[out, site / "resources"], repeat=repeat,
+                        edited=edited)
     result.note = result.note or "minimal templates, full rebuild each time"
     return result
 
@@ -223,14 +244,15 @@ def bench_hugo(work: Path, n: int, repeat: int) -> Result:
 def print_table(results: list[Result], n: int, repeat: int) -> None:
     print(f"\n{n} synthetic posts (code block, table, footnote each), {os.cpu_count()} CPU cores, "
           f"best of {repeat}; seconds (wall clock, and CPU user+system of the same run)")
-    print(f"{'tool':<16} {'cold build':>10} {'(CPU)':>7} {'second build':>13} {'(CPU)':>7} {'HTML files':>11}  note")
+    print(f"{'tool':<16} {'cold build':>10} {'(CPU)':>7} {'second build':>13} {'(CPU)':>7} "
+          f"{'one post edited':>16} {'(CPU)':>7} {'HTML files':>11}  note")
 
     def fmt(x: float | None, width: int) -> str:
         return f"{x:>{width}.2f}" if x is not None else f"{'-':>{width}}"
 
     for r in results:
         print(f"{r.tool:<16} {fmt(r.cold, 10)} {fmt(r.cold_cpu, 7)} {fmt(r.second, 13)} "
-              f"{fmt(r.second_cpu, 7)} {r.pages or '-':>11}  {r.note}")
+              f"{fmt(r.second_cpu, 7)} {fmt(r.edit, 16)} {fmt(r.edit_cpu, 7)} {r.pages or '-':>11}  {r.note}")
     load = os.getloadavg()[0]
     if load > (os.cpu_count() or 1):
         print(f"note: load average {load:.1f} on {os.cpu_count()} cores while measuring; "
@@ -242,7 +264,7 @@ def main() -> None:
     parser.add_argument("--posts", type=int, default=1000)
     parser.add_argument("--keep", type=Path, help="build in this folder and keep it")
     parser.add_argument("--no-peers", action="store_true", help="time Lab Notes only")
-    parser.add_argument("--repeat", type=int, default=1, help="run each pair of builds this many times; report the best")
+    parser.add_argument("--repeat", type=int, default=1, help="run each set of builds this many times; report the best")
     args = parser.parse_args()
     work = args.keep or Path(tempfile.mkdtemp(prefix="labnotes-bench-"))
     work.mkdir(parents=True, exist_ok=True)

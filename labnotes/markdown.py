@@ -49,8 +49,6 @@ def render_document(doc: Document, block_renderer: BlockRenderer, base_path: str
     `base_path` is the path part of the site's base URL ("/" or "/blog/"): root-relative
     links in the body get it as a prefix so a site served under a sub-path works.
     """
-    from .maths import protect_maths
-
     lines = doc.body.split("\n")
     fences = find_fences(lines)
     md_parts: list[str] = []        # what markdown2 sees
@@ -78,8 +76,11 @@ def render_document(doc: Document, block_renderer: BlockRenderer, base_path: str
                         kept.append("")
                 else:
                     kept.append(line)
-            text, found = protect_maths("\n".join(kept), math_placeholder, doc.source, doc.body_line + cursor)
-            maths.extend(found)
+            text = "\n".join(kept)
+            if "$" in text:   # no dollar, no maths: the converter need not even be loaded
+                from .maths import protect_maths
+                text, found = protect_maths(text, math_placeholder, doc.source, doc.body_line + cursor)
+                maths.extend(found)
             md_parts.append(text)
             mirror_parts.append(_without_fold(prose_lines))
         if fence is None:

@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import dataclasses
+import multiprocessing
+import os
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -9,6 +11,7 @@ from pathlib import Path
 
 from .config import load_config
 from .content import load_content
+from .errors import BuildError
 from .feeds import render_rss, rss_items
 from .llms import mirror_path, render_llms_full, render_llms_txt, render_markdown_mirror
 from .markdown import render_code_block, render_document
@@ -86,21 +89,21 @@ class Renders:
         self.rendered = 0
 
     def documents(self, docs: Sequence[Document], block_renderer) -> list[RenderedDocument]:
-        """Each of `docs` rendered, from the cache where its key is known."""
-        return [self._document(doc, block_renderer) for doc in docs]
+        """Each of `docs` rendered, from the cache where its key is known; the others are
+        rendered on every core when there are many (a first build)."""
+        blocks = [{(b.path, b.line): block_renderer(b) for b in doc.blocks} for doc in docs]
+        keys = [content_key(self.version, self.root, str(doc.source), doc.body, doc.body_line, doc.url,
+                            doc.summary, [(b.html, b.markdown) for b in shown.values()])
+                for doc, shown in zip(docs, blocks)]
+        known = self.cache.known("document", keys)
+        missing = [(doc, shown) for doc, shown, key in zip(docs, blocks, keys) if key not in known]
+        made = dict(zip([k for k in keys if k not in known], render_documents(missing, self.root)))
+        self.rendered += len(made)
+        return [self._rendered(doc, key, self.cache.get("document", key, lambda key=key: made[key]))
+                for doc, key in zip(docs, keys)]
 
-    def _document(self, doc: Document, block_renderer) -> RenderedDocument:
-        blocks = {(b.path, b.line): block_renderer(b) for b in doc.blocks}
-        key = content_key(self.version, self.root, str(doc.source), doc.body, doc.body_line, doc.url,
-                          doc.summary, [(b.html, b.markdown) for b in blocks.values()])
-
-        def render() -> tuple:
-            self.rendered += 1
-            shown = lambda block: blocks.get((block.path, block.line)) or block_renderer(block)
-            r = render_document(doc, shown, self.root)
-            return (r.html, r.intro_html, r.has_more, r.markdown, r.document.summary)
-
-        html, intro, has_more, markdown, summary = self.cache.get("document", key, render)
+    def _rendered(self, doc: Document, key: str, parts: tuple) -> RenderedDocument:
+        html, intro, has_more, markdown, summary = parts
         document = doc if summary == doc.summary else dataclasses.replace(doc, summary=summary)
         self.identity[doc.output_path] = content_key(
             key, doc.kind, doc.slug, doc.title, repr(doc.date), repr(doc.updated), doc.categories, summary)
@@ -132,6 +135,39 @@ class Renders:
 
     def _item_key(self, rendered: RenderedDocument) -> str:
         return content_key(self.identity[rendered.document.output_path], self.config.base_url, self.config.author)
+
+
+# Below this many documents to render, starting worker processes costs more than it saves.
+PARALLEL_MIN_DOCUMENTS = 64
+
+
+def render_documents(jobs: list[tuple[Document, dict]], base: str) -> list[tuple]:
+    """`render_document` of each (document, its rendered lab blocks by (path, line)), as the
+    tuple the render cache keeps; on several processes when there are many. The first error,
+    in document order, is raised as a serial render would raise it."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    if cores < 2 or len(jobs) < PARALLEL_MIN_DOCUMENTS or "fork" not in multiprocessing.get_all_start_methods():
+        outcomes = [_render_job(job, base) for job in jobs]
+    else:
+        workers = min(cores, 8)
+        chunk = -(-len(jobs) // (workers * 4))
+        with multiprocessing.get_context("fork").Pool(workers) as pool:
+            outcomes = pool.starmap(_render_job, [(job, base) for job in jobs], chunksize=chunk)
+    for outcome in outcomes:
+        if outcome[0] == "error":
+            raise BuildError(*outcome[1:])
+    return [outcome[1] for outcome in outcomes]
+
+
+def _render_job(job: tuple[Document, dict], base: str) -> tuple:
+    # A BuildError does not survive pickling (its constructor takes three arguments): it
+    # travels back from a worker as its parts.
+    doc, blocks = job
+    try:
+        r = render_document(doc, lambda block: blocks[(block.path, block.line)], base)
+    except BuildError as error:
+        return ("error", error.path, error.message, error.line)
+    return ("ok", (r.html, r.intro_html, r.has_more, r.markdown, r.document.summary))
 
 
 def site_files(config: SiteConfig, content: Content, posts: list[RenderedDocument],

@@ -235,3 +235,29 @@ def test_rebuild_with_nothing_to_do_loads_no_renderer(site):
                             cwd=Path(__file__).resolve().parents[2])
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "[]"
+
+
+def test_first_build_on_several_processes_equals_a_serial_one(site, tmp_path, monkeypatch):
+    import labnotes.pipeline
+    add_posts(site)
+    serial = clean_build(site, tmp_path)
+    monkeypatch.setattr(labnotes.pipeline, "PARALLEL_MIN_DOCUMENTS", 1)
+    report = site.build()
+    assert report.documents_rendered == 5 and site.snapshot() == serial
+
+
+def test_error_found_on_several_processes_names_the_same_file_and_line(site, monkeypatch):
+    import labnotes.pipeline
+    from labnotes.errors import BuildError
+    add_posts(site)
+    edit(site.content / "posts" / "a.md", "Rest of a,", "Rest of a, $\\frac{1}{$,")
+    edit(site.content / "posts" / "c.md", "Rest of c,", "Rest of c, $\\frac{1}{$,")
+    messages = []
+    for threshold in (1000, 1):
+        monkeypatch.setattr(labnotes.pipeline, "PARALLEL_MIN_DOCUMENTS", threshold)
+        try:
+            site.build()
+        except BuildError as error:
+            messages.append((error.path, error.line, error.message))
+    assert len(messages) == 2 and messages[0] == messages[1]
+    assert messages[0][0].name == "c.md"   # posts render newest first, as a serial build meets them
