@@ -9,6 +9,7 @@ clock time, so a cache never changes what a build produces, only how fast.
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import importlib.util
@@ -98,13 +99,14 @@ def write_blob(path: Path, value: Any) -> None:
     """Save `value` (built-in types only) atomically: a reader sees the old file or the new one."""
     path = Path(path)
     payload = marshal.dumps(value)
-    path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.with_name(f"{path.name}.tmp-{os.getpid()}")
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
         temporary.write_bytes(FORMAT + hashlib.blake2b(payload, digest_size=32).digest() + payload)
         os.replace(temporary, path)
-    except OSError:
-        temporary.unlink(missing_ok=True)   # a cache that cannot be saved only costs time
+    except OSError:   # a cache that cannot be saved only costs time
+        with contextlib.suppress(OSError):
+            temporary.unlink(missing_ok=True)
 
 
 class RenderCache:
