@@ -150,10 +150,13 @@ def render_documents(jobs: list[tuple[Document, dict]], base: str) -> list[tuple
     if cores < 2 or len(jobs) < PARALLEL_MIN_DOCUMENTS or "fork" not in multiprocessing.get_all_start_methods():
         outcomes = [_render_job(job, base) for job in jobs]
     else:
+        # The first document is rendered here, so the renderers are imported before the fork
+        # (a forked child must not import while another thread, e.g. `serve`'s, may hold the lock).
+        outcomes = [_render_job(jobs[0], base)]
         workers = min(cores, 8)
         chunk = -(-len(jobs) // (workers * 4))
         with multiprocessing.get_context("fork").Pool(workers) as pool:
-            outcomes = pool.starmap(_render_job, [(job, base) for job in jobs], chunksize=chunk)
+            outcomes += pool.starmap(_render_job, [(job, base) for job in jobs[1:]], chunksize=chunk)
     for outcome in outcomes:
         if outcome[0] == "error":
             raise BuildError(*outcome[1:])
