@@ -122,7 +122,8 @@ def absolutize_markdown(markdown: str, page_url: str, site_url: str) -> str:
 
 # `](url` or `](<url>` of an inline link or image; one level of balanced parentheses in a URL.
 _INLINE_TARGET = re.compile(r"(?P<open>\]\(\s*)(?P<url><[^>\n]*>|[^\s()<>]*(?:\([^\s()]*\)[^\s()]*)*)")
-_REFERENCE_DEF = re.compile(r"^(?P<head> {0,3}\[[^\]\n]+\]:[ \t]*)(?P<url><[^>\n]*>|\S+)", re.MULTILINE)
+# a link reference definition `[name]: url`, not a footnote definition `[^1]: text`
+_REFERENCE_DEF = re.compile(r"^(?P<head> {0,3}\[(?!\^)[^\]\n]+\]:[ \t]*)(?P<url><[^>\n]*>|\S+)", re.MULTILINE)
 _CODE_SPAN = re.compile(r"(`+)(?:(?!\1).|\n)*?\1(?!`)")
 _FENCE = re.compile(r"^ {0,3}(`{3,}|~{3,})")
 

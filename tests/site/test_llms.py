@@ -163,3 +163,10 @@ def test_markdown_mirror_root_links_mean_the_site_root_under_a_sub_path():
     mirror = render_markdown_mirror(config, doc)
     assert "![fig](https://example.org/blog/figures/a.png)" in mirror
     assert "[b](https://example.org/blog/posts/b.html)" in mirror
+
+
+def test_mirror_keeps_footnote_definitions_as_written():
+    body = "A claim.[^1]\n\n[^1]: Not quite: see the later post.\n[ref]: /posts/old.html\n"
+    mirror = render_markdown_mirror(CONFIG, rendered("post", "claims", "Claims", markdown=body))
+    assert "[^1]: Not quite: see the later post." in mirror
+    assert "[ref]: https://example.org/posts/old.html" in mirror
