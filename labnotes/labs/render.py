@@ -63,6 +63,15 @@ class LabResult:
         return f"{seconds / 60:.1f} min"
 
 
+def format_cell(value) -> str:
+    """How a table cell reads: floats to 4 significant digits, ids and counts as they are."""
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)
+
+
 def output_with_note(output: str, dropped: int) -> str:
     """Captured output, with a visible note when the lab printed too much."""
     if dropped:
@@ -76,6 +85,7 @@ class LabRenderer:
     def __init__(self, templates: Path):
         self.env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(templates)),
                                       autoescape=True, keep_trailing_newline=False)
+        self.env.filters["cell"] = format_cell
         self.formatter = HtmlFormatter(cssclass="highlight")
 
     def _highlight(self, source: str) -> Markup:
@@ -136,8 +146,8 @@ def fence(text: str, language: str) -> str:
 
 
 def markdown_table(columns: list[str], rows: list[list[str]]) -> str:
-    def cell(text: str) -> str:
-        return str(text).replace("|", "\\|").replace("\n", " ")
+    def cell(value) -> str:
+        return format_cell(value).replace("|", "\\|").replace("\n", " ")
     lines = ["| " + " | ".join(cell(c) for c in columns) + " |",
              "| " + " | ".join("---" for _ in columns) + " |"]
     lines += ["| " + " | ".join(cell(c) for c in row) + " |" for row in rows]

@@ -309,17 +309,16 @@ def _tensor_print():
         torch.set_printoptions(profile="default")
 
 
-def _cell(value) -> str:
+def _cell(value):
+    """A table cell as JSON: numbers stay numbers (the page formats them), the rest text."""
     try:
         import torch
         if isinstance(value, torch.Tensor) and value.numel() == 1:
             value = value.item()
     except ImportError:
         pass
-    if isinstance(value, float):
-        return f"{value:.4g}"
-    if isinstance(value, int) and not isinstance(value, bool) and abs(value) >= 10_000:
-        return f"{value:,}"
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
     return str(value)
 
 

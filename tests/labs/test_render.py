@@ -1,0 +1,50 @@
+"""How lab results read on the page and in the Markdown mirror (no torch needed)."""
+from pathlib import Path
+
+from bs4 import BeautifulSoup
+
+from labnotes.labs.directive import LabCall
+from labnotes.labs.render import LabRenderer, LabResult, fence, lab_markdown
+
+REPO = Path(__file__).resolve().parents[2]
+CALL = LabCall(ref="labcode.tokenizer:gpt2_bpe_demo", args=(("text", '"Lab notes"'),),
+               show=("output", "value", "figures"), path=Path("content/posts/t.md"), line=9)
+TABLE = {"kind": "table", "columns": ["id", "piece", "share"],
+         "rows": [[17822, "Lab", 0.123456], [4710, " notes", None]]}
+
+
+def result(**changes) -> LabResult:
+    fields = dict(call=CALL, status="ran", output="2 tokens\n", value=TABLE,
+                  figures=[{"file": "abc.svg", "alt": "Token <ids> & pieces"}], wall_s=0.25,
+                  device_name="CPU", torch_version="2.13.0+cpu")
+    fields.update(changes)
+    return LabResult(**fields)
+
+
+def test_table_value_keeps_ids_whole_rounds_floats_and_keeps_leading_spaces():
+    html = LabRenderer(REPO / "templates").lab_html(result())
+    page = BeautifulSoup(html, "html.parser")
+    rows = [[td.get_text() for td in tr.select("td")] for tr in page.select("tbody tr")]
+    assert rows == [["17822", "Lab", "0.1235"], ["4710", " notes", ""]]
+    assert page.select_one(".lab img")["alt"] == "Token <ids> & pieces"
+    assert "Ran on CPU with torch 2.13.0+cpu in 250 ms." in page.select_one(".lab-provenance").text
+
+
+def test_markdown_mirror_has_output_table_figure_link_and_rerun_command():
+    text = lab_markdown(result())
+    assert "| 17822 | Lab | 0.1235 |" in text
+    assert "![Token <ids> & pieces](/labs/abc.svg)" in text
+    assert "`python build.py lab labcode.tokenizer:gpt2_bpe_demo --arg 'text=\"Lab notes\"'`" \
+        in text
+
+
+def test_failed_lab_renders_an_error_box_with_its_traceback():
+    html = LabRenderer(REPO / "templates").lab_html(
+        result(status="failed", error="ValueError: bad", traceback="Traceback ...", value=None))
+    box = BeautifulSoup(html, "html.parser").select_one(".lab.lab-error")
+    assert "This lab failed: ValueError: bad" in box.get_text()
+    assert box.select_one(".lab-traceback").get_text() == "Traceback ..."
+
+
+def test_fence_is_longer_than_any_backtick_run_in_the_output():
+    assert fence("a ``` b", "text") == "````text\na ``` b\n````"
