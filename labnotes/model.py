@@ -140,9 +140,23 @@ class LabCounts:
 
 
 @dataclass(frozen=True)
+class LabValue:
+    """What a named lab returned, as prose cites it (`{{ train.val_loss:.2f }}`)."""
+
+    name: str                 # the block's `name:`
+    ref: str                  # "labcode.training:train_on_blog"
+    data: object              # the returned value as JSON: dicts, lists, str, int, float, bool, None
+    device_name: str          # "CPU", "NVIDIA H100 80GB HBM3"
+    torch_version: str
+    path: Path                # the post whose block names it, and the block's line
+    line: int
+
+
+@dataclass(frozen=True)
 class LabStage:
     """What the lab stage hands the render stage."""
 
     block_renderer: Callable[[FencedBlock], RenderedBlock]
     files: dict[str, bytes] = field(default_factory=dict)   # output-relative path -> bytes
     counts: LabCounts = field(default_factory=LabCounts)
+    values: dict[str, LabValue] = field(default_factory=dict)   # by lab name

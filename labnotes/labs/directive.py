@@ -12,7 +12,8 @@ from labnotes.model import FencedBlock
 SHOW_CHOICES = ("source", "output", "value", "figures")
 DEFAULT_SHOW = ("output", "figures")
 # parameters the engine fills in; a post may not set them
-RESERVED_ARGS = {"device", "progress"}
+RESERVED_ARGS = {"device", "progress", "quick"}
+_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 _REF = re.compile(r"^(?P<module>[A-Za-z_][\w.]*):(?P<qualname>[A-Za-z_][\w.]*)$")
 _KEY = re.compile(r"^(?P<key>[A-Za-z_]\w*)\s*:\s*(?P<value>.*)$")
@@ -39,6 +40,7 @@ class LabCall(_Reference):
     show: tuple[str, ...] = DEFAULT_SHOW
     timeout: float | None = None
     after: str | None = None
+    name: str | None = None       # `name: train`: prose cites it as {{ train.key }}
     path: Path = Path("?")
     line: int = 0                 # line of the opening fence
     ref_line: int = 0             # line of the reference itself
@@ -77,7 +79,7 @@ def parse_block(block: FencedBlock) -> LabCall | SourceCall:
                              "else", numbered[1][0])
         return SourceCall(ref=ref, path=block.path, line=block.line, ref_line=ref_line)
 
-    show, timeout, after = DEFAULT_SHOW, None, None
+    show, timeout, after, name = DEFAULT_SHOW, None, None, None
     args: list[tuple[str, str]] = []
     arg_lines: dict[str, int] = {}
     seen: set[str] = set()
@@ -99,8 +101,15 @@ def parse_block(block: FencedBlock) -> LabCall | SourceCall:
                 raise BuildError(block.path, f"after: {value!r} is not a lab reference "
                                  "(module:function)", number)
             after = value
+        elif key == "name":
+            if not _NAME.match(value):
+                raise BuildError(block.path, f"name: {value!r} must be a plain identifier "
+                                 "such as train or bpe_demo (prose cites it as {{ train.loss }})",
+                                 number)
+            name = value
         elif key in RESERVED_ARGS:
-            raise BuildError(block.path, f"`{key}` is set by the build (--device, progress); "
+            raise BuildError(block.path, f"`{key}` is set by the build (--device, progress, "
+                             "--quick); "
                              "remove it from the lab", number)
         else:
             try:
@@ -110,7 +119,7 @@ def parse_block(block: FencedBlock) -> LabCall | SourceCall:
                                  f"{value!r} (quote strings: {key}: \"...\")", number) from None
             args.append((key, value))
             arg_lines[key] = number
-    return LabCall(ref=ref, args=tuple(args), show=show, timeout=timeout, after=after,
+    return LabCall(ref=ref, args=tuple(args), show=show, timeout=timeout, after=after, name=name,
                    path=block.path, line=block.line, ref_line=ref_line, arg_lines=arg_lines)
 
 

@@ -27,6 +27,7 @@ class RunRequest:
     timeout: float
     max_output_chars: int
     progress: bool = False
+    quick: bool = False          # passed to a lab that takes `quick`
 
 
 @dataclass
@@ -100,6 +101,7 @@ class Worker:
         message = {"id": self._next_id, "ref": request.ref, "args": list(request.args),
                    "device": request.device, "seed": request.seed,
                    "figdir": str(request.figdir), "progress": request.progress,
+                   "quick": request.quick,
                    "max_output_chars": request.max_output_chars}
         try:
             self.process.stdin.write((json.dumps(message) + "\n").encode())

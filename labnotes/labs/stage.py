@@ -313,7 +313,8 @@ def _run(instance: LabInstance, worker: Worker, cache: LabCache, config: SiteCon
     request = RunRequest(ref=call.ref, args=call.args, device=device,
                          seed=zlib.crc32(call.ref.encode()) & 0x7FFFFFFF,
                          figdir=cache.figures, timeout=call.timeout or config.labs.timeout,
-                         max_output_chars=config.labs.max_output_chars, progress=True)
+                         max_output_chars=config.labs.max_output_chars, progress=True,
+                         quick=quick)
     outcome = worker.run(request, on_progress=lambda p: progress.training(call.ref, p))
     output = output_with_note(outcome.output, outcome.output_dropped)
     if not outcome.ok:

@@ -147,6 +147,8 @@ def run_lab(request: dict, root: Path, watch: FileWatch, send) -> dict:
             params = _parameters(target)
             if "device" in params:
                 kwargs["device"] = device
+            if "quick" in params:
+                kwargs["quick"] = bool(request.get("quick"))
             if "progress" in params and request.get("progress"):
                 kwargs["progress"] = _progress_sender(send, request["id"])
             value = target(**kwargs)
