@@ -3,13 +3,36 @@
 from __future__ import annotations
 
 import argparse
+import importlib.util
+import os
 import sys
 from datetime import date
 from pathlib import Path
 
-from labnotes.errors import BuildError
+REQUIRED = ("jinja2", "markdown2", "torch")
 
-COMMANDS = ("build", "new", "clean", "serve", "lab", "check")
+
+def _use_project_python(argv: list[str]) -> None:
+    """`python build.py ...` with a Python that lacks the project's packages (the system one,
+    as a learner pastes a lab's rerun command): rerun under the project's .venv."""
+    if all(importlib.util.find_spec(name) for name in REQUIRED):
+        return
+    venv = Path(__file__).resolve().parent / ".venv"
+    python = venv / "bin" / "python"
+    if python.is_file() and Path(sys.prefix).resolve() != venv.resolve():
+        os.execv(str(python), [str(python), str(Path(__file__).resolve()), *argv])
+    missing = [name for name in REQUIRED if not importlib.util.find_spec(name)]
+    print(f"error: this Python ({sys.executable}) lacks {', '.join(missing)}: run `make setup` "
+          "in the project folder (it creates .venv), then run the command again", file=sys.stderr)
+    sys.exit(1)
+
+
+if __name__ == "__main__":      # before anything of ours is imported
+    _use_project_python(sys.argv[1:])
+
+from labnotes.errors import BuildError  # noqa: E402
+
+COMMANDS = ("build", "new", "clean", "serve", "lab", "check", "prune")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -29,7 +52,7 @@ def main(argv: list[str] | None = None) -> int:
         details = getattr(error, "details", "")
         if details:
             print(details.rstrip(), file=sys.stderr)
-        return 1
+        return getattr(error, "exit_status", 1)
     except KeyboardInterrupt:
         return 130
 
@@ -44,6 +67,7 @@ def _parser() -> argparse.ArgumentParser:
     build.add_argument("--keep-going", action="store_true", help="render a failed lab as an error box and go on (still exits 1)")
     build.add_argument("--why", action="store_true", help="say which input made each lab rerun")
     build.add_argument("--jobs", type=_positive_int, default=1, metavar="N", help="labs to run at once")
+    build.add_argument("--quick", action="store_true", help="run labs in their quick mode (small and fast, for tests)")
     build.set_defaults(run=_build)
 
     new = commands.add_parser("new", help="scaffold a post in content/posts/ dated today")
@@ -90,7 +114,8 @@ def _build(args) -> int:
     from labnotes.model import BuildOptions
     from labnotes.pipeline import build
 
-    options = BuildOptions(device=args.device, keep_going=args.keep_going, why=args.why, jobs=args.jobs)
+    options = BuildOptions(device=args.device, keep_going=args.keep_going, why=args.why, jobs=args.jobs,
+                           quick=args.quick)
     report = build(args.config, args.content, args.out, options)
     print(report.summary())
     return 1 if report.labs.failed else 0

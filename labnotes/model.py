@@ -128,6 +128,7 @@ class BuildOptions:
     keep_going: bool = False         # a failed lab renders an error box instead of stopping
     why: bool = False                # say which input made each lab rerun
     jobs: int = 1
+    quick: bool = False              # labs that take `quick` shrink their work (test builds)
 
 
 @dataclass(frozen=True)

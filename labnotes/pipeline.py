@@ -64,9 +64,8 @@ def build(config_path: Path | str, content_dir: Path | str, out_dir: Path | str,
 
 
 def lab_stage(content: Content, config: SiteConfig, options: BuildOptions) -> LabStage:
-    """Labs run or taken from their cache; a site with no lab block and no lab cache to prune
-    does not load the lab engine."""
-    if not any(doc.blocks for doc in content.documents) and not (config.root / config.labs.cache_dir).exists():
+    """Labs run or taken from their cache; a site with no lab block does not load the lab engine."""
+    if not any(doc.blocks for doc in content.documents):
         return LabStage(render_code_block)
     from .labs.stage import run_lab_stage
     return run_lab_stage(list(content.documents), config, options)

@@ -23,6 +23,7 @@ class LabResult:
     value: dict | None = None
     figures: list[dict] = field(default_factory=list)
     wall_s: float = 0.0
+    data: object = None                # the return value as JSON, for citations
     device_name: str = ""
     torch_version: str = ""
     error: str = ""
@@ -79,11 +80,19 @@ def output_with_note(output: str, dropped: int) -> str:
     return output
 
 
-class LabRenderer:
-    """Renders LabResults and sources; one per build (it holds the Jinja environment)."""
+BUILTIN_TEMPLATES = Path(__file__).resolve().parents[2] / "templates"
 
-    def __init__(self, templates: Path):
-        self.env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(templates)),
+
+class LabRenderer:
+    """Renders LabResults and sources; one per build (it holds the Jinja environment).
+
+    A site's templates folder may override lab.html, labsource.html or both: each
+    template is looked up there first, then among the generator's own.
+    """
+
+    def __init__(self, templates: Path | None = None):
+        folders = [str(f) for f in (templates, BUILTIN_TEMPLATES) if f is not None]
+        self.env = jinja2.Environment(loader=jinja2.FileSystemLoader(list(dict.fromkeys(folders))),
                                       autoescape=True, keep_trailing_newline=False)
         self.env.filters["cell"] = format_cell
         self.formatter = HtmlFormatter(cssclass="highlight")

@@ -48,3 +48,10 @@ def test_failed_lab_renders_an_error_box_with_its_traceback():
 
 def test_fence_is_longer_than_any_backtick_run_in_the_output():
     assert fence("a ``` b", "text") == "````text\na ``` b\n````"
+
+
+def test_a_site_overriding_only_lab_html_still_renders_sources(tmp_path):
+    (tmp_path / "lab.html").write_text('<div class="lab my-lab">{{ lab.ref }}</div>')
+    renderer = LabRenderer(tmp_path)
+    assert 'class="lab my-lab"' in renderer.lab_html(result())
+    assert "lab-source-only" in renderer.source_html("labcode.x:f", "def f(): pass", "x.py", 1)
