@@ -10,6 +10,7 @@ from pathlib import Path
 from labnotes.errors import BuildError
 
 COMMANDS = ("build", "new", "clean", "serve", "lab", "check")
+DEFAULT_CONFIG = Path("site.toml")   # may be absent: the defaults then
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -22,6 +23,10 @@ def main(argv: list[str] | None = None) -> int:
         args = parser.parse_args(argv)
     except SystemExit as exc:   # argparse exits 2 on usage errors, 0 on --help
         return int(exc.code or 0)
+    problem = _resolve_site_paths(args)
+    if problem:
+        print(problem, file=sys.stderr)
+        return 2
     try:
         return args.run(args)
     except BuildError as error:
@@ -65,9 +70,25 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _add_site_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--config", type=Path, default=Path("site.toml"), metavar="FILE")
+    parser.add_argument("--config", type=Path, metavar="FILE",
+                        help=f"site settings (default {DEFAULT_CONFIG}; the defaults when there is none)")
     parser.add_argument("--content", type=Path, default=Path("content"), metavar="DIR")
     parser.add_argument("--out", type=Path, default=Path("output"), metavar="DIR")
+
+
+def _resolve_site_paths(args) -> str | None:
+    """Fill in the default config; a one-line usage error when --config or --content is not there."""
+    if not hasattr(args, "config"):
+        return None
+    if args.config is None:
+        args.config = DEFAULT_CONFIG
+    elif not args.config.is_file():
+        what = "a folder, not a file" if args.config.is_dir() else "no such file"
+        return (f"--config {args.config}: {what}; give an existing TOML file, "
+                f"or leave out --config to use {DEFAULT_CONFIG} or the defaults")
+    if not args.content.is_dir():
+        return f"--content {args.content}: {'not a folder' if args.content.exists() else 'no such folder'}"
+    return None
 
 
 def _add_lab_commands(commands) -> None:

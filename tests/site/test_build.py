@@ -130,6 +130,48 @@ def test_usage_error_exits_2(site, capsys):
     assert cli.main(["build", "--jobs", "0"]) == 2
 
 
+@pytest.fixture
+def no_server(monkeypatch):
+    """`serve` that fails the test instead of serving forever."""
+    def refuse(*args, **kwargs):
+        raise AssertionError("serve started")
+    monkeypatch.setattr("labnotes.serve.serve", refuse)
+    monkeypatch.setattr("labnotes.serve.make_server", refuse)
+
+
+@pytest.mark.parametrize("command", ["build", "serve", "lab labcode.x:y", "check"])
+def test_explicit_config_path_that_does_not_exist_is_an_error(site, capsys, monkeypatch, no_server, command):
+    monkeypatch.chdir(site.root)
+    site.post("a.md", post_text())
+    code = cli.main([*command.split(), "--config", "no-such.toml", "--out", "output"])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert err.splitlines() == [err.strip()] and "no-such.toml" in err and "no such file" in err
+    assert not site.out.exists()
+
+
+def test_default_config_may_be_absent(site, run_cli):
+    site.post("a.md", post_text())
+    site.config.unlink()
+    code = cli.main(["build", "--content", str(site.content), "--out", str(site.out)])
+    assert code == 0 and (site.out / "index.html").exists()
+
+
+@pytest.mark.parametrize("command", ["build", "serve", "lab labcode.x:y", "check"])
+def test_content_folder_that_does_not_exist_is_an_error(site, capsys, monkeypatch, no_server, command):
+    monkeypatch.chdir(site.root)
+    code = cli.main([*command.split(), "--content", "nope", "--out", "output"])
+    err = capsys.readouterr().err
+    assert code == 2 and err.strip() == "--content nope: no such folder"
+    assert not site.out.exists()
+
+
+def test_existing_empty_content_folder_still_builds(site, run_cli):
+    result = run_cli()
+    assert result.returncode == 0, result.stderr
+    assert (site.out / "index.html").exists()
+
+
 def test_new_scaffolds_a_post_and_refuses_to_overwrite(site, capsys):
     assert cli.main(["new", 'Attention: "why" & how', "--content", str(site.content)]) == 0
     (path,) = (site.content / "posts").glob("*.md")
