@@ -92,11 +92,9 @@ def _resolve_site_paths(args) -> str | None:
 
 
 def _add_lab_commands(commands) -> None:
-    """`lab` and `check` come from the lab engine when it provides them."""
-    try:
-        from labnotes.labs.cli import add_commands
-    except ImportError:
-        return
+    """`lab` and `check` come from the lab engine (whose CLI module imports without torch)."""
+    from labnotes.labs.cli import add_commands
+
     add_commands(commands, _add_site_options)
 
 

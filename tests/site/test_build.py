@@ -172,6 +172,22 @@ def test_existing_empty_content_folder_still_builds(site, run_cli):
     assert (site.out / "index.html").exists()
 
 
+def test_help_lists_every_command_without_torch():
+    # labnotes.labs.cli must import without torch: `lab` and `check` are always there.
+    code = "import sys; sys.modules['torch'] = None; import build; sys.exit(build.main(['--help']))"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO,
+                            timeout=60)
+    assert result.returncode == 0, result.stderr
+    for command in cli.COMMANDS:
+        assert command in result.stdout.split("{", 1)[1].split("}", 1)[0].split(",")
+
+
+def test_a_lab_cli_that_fails_to_import_is_an_error_not_missing_commands(monkeypatch):
+    monkeypatch.setitem(sys.modules, "labnotes.labs.cli", None)   # import raises ImportError
+    with pytest.raises(ImportError):
+        cli.main(["--help"])
+
+
 def test_new_scaffolds_a_post_and_refuses_to_overwrite(site, capsys):
     assert cli.main(["new", 'Attention: "why" & how', "--content", str(site.content)]) == 0
     (path,) = (site.content / "posts").glob("*.md")
