@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import os
+import select
+import signal
 import sys
 from datetime import date
 from pathlib import Path
@@ -14,7 +17,21 @@ DEFAULT_CONFIG = Path("site.toml")   # may be absent: the defaults then
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run one command; returns the exit status (0 ok, 1 bad input or failed lab, 2 usage)."""
+    """Run one command; returns the exit status (0 ok, 1 bad input or failed lab, 2 usage,
+    141 when whoever reads stdout stopped early, as `build.py lab REF | head -3` does)."""
+    try:
+        status = _run(argv)
+        sys.stdout.flush()      # a reader that left shows up here, not as noise at exit
+        return status
+    except BrokenPipeError:
+        if not _stdout_is_closed():
+            raise
+        # Whatever is still buffered goes nowhere, so exiting does not raise again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 128 + signal.SIGPIPE
+
+
+def _run(argv: list[str] | None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] not in COMMANDS and argv[0] not in ("-h", "--help"):
         argv.insert(0, "build")
@@ -37,6 +54,16 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     except KeyboardInterrupt:
         return 130
+
+
+def _stdout_is_closed() -> bool:
+    """Whether the reader of stdout is gone (and not some other pipe of ours)."""
+    try:
+        poller = select.poll()
+        poller.register(sys.stdout.fileno(), select.POLLOUT)
+    except (AttributeError, OSError, ValueError):   # no real file behind stdout
+        return False
+    return any(events & select.POLLERR for _, events in poller.poll(0))
 
 
 def _parser() -> argparse.ArgumentParser:

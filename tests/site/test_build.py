@@ -1,6 +1,7 @@
 """Whole builds: the CLI, exit codes, atomic output, byte-identical rebuilds, SPEC 9 bad input."""
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -186,6 +187,33 @@ def test_a_lab_cli_that_fails_to_import_is_an_error_not_missing_commands(monkeyp
     monkeypatch.setitem(sys.modules, "labnotes.labs.cli", None)   # import raises ImportError
     with pytest.raises(ImportError):
         cli.main(["--help"])
+
+
+@pytest.mark.parametrize("unbuffered", ["", "1"])
+def test_a_reader_that_closes_stdout_early_ends_the_command_quietly(site, unbuffered):
+    # Buffered, the closed pipe shows when stdout is flushed; unbuffered, at the first print.
+    site.post("a.md", post_text())
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}
+    if unbuffered:
+        env["PYTHONUNBUFFERED"] = unbuffered
+    proc = subprocess.Popen([sys.executable, str(REPO / "build.py"), "build", "--out", str(site.out)],
+                            cwd=site.root, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc.stdout.close()     # like `| head -0`: nobody reads what the command prints
+    try:
+        err = proc.stderr.read().decode()
+        code = proc.wait(timeout=60)
+    finally:
+        proc.kill()
+    assert err == "" and code == 141
+    assert (site.out / "index.html").exists()
+
+
+def test_a_broken_pipe_that_is_not_stdout_is_not_hidden(site, run_cli, monkeypatch):
+    def lab_worker_died(args):
+        raise BrokenPipeError(32, "Broken pipe")
+    monkeypatch.setattr(cli, "_build", lab_worker_died)
+    with pytest.raises(BrokenPipeError):
+        run_cli()
 
 
 def test_new_scaffolds_a_post_and_refuses_to_overwrite(site, capsys):
