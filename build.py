@@ -160,17 +160,18 @@ def _clean(args) -> int:
 def _serve(args) -> int:
     from labnotes.model import BuildOptions
     from labnotes.pipeline import build
-    from labnotes.serve import serve
+    from labnotes.serve import make_server, serve
 
-    def rebuild() -> None:
-        try:
-            print(build(args.config, args.content, args.out, BuildOptions()).summary(), flush=True)
-        except BuildError as error:
-            print(error.one_line(), file=sys.stderr, flush=True)
+    def rebuild() -> None:    # a BuildError tells the server the rebuild failed
+        print(build(args.config, args.content, args.out, BuildOptions()).summary(), flush=True)
 
-    rebuild()
+    server = make_server(args.out, "127.0.0.1", args.port, verbose=True)   # a busy port fails before building
+    try:
+        rebuild()
+    except BuildError as error:   # serve the last good site, if any, until the input is fixed
+        print(error.one_line(), file=sys.stderr, flush=True)
     watch = [args.content, args.config, Path("templates"), Path("static"), Path("labcode")]
-    serve(args.out, rebuild, [p for p in watch if p.exists()], host="127.0.0.1", port=args.port)
+    serve(server, rebuild, [p for p in watch if p.exists()])
     return 0
 
 
