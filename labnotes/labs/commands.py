@@ -42,13 +42,14 @@ def parse_arg(text: str) -> tuple[str, str]:
 
 def run_one_lab(ref: str, args: list[str], config: SiteConfig, documents: list[Document], *,
                 device: str | None, figures_dir: Path, timeout: float | None,
-                out=sys.stdout) -> int:
+                out=None) -> int:
     """Run one lab by hand: print its output and value, save its figures.
 
     When a post runs this lab `after:` another, the other's files are needed: the plan
     reuses them when they are on this disk and reruns the upstream otherwise. Nothing is
     written to the site's lab cache.
     """
+    out = out or sys.stdout
     root = config.root
     call = LabCall(ref=ref, args=tuple(parse_arg(a) for a in args),
                    path=Path("<command line>"), line=0, ref_line=0,
@@ -119,13 +120,14 @@ class Change:
 
 
 def check_labs(config: SiteConfig, documents: list[Document], *, device: str | None,
-               out=sys.stdout, renderer: LabRenderer | None = None) -> list[Change]:
+               out=None, renderer: LabRenderer | None = None) -> list[Change]:
     """Rerun every lab beside the site's cache; list what a reader would see change.
 
     Blocks are compared as rendered (wall time left out), figures without sub-pixel
     noise, and keys a lab declares `measured:` are reported apart, not as changes.
     Nothing is written to the site's cache.
     """
+    out = out or sys.stdout
     root = config.root
     index = LabcodeIndex(root)
     site = collect_labs(documents, index)
@@ -254,8 +256,9 @@ def _png_close(a: Path, b: Path) -> bool:
 
 
 def prune_cache(config: SiteConfig, documents: list[Document], *, dry_run: bool,
-                out=sys.stdout) -> list[Path]:
+                out=None) -> list[Path]:
     """Remove cache entries no lab of the site runs (quick or full), and unnamed figures."""
+    out = out or sys.stdout
     site = collect_labs(documents, LabcodeIndex(config.root))
     keep = {instance_id(i.call.ref, i.call.args, quick) for i in site.instances
             for quick in (False, True)}
