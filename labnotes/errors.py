@@ -15,15 +15,20 @@ class BuildError(Exception):
 
     def one_line(self) -> str:
         """`content/posts/a.md:12: error: ...` with the path relative to the working folder."""
-        if self.path is None:
-            return f"error: {self.message}"
-        shown = _relative(self.path)
-        where = f"{shown}:{self.line}" if self.line is not None else str(shown)
-        return f"{where}: error: {self.message}"
+        return _one_line(self.path, self.line, "error", self.message)
 
 
-def _relative(path: Path) -> Path:
+def display_path(path: Path) -> Path:
+    """`path` relative to the working folder when it is inside it, as messages show files."""
     try:
         return path.resolve().relative_to(Path.cwd().resolve())
     except ValueError:
         return path
+
+
+def _one_line(path: Path | None, line: int | None, level: str, message: str) -> str:
+    if path is None:
+        return f"{level}: {message}"
+    shown = display_path(path)
+    where = f"{shown}:{line}" if line is not None else str(shown)
+    return f"{where}: {level}: {message}"
