@@ -92,8 +92,14 @@ def _build(args) -> int:
 
     options = BuildOptions(device=args.device, keep_going=args.keep_going, why=args.why, jobs=args.jobs)
     report = build(args.config, args.content, args.out, options)
+    _print_warnings(report)
     print(report.summary())
     return 1 if report.labs.failed else 0
+
+
+def _print_warnings(report) -> None:
+    for warning in report.warnings:
+        print(warning.one_line(), file=sys.stderr, flush=True)
 
 
 def _new(args) -> int:
@@ -118,7 +124,9 @@ def _serve(args) -> int:
 
     def rebuild() -> None:
         try:
-            print(build(args.config, args.content, args.out, BuildOptions()).summary(), flush=True)
+            report = build(args.config, args.content, args.out, BuildOptions())
+            _print_warnings(report)
+            print(report.summary(), flush=True)
         except BuildError as error:
             print(error.one_line(), file=sys.stderr, flush=True)
 

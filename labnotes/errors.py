@@ -1,6 +1,10 @@
-"""The one error type a build reports: a file, maybe a line, what is wrong and what to do."""
+"""What a build reports about its input: errors stop it, warnings do not.
+
+Both name a file, maybe a line, what is wrong and what to do, on one line.
+"""
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 
@@ -16,6 +20,19 @@ class BuildError(Exception):
     def one_line(self) -> str:
         """`content/posts/a.md:12: error: ...` with the path relative to the working folder."""
         return _one_line(self.path, self.line, "error", self.message)
+
+
+@dataclass(frozen=True)
+class BuildWarning:
+    """Input that builds but breaks a rule of the blog (a copied lab number): printed, not fatal."""
+
+    path: Path
+    message: str
+    line: int | None = None
+
+    def one_line(self) -> str:
+        """`content/posts/a.md:12: warning: ...`."""
+        return _one_line(self.path, self.line, "warning", self.message)
 
 
 def display_path(path: Path) -> Path:

@@ -13,7 +13,7 @@ from pathlib import Path
 from .citations import check_cited_names, cite_document
 from .config import load_config
 from .content import load_content
-from .errors import BuildError
+from .errors import BuildError, BuildWarning
 from .feeds import render_rss, rss_items
 from .llms import mirror_path, render_llms_full, render_llms_txt, render_markdown_mirror
 from .markdown import render_code_block, render_document
@@ -37,6 +37,7 @@ class BuildReport:
     labs: LabCounts
     rendered: tuple[str, ...] = ()   # output files made this build (the rest were reused as they were)
     documents_rendered: int = 0      # posts and pages whose Markdown was rendered (not from the cache)
+    warnings: tuple[BuildWarning, ...] = ()   # e.g. prose that copies a lab's number instead of citing it
 
     def summary(self) -> str:
         """`built P pages in S s; labs: R run, C cached, F failed`."""
@@ -62,9 +63,19 @@ def build(config_path: Path | str, content_dir: Path | str, out_dir: Path | str,
         written = write_site(Path(out_dir), files, manifest=cache.manifest_path(out_dir))
     finally:
         cache.save()   # what was rendered stays useful even when a later stage failed
+    warnings = copied_number_warnings(content, labs)
     html_pages = sum(1 for path in files if path.endswith(".html"))
     return BuildReport(html_pages, len(files), written.changed, time.perf_counter() - started, labs.counts,
-                       written.rendered, renders.rendered)
+                       written.rendered, renders.rendered, warnings)
+
+
+def copied_number_warnings(content: Content, labs: LabStage) -> tuple[BuildWarning, ...]:
+    """Prose numbers that repeat a lab's instead of citing it; the lint is loaded only when labs
+    published something."""
+    if not labs.published:
+        return ()
+    from .copied_numbers import copied_number_warnings as lint
+    return lint(content.documents, labs.published)
 
 
 def lab_stage(content: Content, config: SiteConfig, options: BuildOptions) -> LabStage:
