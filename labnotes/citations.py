@@ -4,6 +4,7 @@
     lab_names          the `name:` of every lab block of the site; a name used twice is an error
     check_cited_names  before any lab runs: every cited name is a lab of the site
     cite_document      after the labs: each citation of a document as the reader sees it
+    changed_citations  what readers would see change if the labs' values changed (for `check`)
 
 A citation is `{{ NAME.PATH:FORMAT }}`: NAME a lab's `name:`, PATH keys (`.key`, `["a key"]`)
 and indices (`[0]`, `[-1]`) into the JSON tree the lab returned, FORMAT an optional Python
@@ -173,6 +174,19 @@ def cite_document(doc: Document, values: Mapping[str, LabValue],
     that has no value then shows a marker instead of failing the build.
     """
     return {c: cite(c, values, failed_labs) for c in find_citations(doc)}
+
+
+def changed_citations(documents: Sequence[Document], before: Mapping[str, LabValue],
+                      after: Mapping[str, LabValue]) -> list[tuple[Citation, CitedValue, CitedValue]]:
+    """(citation, as published, as it would read) for every citation whose text or provenance
+    differs between two sets of lab values; BuildError when a citation no longer resolves."""
+    changes = []
+    for doc in documents:
+        for citation in find_citations(doc):
+            old, new = cite(citation, before), cite(citation, after)
+            if old != new:
+                changes.append((citation, old, new))
+    return changes
 
 
 def cite(citation: Citation, values: Mapping[str, LabValue], failed_labs: bool = False) -> CitedValue:

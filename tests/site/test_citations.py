@@ -12,8 +12,8 @@ import pytest
 from bs4 import BeautifulSoup
 
 from conftest import post_text
-from labnotes.citations import (Citation, check_cited_names, cite, cite_document, find_citations,
-                                format_value, lab_names, parse_citation)
+from labnotes.citations import (Citation, changed_citations, check_cited_names, cite, cite_document,
+                                find_citations, format_value, lab_names, parse_citation)
 from labnotes.errors import BuildError
 from labnotes.markdown import render_code_block, render_document
 from labnotes.model import Document, FencedBlock, LabCounts, LabStage, LabValue
@@ -235,6 +235,18 @@ def test_citing_a_lab_with_no_value_is_an_error_unless_labs_failed_and_the_build
     error = build_error(lambda: cited("{{ train.val_loss }}", {"other": lab_value("other")}))
     assert "lab train gave no value to cite (labs with a value: other)" in error.message
     assert cited("{{ train.val_loss }}", {}, failed_labs=True) == ["[lab train failed]"]
+
+
+def test_changed_citations_lists_what_readers_would_see_change():
+    docs = [doc("Loss {{ train.val_loss:.2f }}, {{ train.tokens }} tokens.\nSame: {{ train.history[0].step }}.")]
+    before = {"train": lab_value()}
+    after = {"train": lab_value(data={**TRAIN, "val_loss": 3.7536, "tokens": 21000})}
+    changes = changed_citations(docs, before, after)
+    assert [(c.expression, c.line, old.text, new.text) for c, old, new in changes] == [
+        ("train.tokens", 5, "20758", "21000")]    # 3.7536 still reads 3.75
+    on_gpu = {"train": lab_value(device="NVIDIA H100 80GB HBM3")}
+    assert [c.expression for c, _, _ in changed_citations(docs, before, on_gpu)] == [
+        "train.val_loss", "train.tokens", "train.history[0].step"]
 
 
 # --- names, before any lab runs ------------------------------------------------------------------
