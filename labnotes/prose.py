@@ -28,29 +28,30 @@ class Span:
 
 def code_lines(lines: list[str]) -> set[int]:
     """Indices of the lines that are code: fenced blocks (``` or ~~~, fences included) and
-    indented code blocks, which (as in markdown2) follow a blank line outside a list."""
+    indented code blocks, found as markdown2 finds them: four spaces (eight inside a list) after
+    a blank line or a heading, and the indented lines that continue them."""
     code: set[int] = set()
     for fence in find_fences(lines, "`~"):
         code.update(range(fence.start, fence.end + 1))
-    after_blank, in_list, in_code = True, False, False
+    after_block, in_list, in_code = True, False, False
     for i, line in enumerate(lines):
         if i in code:
-            after_blank, in_code = True, False
+            after_block, in_code = True, False
             continue
         if not line.strip():
-            after_blank = True
+            after_block = True
             continue
         indent = 0 if line[0] not in " \t" else len(line.expandtabs(4)) - len(line.expandtabs(4).lstrip(" "))
-        if indent >= 4 and (in_code or (after_blank and not in_list)):
+        if in_code and indent >= 4 or after_block and indent >= (8 if in_list else 4):
             code.add(i)
-            in_code, after_blank = True, False
+            in_code, after_block = True, False
             continue
         in_code = False
         if _LIST_ITEM.match(line):
             in_list = True
-        elif indent == 0 and after_blank:
+        elif indent == 0 and after_block:
             in_list = False
-        after_blank = False
+        after_block = line.startswith("#")     # a heading ends its block, as a blank line does
     return code
 
 

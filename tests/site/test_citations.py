@@ -123,13 +123,17 @@ def test_code_maths_and_lab_blocks_are_never_citations():
     assert [m["alttext"] for m in html.find_all("math")] == ["x^{{2}}", "\\frac{{1}}{2}"]
 
 
-def test_indented_text_in_a_list_is_prose_and_after_a_paragraph_is_code():
-    body = "- item\n\n    continued {{ train.tokens }}\n\nParagraph.\n\n    code {{ k.l }}\n"
-    assert [c.expression for c in find_citations(doc(body))] == ["train.tokens"]
+def test_indented_code_is_found_where_markdown2_finds_it():
+    body = ("- item\n\n    continued {{ train.tokens }}\n\n        in the list {{ a.b }}\n\n"
+            "Paragraph\n    lazy line {{ train.val_loss }}\n\n    code {{ c.d }}\n\n"
+            "## Heading\n    code {{ e.f }}\n")
+    assert [c.expression for c in find_citations(doc(body))] == ["train.tokens", "train.val_loss"]
     html = BeautifulSoup(render_document(doc(body), render_code_block, "/",
                                          lambda c: cite(c, {"train": lab_value()})).html, "html5lib")
+    assert [s.get_text() for s in html.select(".lab-cite")] == ["20758", "3.751"]
     assert html.select_one("li .lab-cite").get_text() == "20758"
-    assert html.select_one("pre code").get_text().strip() == "code {{ k.l }}"
+    assert [c.get_text().strip() for c in html.select("pre code")] == [
+        "in the list {{ a.b }}", "code {{ c.d }}", "code {{ e.f }}"]
 
 
 def test_escaped_braces_are_literal_braces_in_html_and_stay_escaped_in_the_mirror():
