@@ -333,3 +333,14 @@ def test_cited_value_from_another_device_rerenders_the_pages_citing_it(site, mon
     assert not {"posts/b.html", "posts/c.html"} & set(report.rendered)
     title = site.html("about/index.html").select_one("span.lab-cite")["title"]
     assert title == "train: labcode.training:train_on_blog on NVIDIA H100 80GB HBM3, torch 2.13.0"
+
+
+def test_citations_rendered_on_several_processes_equal_a_serial_build(site, monkeypatch, tmp_path):
+    import labnotes.pipeline
+    use_lab_values(monkeypatch, TRAIN)
+    add_citing_posts(site)
+    serial = clean_build(site, tmp_path)
+    monkeypatch.setattr(labnotes.pipeline, "PARALLEL_MIN_DOCUMENTS", 1)
+    report = site.build()
+    assert report.documents_rendered == 5 and site.snapshot() == serial
+    assert site.html("posts/a.html").select_one("span.lab-cite").get_text() == "20,758"
