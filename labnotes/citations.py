@@ -131,8 +131,9 @@ def parse_citation(source: str, path: Path, line: int, offset: int = 0) -> Citat
 
 
 def lab_names(documents: Sequence[Document]) -> dict[str, LabCall]:
-    """Each lab name of the site and the block that declares it; BuildError when two blocks
-    share a name. Only blocks with a `name:` line are parsed."""
+    """Each lab name of the site and the (first) block that declares it; BuildError when two
+    different labs share a name (two blocks showing the same call may both carry it). Only
+    blocks with a `name:` line are parsed."""
     from .labs.directive import parse_block
 
     names: dict[str, LabCall] = {}
@@ -143,18 +144,18 @@ def lab_names(documents: Sequence[Document]) -> dict[str, LabCall]:
             call = parse_block(block)
             if call.name is None:
                 continue
-            if call.name in names:
-                first = names[call.name]
+            first = names.get(call.name)
+            if first is not None and (first.ref, first.args) != (call.ref, call.args):
                 raise BuildError(call.path, f"lab name `{call.name}` is already used by the lab at "
                                  f"{display_path(first.path)}:{first.line}; names are unique in the site",
                                  call.line)
-            names[call.name] = call
+            names.setdefault(call.name, call)
     return names
 
 
 def check_cited_names(documents: Sequence[Document]) -> None:
     """Before any lab runs: every citation parses and names a lab block of the site (and no
-    name is used twice). A site with no `{{` in any body parses nothing."""
+    two labs share a name). A site with no `{{` in any body parses nothing."""
     citing = [doc for doc in documents if "{{" in doc.body]
     if not citing:
         return

@@ -274,6 +274,12 @@ def test_duplicate_lab_name_names_both_places():
                                 "content/posts/a.md:9; names are unique in the site")
 
 
+def test_two_blocks_showing_the_same_lab_may_share_its_name():
+    docs = [doc("x", blocks=[lab_block("content/posts/a.md", 9, "train")]),
+            doc("y", blocks=[lab_block("content/posts/b.md", 30, "train")])]
+    assert lab_names(docs)["train"].path.name == "a.md"
+
+
 def test_unknown_name_is_found_from_the_documents_alone_with_the_nearest_names():
     docs = [doc("Intro.\n\nLoss {{ trian.val_loss }}.", blocks=[lab_block("content/posts/p.md", 20, "train"),
                                                                 lab_block("content/posts/p.md", 30, "bpe")])]
