@@ -163,8 +163,14 @@ def _build(args) -> int:
     options = BuildOptions(device=args.device, keep_going=args.keep_going, why=args.why, jobs=args.jobs,
                            quick=args.quick)
     report = build(args.config, args.content, args.out, options)
+    _print_warnings(report)
     print(report.summary())
     return 1 if report.labs.failed else 0
+
+
+def _print_warnings(report) -> None:
+    for warning in report.warnings:
+        print(warning.one_line(), file=sys.stderr, flush=True)
 
 
 def _new(args) -> int:
@@ -188,7 +194,9 @@ def _serve(args) -> int:
     from labnotes.serve import make_server, serve
 
     def rebuild() -> None:    # a BuildError tells the server the rebuild failed
-        print(build(args.config, args.content, args.out, BuildOptions()).summary(), flush=True)
+        report = build(args.config, args.content, args.out, BuildOptions())
+        _print_warnings(report)
+        print(report.summary(), flush=True)
 
     server = make_server(args.out, "127.0.0.1", args.port, verbose=True)   # a busy port fails before building
     try:
