@@ -60,12 +60,12 @@ def _check(args: argparse.Namespace) -> int:
     from labnotes.links import broken_links
 
     config, documents = _site(args)
-    changes = check_labs(config, documents, device=args.device)
+    report = check_labs(config, documents, device=args.device)
     if not args.out.is_dir():
         print(f"check: no built site at {args.out}: run `python build.py` to check its links")
-        return 1 if changes else 0
+        return 0 if report.clean else 1
     problems = broken_links(args.out, config.base_url)
     for problem in problems:
         print(problem)
     print(f"check: {len(problems)} broken internal links or anchors in {args.out}")
-    return 1 if changes or problems else 0
+    return 0 if report.clean and not problems else 1

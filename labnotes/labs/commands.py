@@ -22,7 +22,10 @@ from labnotes.labs.progress import Progress
 from labnotes.labs.render import LabRenderer, LabResult, markdown_table
 from labnotes.labs.resolve import LabcodeIndex
 from labnotes.labs.runtime import DEVICES, choose_device, reusable_devices
-from labnotes.labs.stage import Run, carry_out, gather_facts
+from labnotes.citations import changed_citations
+from labnotes.copied_numbers import find_copied_numbers
+from labnotes.errors import display_path
+from labnotes.labs.stage import Run, carry_out, gather_facts, lab_values, published_labs
 from labnotes.model import Document, SiteConfig
 
 HAND_RUN = "command-line"
@@ -120,14 +123,33 @@ class Change:
 
 
 def check_labs(config: SiteConfig, documents: list[Document], *, device: str | None,
-               out=None, renderer: LabRenderer | None = None) -> list[Change]:
+               out=None, renderer: LabRenderer | None = None) -> "CheckReport":
     """Rerun every lab beside the site's cache; list what a reader would see change.
 
     Blocks are compared as rendered (wall time left out), figures without sub-pixel
-    noise, and keys a lab declares `measured:` are reported apart, not as changes.
-    Nothing is written to the site's cache.
+    noise, cited values as the prose shows them, and keys a lab declares `measured:` are
+    reported apart, not as changes. Numbers typed into prose that repeat a lab's result are
+    listed too. Nothing is written to the site's cache.
     """
-    out = out or sys.stdout
+    changes, copied = _check(config, documents, device=device, out=out or sys.stdout,
+                             renderer=renderer)
+    return CheckReport(tuple(changes), copied)
+
+
+@dataclass(frozen=True)
+class CheckReport:
+    """What `check` found about the labs: published changes and copied numbers."""
+
+    changes: tuple[Change, ...]
+    copied: int
+
+    @property
+    def clean(self) -> bool:
+        return not self.changes and not self.copied
+
+
+def _check(config: SiteConfig, documents: list[Document], *, device: str | None,
+           out, renderer: LabRenderer | None) -> tuple[list[Change], int]:
     root = config.root
     index = LabcodeIndex(root)
     site = collect_labs(documents, index)
@@ -150,15 +172,35 @@ def check_labs(config: SiteConfig, documents: list[Document], *, device: str | N
             old = published.entries.get(stem)
             changes += _block_changes(f"{path}:{line}", call, old, results[stem],
                                       published_cache, fresh_cache, renderer)
+    before = {stem: _result_of(entry) for stem, entry in published.entries.items()}
+    changes += _citation_changes(documents, lab_values(site, before), lab_values(site, results))
+    copied = find_copied_numbers(documents, published_labs(site, results))
     real = [c for c in changes if not c.measured]
     for change in real:
         out.write(change.line() + "\n")
     for change in changes:
         if change.measured:
             out.write(f"{change.line()} (measured; not a change)\n")
+    for number in copied:
+        out.write(number.warning().one_line() + "\n")
     out.write(f"check: {len(plan.steps)} labs rerun, {len(real)} published outputs would "
-              f"change, {len(changes) - len(real)} measurements moved\n")
-    return real
+              f"change, {len(changes) - len(real)} measurements moved, {len(copied)} numbers "
+              "copied into prose instead of cited\n")
+    return real, len(copied)
+
+
+def _result_of(entry) -> LabResult:
+    return LabResult(LabCall(entry.ref, ()), "cached", data=entry.result.get("data"),
+                     device_name=entry.device_name, torch_version=entry.torch_version)
+
+
+def _citation_changes(documents, before, after) -> list[Change]:
+    changes = []
+    for citation, old, new in changed_citations(documents, before, after):
+        where = f"{display_path(citation.path)}:{citation.line}"
+        changes.append(Change(where, citation.source, f"cited value {old.text} -> {new.text}"
+                              + (" (provenance changed)" if old.text == new.text else "")))
+    return changes
 
 
 def _block_changes(where, call, old, new: LabResult, old_cache, new_cache, renderer):

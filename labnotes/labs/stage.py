@@ -16,14 +16,14 @@ from labnotes.labs.directive import LabCall, SourceCall
 from labnotes.labs.executor import WorkerPool, execute
 from labnotes.labs.plan import Facts, Plan, SiteLabs, collect_labs, count, plan_labs
 from labnotes.labs.progress import Progress
-from labnotes.labs.render import (LabRenderer, LabResult, lab_markdown, output_with_note,
-                                  source_markdown)
+from labnotes.labs.render import (LabRenderer, LabResult, lab_markdown, markdown_table,
+                                  output_with_note, source_markdown)
 from labnotes.labs.resolve import LabcodeIndex
 from labnotes.labs.runner import RunOutcome, RunRequest
 from labnotes.labs.runtime import (WORKER_IGNORE, choose_device, lab_seed, reusable_devices,
                                    torch_version, worker_env)
-from labnotes.model import (Document, FencedBlock, LabStage, LabValue, RenderedBlock,
-                            SiteConfig)
+from labnotes.model import (Document, FencedBlock, LabStage, LabValue, PublishedLab,
+                            RenderedBlock, SiteConfig)
 
 
 class LabFailure(BuildError):
@@ -221,10 +221,8 @@ def run_lab_stage(documents: list[Document], config: SiteConfig, options) -> Lab
     renderer = LabRenderer(config.root / "templates")
     files = {f"labs/{figure['file']}": (cache.figures / figure["file"]).read_bytes()
              for result in results.values() for figure in result.figures}
-    values = {name: LabValue(name, call.ref, results[stem].data, results[stem].device_name,
-                             results[stem].torch_version, call.path, call.line)
-              for name, (stem, call) in site.names.items()
-              if stem in results and not results[stem].failed}
+    values = lab_values(site, results)
+    published = published_labs(site, results)
 
     def render_block(block: FencedBlock) -> RenderedBlock:
         target = site.blocks[(block.path, block.line)]
@@ -237,4 +235,35 @@ def run_lab_stage(documents: list[Document], config: SiteConfig, options) -> Lab
         result = replace(results[stem], call=call, source=_source(call, index))
         return RenderedBlock(renderer.lab_html(result), lab_markdown(result))
 
-    return LabStage(render_block, files, counts, values)
+    return LabStage(render_block, files, counts, values, published)
+
+
+def lab_values(site: SiteLabs, results: dict[str, LabResult]) -> dict[str, LabValue]:
+    """What each named lab returned, as prose cites it (failed labs have none)."""
+    return {name: LabValue(name, call.ref, results[stem].data, results[stem].device_name,
+                           results[stem].torch_version, call.path, call.line)
+            for name, (stem, call) in site.names.items()
+            if stem in results and not results[stem].failed}
+
+
+def published_labs(site: SiteLabs, results: dict[str, LabResult]) -> tuple[PublishedLab, ...]:
+    """What each lab showed readers, for the copied-number lint."""
+    names = {stem: name for name, (stem, _) in site.names.items()}
+    shown = []
+    for instance in site.instances:
+        result = results.get(instance.stem)
+        if result is None or result.failed:
+            continue
+        call = instance.call
+        shown.append(PublishedLab(call.ref, names.get(instance.stem), result.output,
+                                  value_text(result.value), result.data, call.path, call.line))
+    return tuple(shown)
+
+
+def value_text(value: dict | None) -> str:
+    """A lab's value as the page shows it, as text."""
+    if not value:
+        return ""
+    if value.get("kind") == "table":
+        return markdown_table(value["columns"], value["rows"])
+    return value.get("text", "")

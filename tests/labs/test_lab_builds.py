@@ -714,3 +714,35 @@ def test_rerun_command_with_a_python_lacking_torch_uses_the_project_venv_or_says
     result = subprocess.run(bare, cwd=project, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
     assert "ran labcode.gelu:gelu_vs_relu_plot on CPU" in result.stdout
+
+
+CITED = '''\
+"""A lab whose result prose cites (a test module of this project)."""
+SCALE = 2
+
+
+def measure():
+    return {"loss": 1.25 * SCALE, "tokens": 20758}
+'''
+
+
+def test_check_names_a_cited_value_that_would_change_and_a_copied_number(project):
+    write(project / "labcode" / "cited.py", CITED)
+    post = project / "content" / "posts" / "cited.md"
+    write(post, "---\ntitle: Cited\ndate: 2026-10-08\n---\n\n```lab\nlabcode.cited:measure\n"
+          "name: m\n```\n\nThe loss is {{ m.loss:.2f }} after {{ m.tokens:, }} tokens.\n")
+    result = build(project)
+    assert result.returncode == 0, result.stderr
+    page = BeautifulSoup((project / "output" / "posts" / "cited.html").read_text(), "html.parser")
+    cites = page.select(".lab-cite")
+    assert [c.get_text() for c in cites] == ["2.50", "20,758"]
+    assert "CPU" in cites[0]["title"]
+    assert build(project, "check").returncode == 0
+    module = project / "labcode" / "cited.py"
+    module.write_text(module.read_text().replace("SCALE = 2", "SCALE = 3"))
+    post.write_text(post.read_text() + "\nEarlier runs gave 20,758 tokens too.\n")
+    result = build(project, "check")
+    assert result.returncode == 1
+    assert "content/posts/cited.md:11: {{ m.loss:.2f }}: cited value 2.50 -> 3.75" in \
+        result.stdout
+    assert "content/posts/cited.md:13: warning: 20,758 repeats a result of lab" in result.stdout
