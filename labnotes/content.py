@@ -11,14 +11,15 @@ from .errors import BuildError
 from .fences import blank_code_spans, find_fences
 from .frontmatter import Field, split_front_matter
 from .markdown import LAB_KINDS
-from .model import Content, Document, FencedBlock, SiteConfig
+from .model import Content, Document, FencedBlock, SeriesMark, SiteConfig
+from .series import group_series
 from .slugs import slugify
 
-POST_KEYS = ("title", "date", "categories", "slug", "summary", "draft", "updated")
+POST_KEYS = ("title", "date", "categories", "slug", "summary", "draft", "updated", "series", "part")
 PAGE_KEYS = ("title", "date", "slug", "summary", "draft", "updated")
 IMAGES_DIR = "images"
 # Output folders a page slug would collide with.
-RESERVED_SLUGS = {"posts", "page", "category", "archive", "images", "static", "404", "feed.xml", "llms.txt"}
+RESERVED_SLUGS = {"posts", "page", "category", "series", "archive", "images", "static", "404", "feed.xml", "llms.txt"}
 
 _DATE_PREFIX = re.compile(r"^\d{4}-\d{2}-\d{2}-")
 _IMAGE_MD = re.compile(r"!\[[^\]]*\]\(\s*<?([^)\s>]+)")
@@ -39,7 +40,7 @@ def load_content(content_dir: Path, config: SiteConfig) -> Content:
     _check_unique_slugs(pages, "page")
     posts.sort(key=lambda d: (d.date, d.slug), reverse=True)
     pages.sort(key=lambda d: d.slug)
-    return Content(posts=tuple(posts), pages=tuple(pages), assets=images)
+    return Content(posts=tuple(posts), pages=tuple(pages), assets=images, series=group_series(posts))
 
 
 def load_document(path: Path, kind: str, zone: ZoneInfo, images: dict[str, Path] | None = None) -> Document:
@@ -66,6 +67,7 @@ def load_document(path: Path, kind: str, zone: ZoneInfo, images: dict[str, Path]
         categories=_categories(fields.get("categories"), path),
         summary=_string(fields.get("summary"), path, "summary"),
         draft=_flag(fields.get("draft"), path, "draft"),
+        series=_series(fields.get("series"), fields.get("part"), path),
     )
     doc.blocks = _blocks_and_image_check(doc, images)
     return doc
@@ -132,6 +134,20 @@ def _categories(field: Field | None, path: Path) -> tuple[str, ...]:
         if item.strip() not in names:
             names.append(item.strip())
     return tuple(names)
+
+
+def _series(name: Field | None, part: Field | None, path: Path) -> SeriesMark | None:
+    if name is None:
+        if part is not None:
+            raise BuildError(path, "`part` needs a `series:` naming the series it is a part of", part.line)
+        return None
+    if isinstance(name.value, (list, bool)) or not str(name.value).strip():
+        raise BuildError(path, "`series` must be the series' name, e.g. `series: LLM from scratch`", name.line)
+    if part is None:
+        return SeriesMark(str(name.value).strip(), None, name.line)
+    if isinstance(part.value, bool) or not isinstance(part.value, int) or part.value < 1:
+        raise BuildError(path, f"`part` must be a positive whole number such as `part: 2`, not {part.value!r}", part.line)
+    return SeriesMark(str(name.value).strip(), part.value, part.line)
 
 
 def _slug(field: Field | None, path: Path) -> str:

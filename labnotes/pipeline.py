@@ -13,12 +13,14 @@ from .config import load_config
 from .content import load_content
 from .errors import BuildError
 from .feeds import render_rss, rss_items
-from .llms import mirror_path, render_llms_full, render_llms_txt, render_markdown_mirror
+from .llms import (mirror_path, render_llms_full, render_llms_txt, render_markdown_mirror, render_series_mirror,
+                   series_mirror_path)
 from .markdown import render_code_block, render_document
 from .model import BuildOptions, Content, Document, LabCounts, LabStage, RenderedDocument, SiteConfig
 from .output import OutputFile, write_site
 from .pages import base_path, group_categories, Entry, site_pages
 from .render_cache import CACHE_DIR, RenderCache, config_key, content_key, generator_version
+from .series import group_series
 from .sitemap import render_sitemap
 
 BUILTIN_STATIC = Path(__file__).resolve().parent.parent / "static"
@@ -51,7 +53,7 @@ def build(config_path: Path | str, content_dir: Path | str, out_dir: Path | str,
     labs = lab_stage(content, config, options)
     cache = RenderCache(config.root / CACHE_DIR)
     try:
-        renders = Renders(config, cache, generator_version(config.root / "templates"))
+        renders = Renders(config, cache, generator_version(config.root / "templates"), content.series)
         posts = renders.documents(content.posts, labs.block_renderer)
         pages = renders.documents(content.pages, labs.block_renderer)
         files = site_files(config, content, posts, pages, labs.files, renders)
@@ -80,8 +82,9 @@ class Renders:
     file made from rendered documents can be keyed on their identities.
     """
 
-    def __init__(self, config: SiteConfig, cache: RenderCache, version: str):
+    def __init__(self, config: SiteConfig, cache: RenderCache, version: str, series=()):
         self.config = config
+        self.series_of = {doc.output_path: one for one in series for doc in one.posts}
         self.cache = cache
         self.version = version
         self.config_key = config_key(config)
@@ -106,8 +109,10 @@ class Renders:
     def _rendered(self, doc: Document, key: str, parts: tuple) -> RenderedDocument:
         html, intro, has_more, markdown, summary = parts
         document = doc if summary == doc.summary else dataclasses.replace(doc, summary=summary)
+        series = self.series_of.get(doc.output_path)
+        place = (series.name, series.slug, series.part_of(doc), len(series.posts)) if series else None
         self.identity[doc.output_path] = content_key(
-            key, doc.kind, doc.slug, doc.title, repr(doc.date), repr(doc.updated), doc.categories, summary)
+            key, doc.kind, doc.slug, doc.title, repr(doc.date), repr(doc.updated), doc.categories, summary, place)
         rendered = RenderedDocument(document, html, intro, has_more, markdown)
         self.cache.keep("mirror", self._mirror_key(rendered))
         self.cache.keep("rss-item", self._item_key(rendered))
@@ -121,7 +126,8 @@ class Renders:
     def mirror(self, rendered: RenderedDocument) -> str:
         """`render_markdown_mirror`, through the cache."""
         return self.cache.get("mirror", self._mirror_key(rendered),
-                              lambda: render_markdown_mirror(self.config, rendered))
+                              lambda: render_markdown_mirror(self.config, rendered,
+                                                             self.series_of.get(rendered.document.output_path)))
 
     def feed_items(self, posts: list[RenderedDocument]) -> list[bytes]:
         """`rss_items` through the cache: the items no build made yet are made in one go."""
@@ -197,7 +203,10 @@ def site_files(config: SiteConfig, content: Content, posts: list[RenderedDocumen
     for doc in posts + pages:
         files[mirror_path(doc.document)] = OutputFile(
             renders.key_of("mirror", documents=[doc]), lambda doc=doc: renders.mirror(doc).encode("utf-8"))
-    files["llms.txt"] = OutputFile.of(render_llms_txt(config, posts, pages).encode("utf-8"))
+    series = group_series([p.document for p in posts])
+    for one in series:
+        files[series_mirror_path(one)] = OutputFile.of(render_series_mirror(config, one).encode("utf-8"))
+    files["llms.txt"] = OutputFile.of(render_llms_txt(config, posts, pages, series).encode("utf-8"))
     files["llms-full.txt"] = OutputFile(
         renders.key_of("llms-full", documents=posts + pages),
         lambda: render_llms_full(config, posts, pages, mirror_of=renders.mirror).encode("utf-8"))
