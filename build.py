@@ -44,6 +44,7 @@ def _parser() -> argparse.ArgumentParser:
     build.add_argument("--keep-going", action="store_true", help="render a failed lab as an error box and go on (still exits 1)")
     build.add_argument("--why", action="store_true", help="say which input made each lab rerun")
     build.add_argument("--jobs", type=_positive_int, default=1, metavar="N", help="labs to run at once")
+    build.add_argument("--future", action="store_true", help="also publish posts dated in the future")
     build.set_defaults(run=_build)
 
     new = commands.add_parser("new", help="scaffold a post in content/posts/ dated today")
@@ -58,6 +59,8 @@ def _parser() -> argparse.ArgumentParser:
     serve = commands.add_parser("serve", help="build, serve on 127.0.0.1 and rebuild on change")
     _add_site_options(serve)
     serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--drafts", action="store_true", help="preview drafts too")
+    serve.add_argument("--future", action="store_true", help="preview posts dated in the future too")
     serve.set_defaults(run=_serve)
 
     _add_lab_commands(commands)
@@ -90,8 +93,11 @@ def _build(args) -> int:
     from labnotes.model import BuildOptions
     from labnotes.pipeline import build
 
-    options = BuildOptions(device=args.device, keep_going=args.keep_going, why=args.why, jobs=args.jobs)
+    options = BuildOptions(device=args.device, keep_going=args.keep_going, why=args.why, jobs=args.jobs,
+                           future=args.future)
     report = build(args.config, args.content, args.out, options)
+    if report.held_back:
+        print(report.held_back_note(), file=sys.stderr)
     print(report.summary())
     return 1 if report.labs.failed else 0
 
@@ -118,7 +124,10 @@ def _serve(args) -> int:
 
     def rebuild() -> None:
         try:
-            print(build(args.config, args.content, args.out, BuildOptions()).summary(), flush=True)
+            report = build(args.config, args.content, args.out, BuildOptions(drafts=args.drafts, future=args.future))
+            if report.held_back:
+                print(report.held_back_note(), file=sys.stderr, flush=True)
+            print(report.summary(), flush=True)
         except BuildError as error:
             print(error.one_line(), file=sys.stderr, flush=True)
 

@@ -27,20 +27,41 @@ _IMAGE_HTML = re.compile(r"<img\b[^>]*?\ssrc\s*=\s*[\"']([^\"']+)[\"']", re.I)
 _URL_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:|^//")
 
 
-def load_content(content_dir: Path, config: SiteConfig) -> Content:
-    """Read every post and page (drafts left out) and list the images to publish."""
+def load_content(content_dir: Path, config: SiteConfig, *, drafts: bool = False,
+                 until: datetime | None = None) -> Content:
+    """Read every post and page and list the images to publish.
+
+    Drafts are left out unless `drafts`; documents dated after `until` are held back (and
+    listed in `Content.held_back`) unless `until` is None.
+    """
     content_dir = Path(content_dir)
     zone = ZoneInfo(config.timezone)
     images = _images(content_dir)
     posts = [load_document(p, "post", zone, images) for p in _markdown_files(content_dir / "posts")]
     pages = [load_document(p, "page", zone, images) for p in _markdown_files(content_dir / "pages")]
-    posts = [d for d in posts if not d.draft]
-    pages = [d for d in pages if not d.draft]
+    posts = [d for d in posts if drafts or not d.draft]
+    pages = [d for d in pages if drafts or not d.draft]
+    # Posts held back are checked like the others, so a build does not start failing the
+    # day one of them comes out.
     _check_unique_slugs(posts, "post")
     _check_unique_slugs(pages, "page")
+    group_series(posts)
+
+    def published(doc: Document) -> bool:
+        return until is None or not is_future(doc, until)
+
+    held_back = tuple(d for d in posts + pages if not published(d))
+    posts = [d for d in posts if published(d)]
+    pages = [d for d in pages if published(d)]
     posts.sort(key=lambda d: (d.date, d.slug), reverse=True)
     pages.sort(key=lambda d: d.slug)
-    return Content(posts=tuple(posts), pages=tuple(pages), assets=images, series=group_series(posts))
+    return Content(posts=tuple(posts), pages=tuple(pages), assets=images, series=group_series(posts),
+                   held_back=held_back)
+
+
+def is_future(doc: Document, now: datetime) -> bool:
+    """True when `doc` is dated after `now` (a page without a date never is)."""
+    return doc.date is not None and doc.date > now
 
 
 def load_document(path: Path, kind: str, zone: ZoneInfo, images: dict[str, Path] | None = None) -> Document:

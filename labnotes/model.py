@@ -146,6 +146,7 @@ class Content:
     pages: tuple[Document, ...] = ()
     assets: dict[str, Path] = field(default_factory=dict)   # output-relative path -> source file
     series: tuple[Series, ...] = ()    # by name
+    held_back: tuple[Document, ...] = ()   # dated after the build's clock (no --future): not published
 
     @property
     def documents(self) -> tuple[Document, ...]:
@@ -161,6 +162,9 @@ class BuildOptions:
     keep_going: bool = False         # a failed lab renders an error box instead of stopping
     why: bool = False                # say which input made each lab rerun
     jobs: int = 1
+    future: bool = False             # publish posts dated after `now` too
+    drafts: bool = False             # publish drafts too (`serve --drafts` previews them)
+    now: datetime | None = None      # the build's clock; None: the time the build starts
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,7 @@ import os
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from pathlib import Path
 
 from .config import load_config
@@ -37,11 +38,20 @@ class BuildReport:
     labs: LabCounts
     rendered: tuple[str, ...] = ()   # output files made this build (the rest were reused as they were)
     documents_rendered: int = 0      # posts and pages whose Markdown was rendered (not from the cache)
+    held_back: tuple[Document, ...] = ()   # dated in the future, not published (no --future)
 
     def summary(self) -> str:
         """`built P pages in S s; labs: R run, C cached, F failed`."""
         return (f"built {self.pages} pages in {self.seconds:.2f} s; "
                 f"labs: {self.labs.run} run, {self.labs.cached} cached, {self.labs.failed} failed")
+
+    def held_back_note(self) -> str:
+        """`held back 2 future posts (publish them with --future)`, or "" when none was."""
+        if not self.held_back:
+            return ""
+        counts = [(sum(d.kind == kind for d in self.held_back), kind) for kind in ("post", "page")]
+        what = " and ".join(f"{n} future {kind}{'' if n == 1 else 's'}" for n, kind in counts if n)
+        return f"held back {what} (publish {'it' if len(self.held_back) == 1 else 'them'} with --future)"
 
 
 def build(config_path: Path | str, content_dir: Path | str, out_dir: Path | str,
@@ -49,7 +59,8 @@ def build(config_path: Path | str, content_dir: Path | str, out_dir: Path | str,
     """Build the site; raises BuildError on bad input, leaving `out_dir` untouched."""
     started = time.perf_counter()
     config = load_config(config_path)
-    content = load_content(Path(content_dir), config)
+    now = options.now or datetime.now(timezone.utc)
+    content = load_content(Path(content_dir), config, drafts=options.drafts, until=None if options.future else now)
     labs = lab_stage(content, config, options)
     cache = RenderCache(config.root / CACHE_DIR)
     try:
@@ -62,7 +73,7 @@ def build(config_path: Path | str, content_dir: Path | str, out_dir: Path | str,
         cache.save()   # what was rendered stays useful even when a later stage failed
     html_pages = sum(1 for path in files if path.endswith(".html"))
     return BuildReport(html_pages, len(files), written.changed, time.perf_counter() - started, labs.counts,
-                       written.rendered, renders.rendered)
+                       written.rendered, renders.rendered, content.held_back)
 
 
 def lab_stage(content: Content, config: SiteConfig, options: BuildOptions) -> LabStage:
