@@ -6,6 +6,8 @@ shows, rendered only when asked). All HTML lives in templates/.
 from __future__ import annotations
 
 import hashlib
+import html
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -229,8 +231,35 @@ def site_pages(config: SiteConfig, posts: Sequence[RenderedDocument], pages: Seq
              entries=group.entries, heading=group.name, kicker="Month", page_title=group.name)
     page("archive/index.html", "archive.html", [(g.name, g.url, [listed(e) for e in g.entries]) for g in months],
          months=months, post_count=len(post_entries), page_title="Archive")
-    page("404.html", "404.html", (), page_title="Page not found", canonical=None)
+    page("404.html", "404.html", (), page_title="Page not found")
     return out
+
+
+@dataclass(frozen=True)
+class Figure:
+    """An image of a page as OpenGraph names it: absolute URL and alt text."""
+
+    url: str
+    alt: str
+
+
+_RASTER = (".png", ".jpg", ".jpeg", ".gif", ".webp")
+_IMG_TAG = re.compile(r"<img\b[^>]*>", re.IGNORECASE)
+_IMG_ATTR = re.compile(r"""\s(?P<name>src|alt)\s*=\s*(?P<quote>["'])(?P<value>.*?)(?P=quote)""", re.IGNORECASE | re.DOTALL)
+
+
+def first_figure(body_html: str, page_url: str) -> Figure | None:
+    """The image a link preview should show for a page: its first raster image, else its
+    first image (preview cards of the big sites do not show SVG), as an absolute URL."""
+    from .feeds import resolve_url
+
+    images = []
+    for tag in _IMG_TAG.finditer(body_html):   # code shows `<img` escaped: only real tags match
+        attrs = {m["name"].lower(): html.unescape(m["value"]) for m in _IMG_ATTR.finditer(tag.group(0))}
+        if attrs.get("src"):
+            images.append(Figure(resolve_url(page_url, attrs["src"].strip()), attrs.get("alt", "")))
+    raster = [image for image in images if urlsplit(image.url).path.lower().endswith(_RASTER)]
+    return (raster or images or [None])[0]
 
 
 def _digest(text: str) -> str:
@@ -269,4 +298,5 @@ def _environment(config: SiteConfig, zone: ZoneInfo, root: str):
         return f"{local.day} {local:%B} {local.year}"
 
     env.globals["date_text"] = date_text
+    env.globals["first_figure"] = first_figure
     return env
