@@ -50,8 +50,11 @@ def test_each_part_shows_part_n_of_m_the_other_parts_and_prev_next_in_the_series
     assert series_links(a) == (None, "/posts/b.html")
     assert series_links(b) == ("/posts/a.html", "/posts/c.html")
     assert series_links(c) == ("/posts/b.html", None)
-    # chronological prev/next still runs through every post, the one outside the series too
+    # chronological prev/next still runs through every post, the one outside the series too,
+    # but a link the series navigation already shows is not repeated
     assert b.select_one(".post-nav a[rel=prev]")["href"] == "/posts/other.html"
+    assert b.select_one(".post-nav a[rel=next]") is None
+    assert c.select_one(".post-nav") is None
     other = site.html("posts/other.html")
     assert other.select_one("nav.series-box") is None and other.select_one("nav.series-nav") is None
 
