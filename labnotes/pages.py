@@ -173,7 +173,7 @@ def site_pages(config: SiteConfig, posts: Sequence[RenderedDocument], pages: Seq
 
     def meta(entry: Entry) -> tuple:
         doc = entry.document
-        return (entry.url, doc.title, repr(doc.date), repr(doc.updated), shown_categories(doc))
+        return (entry.url, doc.title, repr(doc.date), repr(doc.updated), shown_categories(doc), doc.draft)
 
     def listed(entry: Entry) -> tuple:
         doc = entry.document

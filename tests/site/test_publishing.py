@@ -132,3 +132,15 @@ def test_serve_drafts_and_future_preview_them(site, run_cli, monkeypatch):
     code, out, err = run_cli("serve", "--drafts", "--future")
     assert code == 0 and err == ""
     assert (site.out / "posts/wip.html").exists() and (site.out / "posts/far.html").exists()
+
+
+def test_publishing_a_previewed_draft_drops_its_badge_everywhere(site, tmp_path):
+    from test_incremental import clean_build
+    path = site.post("wip.md", post_text(title="WIP", date="2026-03-01", draft="true"))
+    site.build(now=NOW, drafts=True)
+    assert site.html("index.html").select_one(".draft-badge") is not None
+    path.write_text(path.read_text().replace("draft: true\n", ""))
+    site.build(now=NOW, drafts=True)
+    assert site.html("index.html").select_one(".draft-badge") is None
+    assert site.html("posts/wip.html").select_one(".draft-badge") is None
+    assert site.snapshot() == clean_build(site, tmp_path)
