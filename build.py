@@ -3,17 +3,58 @@
 from __future__ import annotations
 
 import argparse
+import importlib.util
+import os
+import select
+import signal
 import sys
 from datetime import date
 from pathlib import Path
 
-from labnotes.errors import BuildError
+REQUIRED = ("jinja2", "markdown2", "torch")
 
-COMMANDS = ("build", "new", "clean", "serve", "lab", "check")
+
+
+def _use_project_python(argv: list[str]) -> None:
+    """`python build.py ...` with a Python that lacks the project's packages (the system one,
+    as a learner pastes a lab's rerun command): rerun under the project's .venv."""
+    if all(importlib.util.find_spec(name) for name in REQUIRED):
+        return
+    venv = Path(__file__).resolve().parent / ".venv"
+    python = venv / "bin" / "python"
+    if python.is_file() and Path(sys.prefix).resolve() != venv.resolve():
+        os.execv(str(python), [str(python), str(Path(__file__).resolve()), *argv])
+    missing = [name for name in REQUIRED if not importlib.util.find_spec(name)]
+    print(f"error: this Python ({sys.executable}) lacks {', '.join(missing)}: run `make setup` "
+          "in the project folder (it creates .venv), then run the command again", file=sys.stderr)
+    sys.exit(1)
+
+
+if __name__ == "__main__":      # before anything of ours is imported
+    _use_project_python(sys.argv[1:])
+
+from labnotes.errors import BuildError  # noqa: E402
+
+COMMANDS = ("build", "new", "clean", "serve", "lab", "check", "prune")
+DEFAULT_CONFIG = Path("site.toml")   # may be absent: the defaults then
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run one command; returns the exit status (0 ok, 1 bad input or failed lab, 2 usage)."""
+    """Run one command; returns the exit status (0 ok, 1 bad input or failed lab, 2 usage,
+    141 when whoever reads stdout stopped early, as `build.py lab REF | head -3` does)."""
+    try:
+        status = _run(argv)
+        sys.stdout.flush()      # a reader that left shows up here, not as noise at exit
+        return status
+    except BrokenPipeError:
+        if not _stdout_is_closed():
+            raise
+        # Whatever is still buffered goes nowhere, so exiting does not raise again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 128 + signal.SIGPIPE
+
+
+def _run(argv: list[str] | None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] not in COMMANDS and argv[0] not in ("-h", "--help"):
         argv.insert(0, "build")
@@ -22,6 +63,10 @@ def main(argv: list[str] | None = None) -> int:
         args = parser.parse_args(argv)
     except SystemExit as exc:   # argparse exits 2 on usage errors, 0 on --help
         return int(exc.code or 0)
+    problem = _resolve_site_paths(args)
+    if problem:
+        print(problem, file=sys.stderr)
+        return 2
     try:
         return args.run(args)
     except BuildError as error:
@@ -29,9 +74,19 @@ def main(argv: list[str] | None = None) -> int:
         details = getattr(error, "details", "")
         if details:
             print(details.rstrip(), file=sys.stderr)
-        return 1
+        return getattr(error, "exit_status", 1)
     except KeyboardInterrupt:
         return 130
+
+
+def _stdout_is_closed() -> bool:
+    """Whether the reader of stdout is gone (and not some other pipe of ours)."""
+    try:
+        poller = select.poll()
+        poller.register(sys.stdout.fileno(), select.POLLOUT)
+    except (AttributeError, OSError, ValueError):   # no real file behind stdout
+        return False
+    return any(events & select.POLLERR for _, events in poller.poll(0))
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -45,6 +100,7 @@ def _parser() -> argparse.ArgumentParser:
     build.add_argument("--why", action="store_true", help="say which input made each lab rerun")
     build.add_argument("--jobs", type=_positive_int, default=1, metavar="N", help="labs to run at once")
     build.add_argument("--future", action="store_true", help="also publish posts dated in the future")
+    build.add_argument("--quick", action="store_true", help="run labs in their quick mode (small and fast, for tests)")
     build.set_defaults(run=_build)
 
     new = commands.add_parser("new", help="scaffold a post in content/posts/ dated today")
@@ -68,17 +124,31 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _add_site_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--config", type=Path, default=Path("site.toml"), metavar="FILE")
+    parser.add_argument("--config", type=Path, metavar="FILE",
+                        help=f"site settings (default {DEFAULT_CONFIG}; the defaults when there is none)")
     parser.add_argument("--content", type=Path, default=Path("content"), metavar="DIR")
     parser.add_argument("--out", type=Path, default=Path("output"), metavar="DIR")
 
 
+def _resolve_site_paths(args) -> str | None:
+    """Fill in the default config; a one-line usage error when --config or --content is not there."""
+    if not hasattr(args, "config"):
+        return None
+    if args.config is None:
+        args.config = DEFAULT_CONFIG
+    elif not args.config.is_file():
+        what = "a folder, not a file" if args.config.is_dir() else "no such file"
+        return (f"--config {args.config}: {what}; give an existing TOML file, "
+                f"or leave out --config to use {DEFAULT_CONFIG} or the defaults")
+    if not args.content.is_dir():
+        return f"--content {args.content}: {'not a folder' if args.content.exists() else 'no such folder'}"
+    return None
+
+
 def _add_lab_commands(commands) -> None:
-    """`lab` and `check` come from the lab engine when it provides them."""
-    try:
-        from labnotes.labs.cli import add_commands
-    except ImportError:
-        return
+    """`lab` and `check` come from the lab engine (whose CLI module imports without torch)."""
+    from labnotes.labs.cli import add_commands
+
     add_commands(commands, _add_site_options)
 
 
@@ -94,12 +164,18 @@ def _build(args) -> int:
     from labnotes.pipeline import build
 
     options = BuildOptions(device=args.device, keep_going=args.keep_going, why=args.why, jobs=args.jobs,
-                           future=args.future)
+                           quick=args.quick, future=args.future)
     report = build(args.config, args.content, args.out, options)
-    if report.held_back:
-        print(report.held_back_note(), file=sys.stderr)
+    _print_warnings(report)
     print(report.summary())
     return 1 if report.labs.failed else 0
+
+
+def _print_warnings(report) -> None:
+    for warning in report.warnings:
+        print(warning.one_line(), file=sys.stderr, flush=True)
+    if report.held_back:
+        print(report.held_back_note(), file=sys.stderr, flush=True)
 
 
 def _new(args) -> int:
@@ -120,20 +196,20 @@ def _clean(args) -> int:
 def _serve(args) -> int:
     from labnotes.model import BuildOptions
     from labnotes.pipeline import build
-    from labnotes.serve import serve
+    from labnotes.serve import make_server, serve
 
-    def rebuild() -> None:
-        try:
-            report = build(args.config, args.content, args.out, BuildOptions(drafts=args.drafts, future=args.future))
-            if report.held_back:
-                print(report.held_back_note(), file=sys.stderr, flush=True)
-            print(report.summary(), flush=True)
-        except BuildError as error:
-            print(error.one_line(), file=sys.stderr, flush=True)
+    def rebuild() -> None:    # a BuildError tells the server the rebuild failed
+        report = build(args.config, args.content, args.out, BuildOptions(drafts=args.drafts, future=args.future))
+        _print_warnings(report)
+        print(report.summary(), flush=True)
 
-    rebuild()
+    server = make_server(args.out, "127.0.0.1", args.port, verbose=True)   # a busy port fails before building
+    try:
+        rebuild()
+    except BuildError as error:   # serve the last good site, if any, until the input is fixed
+        print(error.one_line(), file=sys.stderr, flush=True)
     watch = [args.content, args.config, Path("templates"), Path("static"), Path("labcode")]
-    serve(args.out, rebuild, [p for p in watch if p.exists()], host="127.0.0.1", port=args.port)
+    serve(server, rebuild, [p for p in watch if p.exists()])
     return 0
 
 

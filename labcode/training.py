@@ -234,9 +234,14 @@ def save_checkpoint(path, model, optimizer, step: int, stream: BatchStream,
         "rng": _rng_states(),
         "history": asdict(history),
     }
+    # Write beside the old checkpoint, then swap: a crash mid-save keeps the old one whole.
     tmp = path.with_name(path.name + ".tmp")
-    torch.save(state, tmp)
-    os.replace(tmp, path)  # never leave a half-written checkpoint behind
+    try:
+        torch.save(state, tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def load_checkpoint(path, model, optimizer, stream: BatchStream,

@@ -1,6 +1,10 @@
-"""The one error type a build reports: a file, maybe a line, what is wrong and what to do."""
+"""What a build reports about its input: errors stop it, warnings do not.
+
+Both name a file, maybe a line, what is wrong and what to do, on one line.
+"""
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 
@@ -15,15 +19,33 @@ class BuildError(Exception):
 
     def one_line(self) -> str:
         """`content/posts/a.md:12: error: ...` with the path relative to the working folder."""
-        if self.path is None:
-            return f"error: {self.message}"
-        shown = _relative(self.path)
-        where = f"{shown}:{self.line}" if self.line is not None else str(shown)
-        return f"{where}: error: {self.message}"
+        return _one_line(self.path, self.line, "error", self.message)
 
 
-def _relative(path: Path) -> Path:
+@dataclass(frozen=True)
+class BuildWarning:
+    """Input that builds but breaks a rule of the blog (a copied lab number): printed, not fatal."""
+
+    path: Path
+    message: str
+    line: int | None = None
+
+    def one_line(self) -> str:
+        """`content/posts/a.md:12: warning: ...`."""
+        return _one_line(self.path, self.line, "warning", self.message)
+
+
+def display_path(path: Path) -> Path:
+    """`path` relative to the working folder when it is inside it, as messages show files."""
     try:
         return path.resolve().relative_to(Path.cwd().resolve())
     except ValueError:
         return path
+
+
+def _one_line(path: Path | None, line: int | None, level: str, message: str) -> str:
+    if path is None:
+        return f"{level}: {message}"
+    shown = display_path(path)
+    where = f"{shown}:{line}" if line is not None else str(shown)
+    return f"{where}: {level}: {message}"

@@ -1,4 +1,4 @@
-"""Find fenced code blocks in Markdown the way markdown2 does (backtick fences only).
+"""Find fenced code blocks in Markdown the way markdown2 does (backtick fences; `~~~` on request).
 
 Everything that must not look inside code (maths, the fold marker, image checks, lab
 blocks) asks this module where the code is.
@@ -8,7 +8,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-_OPEN = re.compile(r"^(?P<indent>[ \t]*)(?P<fence>`{3,})(?P<info>[^`]*)$")
+_OPEN = {"`": re.compile(r"^(?P<indent>[ \t]*)(?P<fence>`{3,})(?P<info>[^`]*)$"),
+         "~": re.compile(r"^(?P<indent>[ \t]*)(?P<fence>~{3,})(?P<info>.*)$")}
 _CODE_SPAN = re.compile(r"(`+)(.+?)(?<!`)\1(?!`)", re.S)
 
 
@@ -28,17 +29,19 @@ class Fence:
         return "\n".join(lines[self.start + 1:last])
 
 
-def find_fences(lines: list[str]) -> list[Fence]:
-    """All backtick fences in `lines`, in order; an unclosed fence runs to the end."""
+def find_fences(lines: list[str], chars: str = "`") -> list[Fence]:
+    """All fences in `lines` made of `chars` (backticks; "`~" adds tilde fences, which the
+    renderer does not cut out but which are code all the same), in order; an unclosed fence
+    runs to the end."""
     fences = []
     i = 0
     while i < len(lines):
-        match = _OPEN.match(lines[i])
+        match = next((m for m in (_OPEN[c].match(lines[i]) for c in chars) if m), None)
         if not match:
             i += 1
             continue
-        size = len(match["fence"])
-        closing = re.compile(rf"^[ \t]*`{{{size},}}[ \t]*$")
+        size, char = len(match["fence"]), re.escape(match["fence"][0])
+        closing = re.compile(rf"^[ \t]*{char}{{{size},}}[ \t]*$")
         j = i + 1
         while j < len(lines) and not closing.match(lines[j]):
             j += 1

@@ -1,8 +1,9 @@
 """Render a Document's Markdown body to HTML (pages, feeds) and Markdown (mirrors).
 
-The lab seam: every ```lab / ```labsource block is cut out before markdown2 runs and
-replaced afterwards by what `block_renderer` makes of it, so the lab engine never has to
-know about Markdown and this module never has to know about labs.
+The lab seams: every ```lab / ```labsource block is cut out before markdown2 runs and
+replaced afterwards by what `block_renderer` makes of it, and every `{{ name.key }}` citation
+by what `cite` makes of it, so the lab engine never has to know about Markdown and this
+module never has to know about labs.
 
 markdown2, Pygments and the maths converter are imported when first used: a rebuild that
 finds every document in the render cache never needs them.
@@ -16,11 +17,14 @@ import re
 from collections.abc import Callable
 from html.parser import HTMLParser
 
+from .citations import Citation, CitedValue, find_citations
+from .citations import cite as cite_from_values
 from .fences import find_fences
 from .model import Document, FencedBlock, RenderedBlock, RenderedDocument
 from .slugs import slugify
 
 BlockRenderer = Callable[[FencedBlock], RenderedBlock]
+Cite = Callable[[Citation], CitedValue]
 
 LAB_KINDS = ("lab", "labsource")
 FOLD_MARKER = "<!--more-->"
@@ -37,19 +41,28 @@ _EXTRAS = {
 _FOLD = "LabNotesFoldMarker"
 _MATH = re.compile(r"LabNotesMath(\d+)x")
 _BLOCK = re.compile(r"(<p>|<pre><code>)?LabNotesBlock(\d+)x\n?(</p>|</code></pre>)?")
+_CITE = re.compile(r"LabNotesCite(\d+)x")
+_TAG = re.compile(r"<[^<>]*>")
+# Characters that would read as Markdown (or HTML) if a cited text held them.
+_MARKDOWN_SPECIAL = re.compile(r"([\\`*_\[\]<>|$&])")
+CITE_HTML = '<span class="lab-cite" title="{title}">{text}</span>'
 _DISPLAY_MATH_PARAGRAPH = re.compile(r"<p>(LabNotesMath\d+x)</p>")
 _HEADING = re.compile(r"<h([1-6])>(.*?)</h\1>", re.S)
 _ROOT_RELATIVE = re.compile(r"""(\s(?:href|src)=)(["'])/(?!/)""")
 _FRAGMENT_LINK = re.compile(r"""(\shref=)(["'])#""")
 
 
-def render_document(doc: Document, block_renderer: BlockRenderer, base_path: str = "/") -> RenderedDocument:
+def render_document(doc: Document, block_renderer: BlockRenderer, base_path: str = "/",
+                    cite: Cite | None = None) -> RenderedDocument:
     """Render `doc` to HTML and mirror Markdown; raises BuildError for invalid maths.
 
     `base_path` is the path part of the site's base URL ("/" or "/blog/"): root-relative
     links in the body get it as a prefix so a site served under a sub-path works.
+    `cite` gives each citation's text and provenance; without it, no lab has a value and a
+    citation is an error.
     """
-    lines = doc.body.split("\n")
+    body, cited = _mark_citations(doc, cite or (lambda citation: cite_from_values(citation, {})))
+    lines = body.split("\n")
     fences = find_fences(lines)
     md_parts: list[str] = []        # what markdown2 sees
     mirror_parts: list[str] = []    # the Markdown mirror
@@ -105,6 +118,8 @@ def render_document(doc: Document, block_renderer: BlockRenderer, base_path: str
     body_html = _DISPLAY_MATH_PARAGRAPH.sub(r"\1", body_html)
     body_html = _MATH.sub(lambda m: maths[int(m.group(1))].mathml, body_html)
     body_html = _BLOCK.sub(lambda m: rendered_blocks[int(m.group(2))].html, body_html)
+    if cited:
+        body_html = _cited_html(body_html, cited)
     body_html = add_heading_ids(body_html)
     body_html = prefix_root_relative(body_html, base_path)
 
@@ -117,8 +132,36 @@ def render_document(doc: Document, block_renderer: BlockRenderer, base_path: str
 
     mirror = "\n".join(mirror_parts)
     mirror = re.sub(r"LabNotesBlock(\d+)x", lambda m: rendered_blocks[int(m.group(1))].markdown, mirror)
+    if cited:
+        mirror = _CITE.sub(lambda m: _MARKDOWN_SPECIAL.sub(r"\\\1", cited[int(m.group(1))].text), mirror)
     document = doc if doc.summary else dataclasses.replace(doc, summary=summarise(intro_html))
     return RenderedDocument(document, body_html, intro_html, has_more, mirror.strip("\n") + "\n")
+
+
+def _mark_citations(doc: Document, cite: Cite) -> tuple[str, list[CitedValue]]:
+    """`doc.body` with each citation replaced by a placeholder word, and what each one shows."""
+    citations = find_citations(doc)
+    if not citations:
+        return doc.body, []
+    parts, last = [], 0
+    for number, citation in enumerate(citations):
+        parts += [doc.body[last:citation.offset], f"LabNotesCite{number}x"]
+        last = citation.offset + len(citation.source)
+    parts.append(doc.body[last:])
+    return "".join(parts), [cite(citation) for citation in citations]
+
+
+def _cited_html(body_html: str, cited: list[CitedValue]) -> str:
+    """Placeholders become `lab-cite` spans; inside a tag (a link's URL, an image's alt) plain text."""
+    def plain(match: re.Match) -> str:
+        return html.escape(cited[int(match.group(1))].text, quote=True)
+
+    def span(match: re.Match) -> str:
+        value = cited[int(match.group(1))]
+        return CITE_HTML.format(title=html.escape(value.title, quote=True), text=html.escape(value.text, quote=False))
+
+    body_html = _TAG.sub(lambda tag: _CITE.sub(plain, tag.group(0)), body_html)
+    return _CITE.sub(span, body_html)
 
 
 def _without_fold(lines: list[str]) -> str:

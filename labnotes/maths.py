@@ -4,14 +4,13 @@ The rule for inline maths is pandoc's, so prices stay prose: an opening `$` is f
 non-space character, the closing `$` is preceded by a non-space character and not followed by
 a digit, and inline maths holds no other unescaped `$` and no blank line. So in
 "costs $5 and $10" no pair qualifies. `\\$` is always a literal dollar. Code spans are skipped.
+latex2mathml is imported on the first conversion: finding where maths is costs nothing.
 """
 from __future__ import annotations
 
 import html
 import re
 from dataclasses import dataclass
-
-from latex2mathml.converter import convert
 
 from .errors import BuildError
 
@@ -48,7 +47,7 @@ def protect_maths(text: str, placeholder, path, first_line: int) -> tuple[str, l
             out.append(DOLLAR_ENTITY if text[i + 1] == "$" else "\\\\")
             i += 2
         elif ch == "`":
-            end = _code_span_end(text, i)
+            end = code_span_end(text, i)
             out.append(text[i:end])
             i = end
         elif text.startswith("$$", i):
@@ -74,7 +73,7 @@ def protect_maths(text: str, placeholder, path, first_line: int) -> tuple[str, l
     return "".join(out), found
 
 
-def _code_span_end(text: str, start: int) -> int:
+def code_span_end(text: str, start: int) -> int:
     """Offset just past the code span opening at `start` (or past the backtick run if unclosed)."""
     run = start
     while run < len(text) and text[run] == "`":
@@ -92,6 +91,16 @@ def _code_span_end(text: str, start: int) -> int:
                 search += 1
             continue
         return after
+
+
+def maths_end(text: str, start: int) -> int | None:
+    """Offset just past the maths opening with the `$` at `start`, or None when that `$` is prose
+    (or opens display maths that is never closed)."""
+    if text.startswith("$$", start):
+        close = text.find("$$", start + 2)
+        return None if close < 0 else close + 2
+    close = _inline_close(text, start)
+    return None if close is None else close + 1
 
 
 def _inline_close(text: str, start: int) -> int | None:
@@ -121,6 +130,7 @@ def to_mathml(latex: str, display: bool, path, line: int) -> Maths:
         raise BuildError(path, "empty maths `$$$$`; write `\\$` for a literal dollar sign", line)
     problem = _structure_problem(latex)
     if problem is None:
+        from latex2mathml.converter import convert
         try:
             mathml = convert(latex, display="block" if display else "inline")
         except Exception as exc:  # latex2mathml raises many exception types, all meaning bad LaTeX

@@ -162,6 +162,7 @@ class BuildOptions:
     keep_going: bool = False         # a failed lab renders an error box instead of stopping
     why: bool = False                # say which input made each lab rerun
     jobs: int = 1
+    quick: bool = False              # labs that take `quick` shrink their work (test builds)
     future: bool = False             # publish posts dated after `now` too
     drafts: bool = False             # publish drafts too (`serve --drafts` previews them)
     now: datetime | None = None      # the build's clock; None: the time the build starts
@@ -190,6 +191,19 @@ class LabValue:
 
 
 @dataclass(frozen=True)
+class PublishedLab:
+    """What one lab showed readers, as the copied-number lint compares prose with it."""
+
+    ref: str                  # "labcode.training:train_on_blog"
+    name: str | None          # the block's `name:`, None when it has none
+    output: str               # what it printed, as published
+    value_text: str           # its return value as the page shows it (table, tensor, text), "" if hidden
+    data: object              # the return value as JSON (as LabValue.data), None if there is none
+    path: Path                # the post of the (first) block that runs it, and the block's line
+    line: int
+
+
+@dataclass(frozen=True)
 class LabStage:
     """What the lab stage hands the render stage."""
 
@@ -197,3 +211,4 @@ class LabStage:
     files: dict[str, bytes] = field(default_factory=dict)   # output-relative path -> bytes
     counts: LabCounts = field(default_factory=LabCounts)
     values: dict[str, LabValue] = field(default_factory=dict)   # by lab name
+    published: tuple[PublishedLab, ...] = ()                    # every lab of the site, in run order

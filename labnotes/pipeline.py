@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import multiprocessing
 import os
 import time
@@ -10,9 +11,10 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
+from .citations import check_cited_names, cite_document
 from .config import load_config
 from .content import load_content
-from .errors import BuildError
+from .errors import BuildError, BuildWarning
 from .feeds import render_rss, rss_items
 from .llms import (mirror_path, render_llms_full, render_llms_txt, render_markdown_mirror, render_series_mirror,
                    series_mirror_path)
@@ -38,6 +40,7 @@ class BuildReport:
     labs: LabCounts
     rendered: tuple[str, ...] = ()   # output files made this build (the rest were reused as they were)
     documents_rendered: int = 0      # posts and pages whose Markdown was rendered (not from the cache)
+    warnings: tuple[BuildWarning, ...] = ()   # e.g. prose that copies a lab's number instead of citing it
     held_back: tuple[Document, ...] = ()   # dated in the future, not published (no --future)
 
     def summary(self) -> str:
@@ -61,25 +64,36 @@ def build(config_path: Path | str, content_dir: Path | str, out_dir: Path | str,
     config = load_config(config_path)
     now = options.now or datetime.now(timezone.utc)
     content = load_content(Path(content_dir), config, drafts=options.drafts, until=None if options.future else now)
+    check_cited_names(content.documents)   # a misspelt citation fails before any lab runs
     labs = lab_stage(content, config, options)
+    cite = functools.partial(cite_document, values=labs.values, failed_labs=labs.counts.failed > 0)
     cache = RenderCache(config.root / CACHE_DIR)
     try:
         renders = Renders(config, cache, generator_version(config.root / "templates"), content.series)
-        posts = renders.documents(content.posts, labs.block_renderer)
-        pages = renders.documents(content.pages, labs.block_renderer)
+        posts = renders.documents(content.posts, labs.block_renderer, cite)
+        pages = renders.documents(content.pages, labs.block_renderer, cite)
         files = site_files(config, content, posts, pages, labs.files, renders)
         written = write_site(Path(out_dir), files, manifest=cache.manifest_path(out_dir))
     finally:
         cache.save()   # what was rendered stays useful even when a later stage failed
+    warnings = copied_number_warnings(content, labs)
     html_pages = sum(1 for path in files if path.endswith(".html"))
     return BuildReport(html_pages, len(files), written.changed, time.perf_counter() - started, labs.counts,
-                       written.rendered, renders.rendered, content.held_back)
+                       written.rendered, renders.rendered, warnings, content.held_back)
+
+
+def copied_number_warnings(content: Content, labs: LabStage) -> tuple[BuildWarning, ...]:
+    """Prose numbers that repeat a lab's instead of citing it; the lint is loaded only when labs
+    published something."""
+    if not labs.published:
+        return ()
+    from .copied_numbers import copied_number_warnings as lint
+    return lint(content.documents, labs.published)
 
 
 def lab_stage(content: Content, config: SiteConfig, options: BuildOptions) -> LabStage:
-    """Labs run or taken from their cache; a site with no lab block and no lab cache to prune
-    does not load the lab engine."""
-    if not any(doc.blocks for doc in content.documents) and not (config.root / config.labs.cache_dir).exists():
+    """Labs run or taken from their cache; a site with no lab block does not load the lab engine."""
+    if not any(doc.blocks for doc in content.documents):
         return LabStage(render_code_block)
     from .labs.stage import run_lab_stage
     return run_lab_stage(list(content.documents), config, options)
@@ -88,9 +102,11 @@ def lab_stage(content: Content, config: SiteConfig, options: BuildOptions) -> La
 class Renders:
     """Markdown rendering through the render cache, and the keys of what was rendered.
 
-    A document's key covers its source, the rendered lab blocks it shows, the site's base path
-    and the generator version; `identity` adds the front matter pages and feeds show, so any
-    file made from rendered documents can be keyed on their identities.
+    A document's key covers its source, the rendered lab blocks it shows, the text and
+    provenance of every lab value it cites, the site's base path and the generator version
+    (so a lab rerun re-renders exactly the documents whose blocks or cited values changed);
+    `identity` adds the front matter pages and feeds show, so any file made from rendered
+    documents can be keyed on their identities.
     """
 
     def __init__(self, config: SiteConfig, cache: RenderCache, version: str, series=()):
@@ -103,15 +119,22 @@ class Renders:
         self.identity: dict[str, str] = {}    # output path of the document -> key
         self.rendered = 0
 
-    def documents(self, docs: Sequence[Document], block_renderer) -> list[RenderedDocument]:
+    def documents(self, docs: Sequence[Document], block_renderer, cite=None) -> list[RenderedDocument]:
         """Each of `docs` rendered, from the cache where its key is known; the others are
-        rendered on every core when there are many (a first build)."""
+        rendered on every core when there are many (a first build).
+
+        `cite(document)` gives each citation of a document its text and provenance
+        (`citations.cite_document`); without it a citation is an error.
+        """
         blocks = [{(b.path, b.line): block_renderer(b) for b in doc.blocks} for doc in docs]
+        cited = [cite(doc) if cite is not None else {} for doc in docs]
         keys = [content_key(self.version, self.root, str(doc.source), doc.body, doc.body_line, doc.url,
-                            doc.summary, [(b.html, b.markdown) for b in shown.values()])
-                for doc, shown in zip(docs, blocks)]
+                            doc.summary, [(b.html, b.markdown) for b in shown.values()],
+                            [(value.text, value.title) for value in values.values()])
+                for doc, shown, values in zip(docs, blocks, cited)]
         known = self.cache.known("document", keys)
-        missing = [(doc, shown) for doc, shown, key in zip(docs, blocks, keys) if key not in known]
+        missing = [(doc, shown, values) for doc, shown, values, key in zip(docs, blocks, cited, keys)
+                   if key not in known]
         made = dict(zip([k for k in keys if k not in known], render_documents(missing, self.root)))
         self.rendered += len(made)
         return [self._rendered(doc, key, self.cache.get("document", key, lambda key=key: made[key]))
@@ -159,10 +182,10 @@ class Renders:
 PARALLEL_MIN_DOCUMENTS = 64
 
 
-def render_documents(jobs: list[tuple[Document, dict]], base: str) -> list[tuple]:
-    """`render_document` of each (document, its rendered lab blocks by (path, line)), as the
-    tuple the render cache keeps; on several processes when there are many. The first error,
-    in document order, is raised as a serial render would raise it."""
+def render_documents(jobs: list[tuple[Document, dict, dict]], base: str) -> list[tuple]:
+    """`render_document` of each (document, its rendered lab blocks by (path, line), its cited
+    values by citation), as the tuple the render cache keeps; on several processes when there
+    are many. The first error, in document order, is raised as a serial render would raise it."""
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     if cores < 2 or len(jobs) < PARALLEL_MIN_DOCUMENTS or "fork" not in multiprocessing.get_all_start_methods():
         outcomes = [_render_job(job, base) for job in jobs]
@@ -180,12 +203,12 @@ def render_documents(jobs: list[tuple[Document, dict]], base: str) -> list[tuple
     return [outcome[1] for outcome in outcomes]
 
 
-def _render_job(job: tuple[Document, dict], base: str) -> tuple:
+def _render_job(job: tuple[Document, dict, dict], base: str) -> tuple:
     # A BuildError does not survive pickling (its constructor takes three arguments): it
     # travels back from a worker as its parts.
-    doc, blocks = job
+    doc, blocks, cited = job
     try:
-        r = render_document(doc, lambda block: blocks[(block.path, block.line)], base)
+        r = render_document(doc, lambda block: blocks[(block.path, block.line)], base, cited.__getitem__)
     except BuildError as error:
         return ("error", error.path, error.message, error.line)
     return ("ok", (r.html, r.intro_html, r.has_more, r.markdown, r.document.summary))

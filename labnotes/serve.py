@@ -7,6 +7,7 @@ the files on disk stay exactly what `build` wrote.
 """
 from __future__ import annotations
 
+import errno
 import ipaddress
 import mimetypes
 import socket
@@ -79,6 +80,12 @@ class SiteServer(ThreadingHTTPServer):
         if ":" in address[0]:
             self.address_family = socket.AF_INET6
         super().__init__(address, SiteRequestHandler)
+
+    def handle_error(self, request, client_address) -> None:
+        """A browser that went away (a tab closed mid-poll) is normal; anything else is shown."""
+        if isinstance(sys.exc_info()[1], (BrokenPipeError, ConnectionResetError, ConnectionAbortedError)):
+            return
+        super().handle_error(request, client_address)
 
     @property
     def url(self) -> str:
@@ -267,24 +274,30 @@ class SourceWatcher(threading.Thread):
 
 def make_server(out_dir: Path, host: str = "127.0.0.1", port: int = 0,
                 counter: BuildCounter | None = None, verbose: bool = False) -> SiteServer:
-    """A server for `out_dir` bound to a loopback `host` (port 0: a free one); not started."""
+    """A server for `out_dir` bound to a loopback `host` (port 0: a free one); not started.
+
+    A port already in use is a BuildError naming the next port to try.
+    """
     if not _is_loopback(host):
         raise ValueError(f"serve binds to the loopback interface only, not {host!r}")
-    return SiteServer((host, port), Path(out_dir), counter or BuildCounter(), verbose)
+    try:
+        return SiteServer((host, port), Path(out_dir), counter or BuildCounter(), verbose)
+    except OSError as exc:
+        if exc.errno == errno.EADDRINUSE:
+            raise BuildError(None, f"port {port} is in use: try --port {port + 1}") from None
+        raise
 
 
-def serve(out_dir: Path, rebuild: Callable[[], None], watch: Sequence[Path],
-          host: str = "127.0.0.1", port: int = 8000) -> None:
-    """Serve `out_dir` until Ctrl-C, calling `rebuild` whenever a file under `watch` changes.
+def serve(server: SiteServer, rebuild: Callable[[], None], watch: Sequence[Path]) -> None:
+    """Run `server` until Ctrl-C, calling `rebuild` whenever a file under `watch` changes.
 
-    The caller builds the site once before calling this.
+    `rebuild` raises BuildError when the build fails: the server then keeps the last good site
+    and open pages are not reloaded. The caller builds the site once before calling this.
     """
-    counter = BuildCounter()
-    server = make_server(out_dir, host, port, counter, verbose=True)
-    watcher = SourceWatcher(watch, rebuild, counter, ignore=[out_dir])
+    watcher = SourceWatcher(watch, rebuild, server.counter, ignore=[server.out_dir])
     watcher.start()
-    print(f"serving {out_dir} at {server.url} (watching {', '.join(str(p) for p in watch)}; Ctrl-C stops)",
-          file=sys.stderr)
+    print(f"serving {server.out_dir} at {server.url} (watching {', '.join(str(p) for p in watch)}; "
+          "Ctrl-C stops)", file=sys.stderr)
     try:
         server.serve_forever(poll_interval=0.25)
     except KeyboardInterrupt:

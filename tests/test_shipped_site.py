@@ -24,7 +24,7 @@ def shipped(tmp_path_factory):
         shutil.copy(REPO / name, project / name)
     env = dict(os.environ, LABCODE_QUICK="1")
     env.setdefault("TIKTOKEN_CACHE_DIR", str(REPO / ".cache" / "tiktoken"))
-    result = subprocess.run([sys.executable, "build.py"], cwd=project, env=env,
+    result = subprocess.run([sys.executable, "build.py", "build", "--quick"], cwd=project, env=env,
                             capture_output=True, text=True, timeout=900)
     assert result.returncode == 0, result.stderr[-3000:]
     return project, result

@@ -1,10 +1,11 @@
-"""The lab cache: one JSON entry per lab and device, keyed on what the lab really used.
+"""The lab cache on disk: one JSON entry per lab call and device, and the figures they name.
 
-An entry records the hash of every labcode module the lab imported, every data
-file it read, every file it wrote, the upstream lab it ran after, and the torch
-version. A lab is fresh when all of these still match; otherwise `stale_reasons`
-says what changed (that is what `--why` prints). The folder holds no clock time
-and no absolute path, so it can be committed and republished elsewhere.
+An entry records a lab's result and what it was made from: the code digest of every
+labcode module it imported, the project data files it read (by path and content), other
+files it read (tiktoken's encoding: by name and content, wherever they live), the files it
+wrote, the upstream lab it ran after, and the torch release. Deciding what is fresh is
+the planner's job (plan.py); this module only reads, writes and hashes. The folder holds
+no clock time and no absolute path, so it can be committed and republished elsewhere.
 """
 from __future__ import annotations
 
@@ -13,12 +14,12 @@ import json
 import os
 import re
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from labnotes.labs.resolve import module_file
+from labnotes.labs.resolve import code_digests, module_file
 
-FORMAT = 1
+FORMAT = 2
 
 
 @dataclass
@@ -31,11 +32,13 @@ class CacheEntry:
     device: str
     device_name: str
     torch_version: str
-    modules: dict[str, str]           # module name -> sha256 of its source
-    reads: dict[str, str]             # project-relative data file -> sha256
-    writes: dict[str, str]            # project-relative file the lab wrote -> sha256
-    after: dict[str, str]             # {"ref": upstream ref, "digest": upstream digest}
-    result: dict = field(default_factory=dict)  # output, output_dropped, value, figures, wall_s
+    modules: dict[str, str]                 # module name -> digest of its code
+    definitions: dict[str, dict[str, str]]  # module name -> {top-level name: digest}
+    reads: dict[str, str]                   # project data file (relative) -> sha256
+    resources: dict[str, str]               # other file read, by name -> sha256
+    writes: dict[str, str]                  # file the lab wrote (relative) -> sha256
+    after: dict[str, str]                   # {"ref": upstream ref, "digest": its digest}
+    result: dict = field(default_factory=dict)  # output, value, data, figures, wall_s
 
     def digest(self) -> str:
         """Changes when what downstream labs can see of this lab changes."""
@@ -51,18 +54,36 @@ def instance_id(ref: str, args, quick: bool) -> str:
     return f"{readable}-{short}"
 
 
-def base_version(version: str) -> str:
-    """2.13.0+cpu and 2.13.0+cu128 are the same torch release."""
-    return version.split("+", 1)[0]
+def file_digest(path: Path) -> str | None:
+    """sha256 of a file's bytes, None when there is no such file."""
+    try:
+        return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+    except (FileNotFoundError, IsADirectoryError, NotADirectoryError, PermissionError):
+        return None
+
+
+def module_digests(root: Path, modules) -> tuple[dict[str, str | None], dict[str, dict]]:
+    """Code digests of labcode modules as they are on disk now (None: the module is gone)."""
+    whole: dict[str, str | None] = {}
+    parts: dict[str, dict] = {}
+    for name in modules:
+        file = module_file(root, name)
+        if file is None:
+            whole[name] = None
+            continue
+        try:
+            whole[name], parts[name] = code_digests(file.read_text(encoding="utf-8"))
+        except (SyntaxError, UnicodeDecodeError):
+            whole[name], parts[name] = file_digest(file), {}
+    return whole, parts
 
 
 class LabCache:
-    """Reads and writes entries under `folder`; hashes project files at most once per build."""
+    """Reads and writes entries under `folder`."""
 
-    def __init__(self, folder: Path, root: Path):
-        self.folder, self.root = Path(folder), Path(root)
+    def __init__(self, folder: Path):
+        self.folder = Path(folder)
         self.figures = self.folder / "figures"
-        self._hashes: dict[Path, str | None] = {}
         self.warnings: list[str] = []
 
     def path(self, stem: str, device: str) -> Path:
@@ -76,12 +97,11 @@ class LabCache:
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
             if data.pop("format", None) != FORMAT:
-                raise ValueError("unknown format")
+                return None      # an older engine's entry: rerun and replace it
             return CacheEntry(**data)
-        except (ValueError, TypeError, UnicodeDecodeError) as exc:
-            self.warnings.append(f"{os.path.relpath(path)}: warning: corrupt cache entry ignored "
-                                 "and rebuilt "
-                                 f"({type(exc).__name__})")
+        except (ValueError, TypeError, UnicodeDecodeError, AttributeError) as exc:
+            self.warnings.append(f"{os.path.relpath(path)}: warning: corrupt cache entry "
+                                 f"ignored and rebuilt ({type(exc).__name__})")
             return None
 
     def load_any(self, stem: str, devices: list[str]) -> CacheEntry | None:
@@ -91,96 +111,49 @@ class LabCache:
                 return entry
         return None
 
+    def figure_names(self) -> frozenset[str]:
+        return frozenset(p.name for p in self.figures.iterdir()) if self.figures.is_dir() \
+            else frozenset()
+
     def save(self, stem: str, entry: CacheEntry) -> None:
+        """Write `entry` atomically; figures only the entry it replaces named are removed."""
+        replaced = self.load(stem, entry.device)
         self.folder.mkdir(parents=True, exist_ok=True)
-        data = {"format": FORMAT, **entry.__dict__}
-        text = json.dumps(data, sort_keys=True, indent=1, ensure_ascii=False) + "\n"
-        target = self.path(stem, entry.device)
+        text = json.dumps({"format": FORMAT, **asdict(entry)}, sort_keys=True, indent=1,
+                          ensure_ascii=False) + "\n"
         fd, temp = tempfile.mkstemp(dir=self.folder, prefix=".entry-")
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             handle.write(text)
-        os.replace(temp, target)
+        os.replace(temp, self.path(stem, entry.device))
+        if replaced is not None:
+            old = {f["file"] for f in replaced.result.get("figures", [])}
+            for name in old - self._named_figures():
+                (self.figures / name).unlink(missing_ok=True)
 
-    def prune(self, keep: set[str]) -> list[Path]:
-        """Delete entries whose stem is not in `keep` and figures no entry names.
-
-        Run after a full build, so a committed cache holds only what the site shows.
-        """
-        removed = []
-        if not self.folder.is_dir():
-            return removed
+    def _named_figures(self) -> set[str]:
         named = set()
+        for path in self.folder.glob("*.json"):
+            try:
+                data = json.loads(path.read_text(encoding="utf-8"))
+                named.update(f["file"] for f in data["result"].get("figures", []))
+            except (ValueError, KeyError, TypeError, AttributeError, UnicodeDecodeError):
+                continue
+        return named
+
+    def orphans(self, keep: set[str]) -> list[Path]:
+        """Entries whose stem is not in `keep`, and figures no kept entry names."""
+        if not self.folder.is_dir():
+            return []
+        found, named = [], set()
         for path in sorted(self.folder.glob("*.json")):
-            stem = path.name.rsplit(".", 2)[0]
-            if stem not in keep:
-                path.unlink()
-                removed.append(path)
+            if path.name.rsplit(".", 2)[0] not in keep:
+                found.append(path)
                 continue
             try:
                 data = json.loads(path.read_text(encoding="utf-8"))
                 named.update(f["file"] for f in data["result"].get("figures", []))
-            except (ValueError, KeyError, TypeError, AttributeError):
+            except (ValueError, KeyError, TypeError, AttributeError, UnicodeDecodeError):
                 continue
         if self.figures.is_dir():
-            for path in sorted(self.figures.iterdir()):
-                if path.name not in named:
-                    path.unlink()
-                    removed.append(path)
-        return removed
-
-    def file_hash(self, path: Path) -> str | None:
-        """sha256 of a file's bytes, None if it does not exist."""
-        path = Path(path)
-        if path not in self._hashes:
-            try:
-                self._hashes[path] = hashlib.sha256(path.read_bytes()).hexdigest()
-            except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
-                self._hashes[path] = None
-        return self._hashes[path]
-
-    def forget(self, paths) -> None:
-        """Files just written by a lab: hash them afresh next time."""
-        for rel in paths:
-            self._hashes.pop(self.root / rel, None)
-
-    def module_hashes(self, modules: list[str]) -> dict[str, str]:
-        hashes = {}
-        for name in modules:
-            file = module_file(self.root, name)
-            if file is not None:
-                hashes[name] = self.file_hash(file)
-        return hashes
-
-    def stale_reasons(self, entry: CacheEntry, torch_version: str,
-                      upstream: CacheEntry | None) -> list[str]:
-        """Why this entry cannot be reused; an empty list means it is fresh."""
-        reasons = []
-        if base_version(entry.torch_version) != base_version(torch_version):
-            reasons.append(f"torch {base_version(entry.torch_version)} -> "
-                           f"{base_version(torch_version)}")
-        for name, digest in sorted(entry.modules.items()):
-            file = module_file(self.root, name)
-            if file is None:
-                reasons.append(f"module {name} is gone")
-            elif self.file_hash(file) != digest:
-                reasons.append(f"{file.relative_to(self.root)} changed")
-        upstream_writes = upstream.writes if upstream is not None else {}
-        for rel, digest in sorted(entry.reads.items()):
-            if rel in upstream_writes:
-                if upstream_writes[rel] != digest:
-                    reasons.append(f"{rel} (made by {upstream.ref}) changed")
-            elif upstream is not None and self.file_hash(self.root / rel) is None:
-                # Missing on this disk (a fresh clone): an artefact of the upstream lab,
-                # whose own record vouches for it (torch.save writes outside Python's open).
-                continue
-            elif self.file_hash(self.root / rel) != digest:
-                reasons.append(f"data file {rel} changed")
-        if entry.after:
-            if upstream is None:
-                reasons.append(f"upstream lab {entry.after['ref']} has no result")
-            elif upstream.digest() != entry.after.get("digest"):
-                reasons.append(f"upstream lab {entry.after['ref']} changed")
-        for figure in entry.result.get("figures", []):
-            if not (self.figures / figure["file"]).is_file():
-                reasons.append(f"figure {figure['file']} is missing from the cache")
-        return reasons
+            found += [p for p in sorted(self.figures.iterdir()) if p.name not in named]
+        return found

@@ -6,7 +6,7 @@ from pathlib import Path
 
 
 def add_commands(commands, add_site_options) -> None:
-    """Add `lab REF [--arg k=v ...]` and `check` to build.py's subcommands."""
+    """Add `lab REF [--arg k=v ...]`, `check` and `prune` to build.py's subcommands."""
     lab = commands.add_parser("lab", help="run one lab, print its output, save its figures")
     lab.add_argument("ref", help="a labcode callable, e.g. labcode.attention:causal_weights_demo")
     lab.add_argument("--arg", action="append", default=[], metavar="K=V",
@@ -24,6 +24,12 @@ def add_commands(commands, add_site_options) -> None:
     add_site_options(check)
     check.set_defaults(run=_check)
 
+    prune = commands.add_parser("prune", help="remove lab cache entries and figures that no "
+                                "lab of the site uses (lists them)")
+    prune.add_argument("--dry-run", action="store_true", help="list, remove nothing")
+    add_site_options(prune)
+    prune.set_defaults(run=_prune)
+
 
 def _site(args):
     from labnotes.config import load_config
@@ -39,6 +45,14 @@ def _lab(args: argparse.Namespace) -> int:
     config, documents = _site(args)
     return run_one_lab(args.ref, args.arg, config, documents, device=args.device,
                        figures_dir=args.figures, timeout=args.timeout)
+
+
+def _prune(args: argparse.Namespace) -> int:
+    from labnotes.labs.commands import prune_cache
+
+    config, documents = _site(args)
+    prune_cache(config, documents, dry_run=args.dry_run)
+    return 0
 
 
 def _check(args: argparse.Namespace) -> int:

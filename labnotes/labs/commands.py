@@ -1,24 +1,31 @@
-"""`build.py lab REF` (run one lab standalone) and `build.py check` (would output change?)."""
+"""`build.py lab REF` (run one lab by hand), `check` (would the page change?), `prune`.
+
+All three go through the planner, like a build. None of them writes the site's lab cache
+except `prune`, which removes only what it lists.
+"""
 from __future__ import annotations
 
 import ast
+import io
+import re
 import shutil
 import sys
 import tempfile
-import zlib
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from labnotes.errors import BuildError
-from labnotes.labs.cache import LabCache
-from labnotes.labs.directive import LabCall
+from labnotes.labs.cache import LabCache, instance_id
+from labnotes.labs.directive import LabCall, SourceCall
+from labnotes.labs.plan import LabInstance, SiteLabs, collect_labs, plan_labs
 from labnotes.labs.progress import Progress
-from labnotes.labs.render import output_with_note
+from labnotes.labs.render import LabRenderer, LabResult, markdown_table
 from labnotes.labs.resolve import LabcodeIndex
-from labnotes.labs.runner import RunRequest, Worker
-from labnotes.labs.stage import (LabPlan, choose_device, execute_labs, plan_labs,
-                                 worker_env)
+from labnotes.labs.runtime import DEVICES, choose_device, reusable_devices
+from labnotes.labs.stage import Run, carry_out, gather_facts
 from labnotes.model import Document, SiteConfig
+
+HAND_RUN = "command-line"
 
 
 def parse_arg(text: str) -> tuple[str, str]:
@@ -35,119 +42,232 @@ def parse_arg(text: str) -> tuple[str, str]:
 
 def run_one_lab(ref: str, args: list[str], config: SiteConfig, documents: list[Document], *,
                 device: str | None, figures_dir: Path, timeout: float | None,
-                out=sys.stdout) -> int:
-    """Run one lab outside a build: print its output and value, save its figures."""
+                out=None) -> int:
+    """Run one lab by hand: print its output and value, save its figures.
+
+    When a post runs this lab `after:` another, the other's files are needed: the plan
+    reuses them when they are on this disk and reruns the upstream otherwise. Nothing is
+    written to the site's lab cache.
+    """
+    out = out or sys.stdout
     root = config.root
     call = LabCall(ref=ref, args=tuple(parse_arg(a) for a in args),
                    path=Path("<command line>"), line=0, ref_line=0,
                    show=("output", "value", "figures"))
+    index = LabcodeIndex(root)
     try:
-        LabcodeIndex(root).resolve(call)
+        index.resolve(call)
     except BuildError as error:          # no post and line to name: the command line is wrong
         raise BuildError(None, error.message) from None
-    device = choose_device(device or config.labs.device)
-    # Labs that need another lab's artefact (after:) get it first, from the cache when fresh.
-    plan = plan_labs(documents, root)
-    consumer = next((i for i in plan.instances
-                     if i.call.ref == ref and i.upstream is not None), None)
+    chosen = choose_device(device or config.labs.device)
+    site = collect_labs(documents, index)
+    consumer = next((i for i in site.instances if i.call.ref == ref and i.upstream), None)
     if consumer is not None:
-        needed = _plan_of(plan, consumer.upstream)
-        execute_labs(needed, config, device=device, explicit_device=False, keep_going=False,
-                     progress=Progress(len(needed.instances)))
-        if consumer.upstream.result.status == "cached" and _inputs_missing(consumer, config):
-            # cached upstream, but its artefacts (a checkpoint) are not on this disk
-            execute_labs(needed, config, device=device, explicit_device=False,
-                         keep_going=False, force=True, progress=Progress(len(needed.instances)))
-    worker = Worker(root, worker_env(config, quick=False),
-                    ignore=[config.labs.cache_dir, ".git", ".venv"])
+        call = replace(call, after=site.instance(consumer.upstream).call.ref)
+    hand = LabInstance(call, HAND_RUN, consumer.upstream if consumer else None)
+    site = replace(site, instances=site.instances + (hand,))
+    cache = LabCache(root / config.labs.cache_dir)
+    facts = gather_facts(site, cache, root, reusable_devices(chosen, bool(device)))
+    plan = plan_labs(site, facts, only=HAND_RUN)
     scratch = Path(tempfile.mkdtemp(prefix="lab-figures-"))
+    run = Run(config, chosen, LabCache(scratch), Progress(len(plan.steps), why=True),
+              save=False, timeout=timeout)
+    # cached upstream results keep their figures in the site's cache; new ones go to scratch
     try:
-        outcome = worker.run(RunRequest(
-            ref=ref, args=call.args, device=device, seed=zlib.crc32(ref.encode()) & 0x7FFFFFFF,
-            figdir=scratch, timeout=timeout or config.labs.timeout,
-            max_output_chars=config.labs.max_output_chars, progress=True),
-            on_progress=lambda p: Progress(1).training(ref, p))
-        out.write(output_with_note(outcome.output, outcome.output_dropped))
-        if outcome.value:
-            value = outcome.value
-            if value["kind"] == "table":
-                from labnotes.labs.render import markdown_table
-                out.write(markdown_table(value["columns"], value["rows"]) + "\n")
-            else:
-                out.write(value["text"] + "\n")
-        if outcome.figures:
+        results = carry_out(plan, site, facts, replace(run, keep_going=True), index)
+        result = results[HAND_RUN]
+        _print_result(result, out)
+        if result.figures:
             figures_dir.mkdir(parents=True, exist_ok=True)
-            for figure in outcome.figures:
-                shutil.copyfile(scratch / figure["file"], figures_dir / figure["file"])
+            for figure in result.figures:
+                shutil.copyfile(scratch / "figures" / figure["file"], figures_dir / figure["file"])
                 out.write(f"figure: {figures_dir / figure['file']}\n")
     finally:
-        worker.stop()
         shutil.rmtree(scratch, ignore_errors=True)
-    if not outcome.ok:
-        if outcome.traceback:
-            sys.stderr.write(outcome.traceback + "\n")
-        sys.stderr.write(f"error: lab {ref} failed: {outcome.error}\n")
+    if result.failed:
+        if result.traceback:
+            sys.stderr.write(result.traceback + "\n")
+        sys.stderr.write(f"error: lab {ref} failed: {result.error}\n")
         return 1
-    out.write(f"ran {ref} on {outcome.device_name} with torch {outcome.torch_version} "
-              f"in {outcome.wall_s:.2f} s\n")
+    out.write(f"ran {ref} on {result.device_name} with torch {result.torch_version} "
+              f"in {result.wall_s:.2f} s\n")
     return 0
 
 
-def _inputs_missing(consumer, config: SiteConfig) -> bool:
-    """Did the post's run of this lab read files that are not on this disk now?"""
-    cache = LabCache(config.root / config.labs.cache_dir, config.root)
-    entry = cache.load_any(consumer.stem, ["cpu", "cuda", "mps"])
-    return entry is None or any(cache.file_hash(config.root / rel) is None for rel in entry.reads)
+def _print_result(result: LabResult, out) -> None:
+    out.write(result.output)
+    if result.output and not result.output.endswith("\n"):
+        out.write("\n")
+    value = result.value
+    if value:
+        if value["kind"] == "table":
+            out.write(markdown_table(value["columns"], value["rows"]) + "\n")
+        else:
+            out.write(value["text"] + "\n")
 
 
-def _plan_of(plan: LabPlan, target) -> LabPlan:
-    chain = []
-    while target is not None:
-        chain.insert(0, target)
-        target = target.upstream
-    return replace(plan, instances=chain)
+@dataclass(frozen=True)
+class Change:
+    """One difference a reader would see, or a measurement that moved."""
+
+    where: str          # "content/posts/a.md:12"
+    ref: str
+    what: str
+    measured: bool = False
+
+    def line(self) -> str:
+        return f"{self.where}: {self.ref}: {self.what}"
 
 
 def check_labs(config: SiteConfig, documents: list[Document], *, device: str | None,
-               out=sys.stdout) -> list[str]:
-    """Rerun every lab beside the cache and list the posts whose published output would change."""
+               out=None, renderer: LabRenderer | None = None) -> list[Change]:
+    """Rerun every lab beside the site's cache; list what a reader would see change.
+
+    Blocks are compared as rendered (wall time left out), figures without sub-pixel
+    noise, and keys a lab declares `measured:` are reported apart, not as changes.
+    Nothing is written to the site's cache.
+    """
+    out = out or sys.stdout
     root = config.root
-    published = LabCache(root / config.labs.cache_dir, root)
-    plan = plan_labs(documents, root)
+    index = LabcodeIndex(root)
+    site = collect_labs(documents, index)
     chosen = choose_device(device or config.labs.device)
-    before = {}
-    for instance in plan.instances:
-        entry = published.load_any(instance.stem, [chosen, "cpu", "cuda", "mps"])
-        before[instance.stem] = entry.result if entry is not None else None
+    published_cache = LabCache(root / config.labs.cache_dir)
+    published = gather_facts(site, published_cache, root, reusable_devices(chosen, bool(device)))
+    renderer = renderer or LabRenderer(root / "templates")
     with tempfile.TemporaryDirectory(prefix="lab-check-") as scratch:
-        fresh_config = replace(config, labs=replace(config.labs, cache_dir=scratch))
-        execute_labs(plan, fresh_config, device=chosen, explicit_device=True, keep_going=True,
-                     force=True, progress=Progress(len(plan.instances)))
+        fresh_cache = LabCache(Path(scratch))
+        facts = gather_facts(site, fresh_cache, root, [chosen])
+        plan = plan_labs(site, facts, force=True)
+        run = Run(config, chosen, fresh_cache, Progress(len(plan.steps)), save=False,
+                  keep_going=True)
+        results = carry_out(plan, site, facts, run, index)
         changes = []
-        for instance in plan.instances:
-            old, new = before[instance.stem], instance.result
-            reason = _difference(old, new)
-            if reason:
-                changes.append(f"{instance.call.path}:{instance.call.line}: {instance.call.ref}: "
-                               f"{reason}")
-    for line in changes:
-        out.write(line + "\n")
-    out.write(f"check: {len(plan.instances)} labs rerun, {len(changes)} would change "
-              "published output\n")
+        for (path, line), target in site.blocks.items():
+            if isinstance(target, SourceCall):
+                continue
+            stem, call = target
+            old = published.entries.get(stem)
+            changes += _block_changes(f"{path}:{line}", call, old, results[stem],
+                                      published_cache, fresh_cache, renderer)
+    real = [c for c in changes if not c.measured]
+    for change in real:
+        out.write(change.line() + "\n")
+    for change in changes:
+        if change.measured:
+            out.write(f"{change.line()} (measured; not a change)\n")
+    out.write(f"check: {len(plan.steps)} labs rerun, {len(real)} published outputs would "
+              f"change, {len(changes) - len(real)} measurements moved\n")
+    return real
+
+
+def _block_changes(where, call, old, new: LabResult, old_cache, new_cache, renderer):
+    if new.failed:
+        return [Change(where, call.ref, f"now fails: {new.error}")]
+    if old is None:
+        return [Change(where, call.ref, "not published yet (no cached result)")]
+    before = LabResult(call, "cached", output=old.result.get("output", ""),
+                       value=old.result.get("value"), figures=old.result.get("figures", []),
+                       device_name=old.device_name, torch_version=old.torch_version)
+    after = replace(new, call=call, status="cached", source="")
+    changes = []
+    for key in call.measured:
+        was, now = _measured(before.value, key), _measured(after.value, key)
+        if was != now:
+            changes.append(Change(where, call.ref, f"{key}: {was} -> {now}", measured=True))
+    if _seen(renderer, before, call.measured) != _seen(renderer, after, call.measured):
+        changes.append(Change(where, call.ref, "the rendered block would change "
+                              f"({_first_difference(renderer, before, after, call.measured)})"))
+    old_figures = [old_cache.figures / f["file"] for f in before.figures]
+    new_figures = [new_cache.figures / f["file"] for f in after.figures]
+    if "figures" in call.show and not _same_figures(old_figures, new_figures):
+        changes.append(Change(where, call.ref, "a figure would change"))
     return changes
 
 
-def _difference(old: dict | None, new) -> str:
-    if new.failed:
-        return f"now fails: {new.error}"
-    if old is None:
-        return "not published yet (no cached result)"
-    if old.get("output", "") != new.output:
-        return "output would change"
-    if old.get("value") != new.value:
-        return "value would change"
-    if [f["file"] for f in old.get("figures", [])] != [f["file"] for f in new.figures]:
-        return "figures would change"
-    return ""
+def _seen(renderer: LabRenderer, result: LabResult, measured) -> str:
+    """The block as a reader sees it, less wall time, figure file names and measurements."""
+    value = result.value
+    if value and value.get("kind") == "table" and measured:
+        value = _mask_table(value, set(measured))
+    shown = replace(result, value=value, wall_s=0.0,
+                    figures=[{**f, "file": f"figure-{i}"} for i, f in enumerate(result.figures)])
+    return renderer.lab_html(shown)
 
 
+def _mask_table(value: dict, measured: set[str]) -> dict:
+    columns = value["columns"]
+    if columns == ["name", "value"]:
+        rows = [[n, "(measured)" if n in measured else v] for n, v in value["rows"]]
+    else:
+        rows = [["(measured)" if c in measured else v for c, v in zip(columns, row)]
+                for row in value["rows"]]
+    return {**value, "rows": rows}
+
+
+def _measured(value: dict | None, key: str):
+    if not value or value.get("kind") != "table":
+        return None
+    if value["columns"] == ["name", "value"]:
+        return next((v for n, v in value["rows"] if n == key), None)
+    if key in value["columns"]:
+        return [row[value["columns"].index(key)] for row in value["rows"]]
+    return None
+
+
+def _first_difference(renderer, before, after, measured) -> str:
+    old = _seen(renderer, before, measured).splitlines()
+    new = _seen(renderer, after, measured).splitlines()
+    for a, b in zip(old + [""] * len(new), new + [""] * len(old)):
+        if a != b:
+            text = lambda s: re.sub(r"<[^>]+>", "", s).strip()[:70]  # noqa: E731
+            return f"{text(a)!r} -> {text(b)!r}"
+    return "layout"
+
+
+def _same_figures(old: list[Path], new: list[Path]) -> bool:
+    """Figures equal as a reader sees them: SVG coordinates to 0.1 px, PNG pixels nearly."""
+    if len(old) != len(new):
+        return False
+    for a, b in zip(old, new):
+        if not a.is_file() or not b.is_file():
+            return False
+        if a.read_bytes() == b.read_bytes():
+            continue
+        if a.suffix == ".svg" and b.suffix == ".svg":
+            if _svg_shape(a) != _svg_shape(b):
+                return False
+        elif not _png_close(a, b):
+            return False
+    return True
+
+
+def _svg_shape(path: Path) -> str:
+    text = path.read_text(encoding="utf-8")
+    text = re.sub(r'id="[^"]*"|url\(#[^)]*\)|xlink:href="#[^"]*"', "", text)
+    return re.sub(r"-?\d+\.\d+", lambda m: f"{float(m.group()):.1f}", text)
+
+
+def _png_close(a: Path, b: Path) -> bool:
+    import matplotlib.image
+    import numpy
+    x, y = matplotlib.image.imread(a), matplotlib.image.imread(b)
+    return x.shape == y.shape and float(numpy.abs(x - y).mean()) < 1e-3
+
+
+def prune_cache(config: SiteConfig, documents: list[Document], *, dry_run: bool,
+                out=None) -> list[Path]:
+    """Remove cache entries no lab of the site runs (quick or full), and unnamed figures."""
+    out = out or sys.stdout
+    site = collect_labs(documents, LabcodeIndex(config.root))
+    keep = {instance_id(i.call.ref, i.call.args, quick) for i in site.instances
+            for quick in (False, True)}
+    cache = LabCache(config.root / config.labs.cache_dir)
+    found = cache.orphans(keep)
+    for path in found:
+        out.write(f"{'would remove' if dry_run else 'removed'} {path.relative_to(config.root)}\n")
+        if not dry_run:
+            path.unlink()
+    out.write(f"prune: {len(found)} files {'to remove' if dry_run else 'removed'}; "
+              f"{len(site.instances)} labs of the site kept\n")
+    return found

@@ -41,6 +41,7 @@ class LabCall(_Reference):
     timeout: float | None = None
     after: str | None = None
     name: str | None = None       # `name: train`: prose cites it as {{ train.key }}
+    measured: tuple[str, ...] = ()  # value keys / table columns that are measurements (timings)
     path: Path = Path("?")
     line: int = 0                 # line of the opening fence
     ref_line: int = 0             # line of the reference itself
@@ -79,7 +80,7 @@ def parse_block(block: FencedBlock) -> LabCall | SourceCall:
                              "else", numbered[1][0])
         return SourceCall(ref=ref, path=block.path, line=block.line, ref_line=ref_line)
 
-    show, timeout, after, name = DEFAULT_SHOW, None, None, None
+    show, timeout, after, name, measured = DEFAULT_SHOW, None, None, None, ()
     args: list[tuple[str, str]] = []
     arg_lines: dict[str, int] = {}
     seen: set[str] = set()
@@ -101,6 +102,9 @@ def parse_block(block: FencedBlock) -> LabCall | SourceCall:
                 raise BuildError(block.path, f"after: {value!r} is not a lab reference "
                                  "(module:function)", number)
             after = value
+            arg_lines["after"] = number
+        elif key == "measured":
+            measured = tuple(p.strip() for p in value.replace(",", " ").split() if p.strip())
         elif key == "name":
             if not _NAME.match(value):
                 raise BuildError(block.path, f"name: {value!r} must be a plain identifier "
@@ -120,6 +124,7 @@ def parse_block(block: FencedBlock) -> LabCall | SourceCall:
             args.append((key, value))
             arg_lines[key] = number
     return LabCall(ref=ref, args=tuple(args), show=show, timeout=timeout, after=after, name=name,
+                   measured=measured,
                    path=block.path, line=block.line, ref_line=ref_line, arg_lines=arg_lines)
 
 

@@ -23,6 +23,7 @@ class LabResult:
     value: dict | None = None
     figures: list[dict] = field(default_factory=list)
     wall_s: float = 0.0
+    data: object = None                # the return value as JSON, for citations
     device_name: str = ""
     torch_version: str = ""
     error: str = ""
@@ -64,12 +65,69 @@ class LabResult:
 
 
 def format_cell(value) -> str:
-    """How a table cell reads: floats to 4 significant digits, ids and counts as they are."""
+    """One number as a reader wants it: ints with thousands separators, floats to 4
+    significant digits (without an exponent where one is not needed)."""
     if value is None:
         return ""
-    if isinstance(value, float):
-        return f"{value:.4g}"
-    return str(value)
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return str(value)
+    if isinstance(value, int):
+        return f"{value:,}"
+    return _fixed(value, _decimals([value])) if _plain([value]) else f"{value:.3e}"
+
+
+def format_rows(columns: list[str], rows: list[list]) -> list[list[str]]:
+    """Table cells as text, one rule per column: ids whole, counts with thousands separators,
+    floats with the same number of decimals down the column (so they line up)."""
+    if columns == ["name", "value"]:
+        return [[str(name), format_cell(value)] for name, value in rows]
+    formatted = [[""] * len(columns) for _ in rows]
+    for c, column in enumerate(columns):
+        cells = [row[c] if c < len(row) else None for row in rows]
+        numbers = [v for v in cells if isinstance(v, (int, float)) and not isinstance(v, bool)]
+        floats = [v for v in numbers if isinstance(v, float)]
+        decimals = _decimals(floats) if floats else 0
+        plain = _plain(floats)
+        for r, value in enumerate(cells):
+            if value is None:
+                text = ""
+            elif isinstance(value, bool) or not isinstance(value, (int, float)):
+                text = str(value)
+            elif _is_id(column) and isinstance(value, int):
+                text = str(value)
+            elif floats and plain:
+                text = _fixed(float(value), decimals)
+            elif floats:
+                text = f"{float(value):.3e}"
+            else:
+                text = f"{value:,}"
+            formatted[r][c] = text
+    return formatted
+
+
+def _is_id(column: str) -> bool:
+    name = column.lower().replace(" ", "_")
+    return name in ("id", "ids", "token", "rank") or name.endswith(("_id", "_ids"))
+
+
+def _plain(floats: list[float]) -> bool:
+    """Fixed-point reads well unless a value is tiny or huge."""
+    finite = [abs(v) for v in floats if v == v and v not in (float("inf"), float("-inf"))]
+    return all(v == 0 or 1e-4 <= v < 1e9 for v in finite)
+
+
+def _decimals(floats: list[float]) -> int:
+    """Decimals that give the column's smallest value 4 significant digits (at most 6)."""
+    import math
+    needed = [3 - math.floor(math.log10(abs(v))) for v in floats
+              if v == v and v not in (0.0, float("inf"), float("-inf"))]
+    return max(0, min(6, max(needed, default=1)))
+
+
+def _fixed(value: float, decimals: int) -> str:
+    if value != value or value in (float("inf"), float("-inf")):
+        return str(value)
+    return f"{value:,.{decimals}f}"
 
 
 def output_with_note(output: str, dropped: int) -> str:
@@ -79,13 +137,22 @@ def output_with_note(output: str, dropped: int) -> str:
     return output
 
 
-class LabRenderer:
-    """Renders LabResults and sources; one per build (it holds the Jinja environment)."""
+BUILTIN_TEMPLATES = Path(__file__).resolve().parents[2] / "templates"
 
-    def __init__(self, templates: Path):
-        self.env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(templates)),
+
+class LabRenderer:
+    """Renders LabResults and sources; one per build (it holds the Jinja environment).
+
+    A site's templates folder may override lab.html, labsource.html or both: each
+    template is looked up there first, then among the generator's own.
+    """
+
+    def __init__(self, templates: Path | None = None):
+        folders = [str(f) for f in (templates, BUILTIN_TEMPLATES) if f is not None]
+        self.env = jinja2.Environment(loader=jinja2.FileSystemLoader(list(dict.fromkeys(folders))),
                                       autoescape=True, keep_trailing_newline=False)
         self.env.filters["cell"] = format_cell
+        self.env.globals["format_rows"] = format_rows
         self.formatter = HtmlFormatter(cssclass="highlight")
 
     def _highlight(self, source: str) -> Markup:
@@ -145,10 +212,12 @@ def fence(text: str, language: str) -> str:
     return f"{ticks}{language}\n{text.rstrip()}\n{ticks}"
 
 
-def markdown_table(columns: list[str], rows: list[list[str]]) -> str:
-    def cell(value) -> str:
-        return format_cell(value).replace("|", "\\|").replace("\n", " ")
-    lines = ["| " + " | ".join(cell(c) for c in columns) + " |",
+def markdown_table(columns: list[str], rows: list[list]) -> str:
+    """A value table in Markdown, cells formatted as on the page."""
+    def cell(text: str) -> str:
+        return text.replace("|", "\\|").replace("\n", " ")
+    lines = ["| " + " | ".join(cell(str(c)) for c in columns) + " |",
              "| " + " | ".join("---" for _ in columns) + " |"]
-    lines += ["| " + " | ".join(cell(c) for c in row) + " |" for row in rows]
+    lines += ["| " + " | ".join(cell(c) for c in row) + " |"
+              for row in format_rows(columns, rows)]
     return "\n".join(lines)

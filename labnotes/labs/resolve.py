@@ -128,3 +128,37 @@ def module_file(root: Path, module: str) -> Path | None:
         if candidate.is_file():
             return candidate
     return None
+
+
+def code_digests(source: str) -> tuple[str, dict[str, str]]:
+    """Digests of what executes in a module: the whole, and each top-level definition.
+
+    Docstrings, comments and formatting do not count, so editing them reruns no lab;
+    the per-definition digests let `--why` name the function that changed.
+    """
+    tree = ast.parse(source)
+    _drop_docstrings(tree)
+    parts: dict[str, str] = {}
+    for node in tree.body:
+        names = [node.name] if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef,
+                                                 ast.ClassDef)) else []
+        if isinstance(node, (ast.Assign, ast.AnnAssign)):
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            names = [t.id for t in targets if isinstance(t, ast.Name)]
+        for name in names:
+            parts[name] = _digest(ast.dump(node))
+    return _digest(ast.dump(tree)), parts
+
+
+def _drop_docstrings(tree: ast.AST) -> None:
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)):
+            body = node.body
+            if body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant) \
+                    and isinstance(body[0].value.value, str):
+                node.body = body[1:] or [ast.Pass()]
+
+
+def _digest(text: str) -> str:
+    import hashlib
+    return hashlib.sha256(text.encode()).hexdigest()[:16]

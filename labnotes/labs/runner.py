@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Callable
 
 from labnotes.errors import BuildError
+from labnotes.labs.runtime import worker_python
 
 
 @dataclass
@@ -37,7 +38,8 @@ class RunOutcome:
     ok: bool
     output: str = ""
     output_dropped: int = 0
-    value: dict | None = None
+    value: dict | None = None          # how the page shows the return value
+    data: object = None                # the return value as JSON, for citations
     figures: list[dict] = field(default_factory=list)
     error: str = ""
     traceback: str = ""
@@ -47,6 +49,7 @@ class RunOutcome:
     writes: list[str] = field(default_factory=list)
     device_name: str = ""
     torch_version: str = ""
+    leftovers: list[str] = field(default_factory=list)   # threads/processes the lab left running
 
 
 class WorkerError(BuildError):
@@ -67,7 +70,8 @@ class Worker:
         self._buffer = b""
 
     def start(self) -> None:
-        command = [sys.executable, "-m", "labnotes.labs.worker", "--root", str(self.root)]
+        command = [worker_python(self.root), "-m", "labnotes.labs.worker", "--root",
+                   str(self.root)]
         for path in self.ignore:
             command += ["--ignore", path]
         self.process = subprocess.Popen(
@@ -77,8 +81,8 @@ class Worker:
         ready = self._read_message(deadline=time.monotonic() + 120)
         if ready is None or ready.get("type") != "ready":
             self.stop()
-            raise WorkerError("the lab worker did not start (is torch installed in this "
-                              "Python? run `make setup`)")
+            raise WorkerError(f"the lab worker ({command[0]}) did not start; run `make setup` "
+                              "in the project folder and try again")
         self.torch_version = ready["torch"]
 
     def stop(self) -> None:
@@ -129,7 +133,11 @@ class Worker:
                     on_progress(reply)
                 continue
             fields = {k: v for k, v in reply.items() if k in RunOutcome.__dataclass_fields__}
-            return RunOutcome(**fields)
+            outcome = RunOutcome(**fields)
+            if outcome.leftovers:
+                # What a lab left running must not reach the next lab: a new worker runs it.
+                self.stop()
+            return outcome
 
     def _read_message(self, deadline: float) -> dict | None:
         """One JSON line from the worker, or None at the deadline or end of stream."""

@@ -7,6 +7,8 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from labcode.model import GPTConfig, GPTModel
 from labcode.training import (
+    BatchStream,
+    TrainHistory,
     TrainProgress,
     calc_loss_batch,
     calc_loss_loader,
@@ -14,6 +16,7 @@ from labcode.training import (
     lr_schedule_plot,
     perplexity,
     sample_from_checkpoint,
+    save_checkpoint,
     train,
     train_on_blog,
 )
@@ -138,6 +141,28 @@ def test_checkpoint_every_writes_a_checkpoint_and_training_needs_steps_or_epochs
     assert torch.load(path, weights_only=False)["step"] == len(train_loader)
     with pytest.raises(ValueError):
         train(tiny_model(), train_loader)
+
+
+def test_a_checkpoint_save_that_fails_midway_keeps_the_previous_checkpoint_and_no_temp_file(
+        tmp_path, monkeypatch):
+    train_loader, _ = loaders()
+    model = tiny_model()
+    optimizer = torch.optim.AdamW(model.parameters())
+    path = tmp_path / "ckpt.pt"
+    save_checkpoint(path, model, optimizer, 1, BatchStream(train_loader), TrainHistory())
+    previous = path.read_bytes()
+
+    def save_half_then_fail(obj, f, *args, **kwargs):
+        with open(f, "wb") as out:
+            out.write(b"half a checkpoint")
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(torch, "save", save_half_then_fail)
+    with pytest.raises(OSError, match="No space left"):
+        save_checkpoint(path, model, optimizer, 2, BatchStream(train_loader), TrainHistory())
+    assert path.read_bytes() == previous
+    assert [p.name for p in tmp_path.iterdir()] == ["ckpt.pt"]
+    assert torch.load(path, weights_only=False)["step"] == 1
 
 
 def test_lr_schedule_plot_draws_the_schedule():

@@ -3,7 +3,9 @@
 Each build starts one worker (and so imports torch once), so these tests share a
 first, cold build (module fixture) and copy its folder, cache included.
 """
+import importlib.metadata
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -168,17 +170,27 @@ def test_editing_prose_reruns_nothing(project):
 
 def test_editing_a_labcode_module_reruns_exactly_the_labs_that_imported_it(project):
     gelu = project / "labcode" / "gelu.py"
-    gelu.write_text(gelu.read_text() + "\n# an edit\n")
+    gelu.write_text(gelu.read_text() + "\nEDITED = True\n")
     result = build(project, "build", "--why")
     assert labs_line(result).endswith("labs: 1 run, 2 cached, 0 failed")
     assert "labcode.gelu:gelu_vs_relu_plot" in result.stderr
-    assert "labcode/gelu.py changed" in result.stderr
+    assert "labcode/gelu.py changed: EDITED" in result.stderr
     assert "causal_weights_demo" not in result.stderr
+
+
+def test_editing_only_docstrings_and_comments_reruns_nothing(project):
+    gelu = project / "labcode" / "gelu.py"
+    source = gelu.read_text()
+    first_docstring = source.index('"""')
+    edited = source[:first_docstring + 3] + "Reworded. " + source[first_docstring + 3:]
+    gelu.write_text(edited.replace("\n\n", "\n\n# a comment\n", 1))
+    result = build(project, "build", "--why")
+    assert labs_line(result).endswith("labs: 0 run, 3 cached, 0 failed")
 
 
 def test_editing_a_helper_module_reruns_the_lab_that_imported_it_through_another(project):
     data = project / "labcode" / "data.py"
-    data.write_text(data.read_text() + "\n# an edit\n")
+    data.write_text(data.read_text() + "\nEDITED = True\n")
     result = build(project, "build", "--why")
     assert labs_line(result).endswith("labs: 1 run, 2 cached, 0 failed")
     assert "labcode.wordcount:count_words" in result.stderr
@@ -291,7 +303,7 @@ def test_lab_that_hangs_past_its_timeout_is_killed_and_the_worker_replaced(proje
     post = add_broken_lab(project, "labcode.broken:hangs\ntimeout: 3")
     post.write_text(post.read_text() + "\n```lab\nlabcode.gelu:gelu_vs_relu_plot\n```\n")
     (project / "labcode" / "gelu.py").write_text(
-        (project / "labcode" / "gelu.py").read_text() + "\n# edit: rerun after the hang\n")
+        (project / "labcode" / "gelu.py").read_text() + "\nEDITED = True\n")
     result = build(project, "build", "--keep-going")
     assert result.returncode == 1
     assert "content/posts/broken.md:8: error: lab labcode.broken:hangs failed: timed out " \
@@ -311,7 +323,7 @@ def test_lab_that_prints_10_mb_is_cut_with_a_note(project):
 def test_unresolvable_reference_fails_before_any_lab_runs(project):
     before = snapshot(project / "output")
     (project / "labcode" / "gelu.py").write_text(
-        (project / "labcode" / "gelu.py").read_text() + "\n# edit\n")
+        (project / "labcode" / "gelu.py").read_text() + "\nEDITED = True\n")
     post = project / "content" / "posts" / "typo.md"
     write(post, "---\ntitle: Typo\ndate: 2026-10-06\n---\n\n```lab\n"
           "labcode.attention:causal_weight_demo\n```\n")
@@ -353,7 +365,7 @@ def test_check_lists_posts_whose_published_output_would_change(project):
     result = build(project, "check")
     assert result.returncode == 1
     assert "content/posts/words.md" in result.stdout
-    assert "output would change" in result.stdout
+    assert "the rendered block would change ('6 words' -> '6 words counted')" in result.stdout
     assert "gelu.md" not in result.stdout
 
 
@@ -391,7 +403,7 @@ def test_after_runs_the_upstream_lab_first_and_its_edit_reruns_both(project):
     module.write_text(module.read_text().replace("SCALE = 2", "SCALE = 3"))
     result = build(project, "build", "--why")
     assert labs_line(result).endswith("labs: 2 run, 3 cached, 0 failed")
-    assert "upstream lab labcode.pipeline:make changed" in result.stderr
+    assert "upstream lab labcode.pipeline:make reruns" in result.stderr
     assert "sum 30" in (project / "output" / "posts" / "pipeline.html").read_text()
 
 
@@ -406,7 +418,7 @@ def test_downstream_lab_is_fresh_on_a_clone_without_the_upstream_file(project):
 def test_jobs_runs_independent_labs_on_several_workers(project):
     for name in ("gelu.py", "attention.py", "wordcount.py"):
         module = project / "labcode" / name
-        module.write_text(module.read_text() + "\n# edit\n")
+        module.write_text(module.read_text() + "\nEDITED = True\n")
     result = build(project, "build", "--jobs", "2")
     assert result.returncode == 0, result.stderr
     assert labs_line(result).endswith("labs: 3 run, 0 cached, 0 failed")
@@ -469,3 +481,236 @@ def test_fresh_clone_without_a_checkpoint_reuses_results_then_retrains_when_need
     assert labs_line(result).endswith("labs: 2 run, 3 cached, 0 failed")
     assert "weights: [0.0, 1.0, 2.0, 3.0]" in \
         (project / "output" / "posts" / "ckpt.html").read_text()
+
+
+# Faults a new user hit; each test failed before the planner/executor split.
+
+def cache_files(project: Path) -> dict:
+    return {p.relative_to(project): p.read_bytes() for p in (project / "labcache").rglob("*")
+            if p.is_file()}
+
+
+def test_a_build_of_an_empty_content_folder_deletes_no_cached_result(project, tmp_path):
+    before = cache_files(project)
+    (tmp_path / "empty").mkdir()
+    result = build(project, "build", "--content", str(tmp_path / "empty"))
+    assert result.returncode == 0, result.stderr
+    assert cache_files(project) == before
+
+
+def test_prune_lists_what_it_removes_and_keeps_what_the_site_shows(project):
+    orphan = project / "labcache" / "gone-123456789abc.cpu.json"
+    orphan.write_text("{}")
+    dry = build(project, "prune", "--dry-run")
+    assert "would remove labcache/gone-123456789abc.cpu.json" in dry.stdout
+    assert orphan.exists()
+    result = build(project, "prune")
+    assert "removed labcache/gone-123456789abc.cpu.json" in result.stdout
+    assert not orphan.exists()
+    assert labs_line(build(project)).endswith("labs: 0 run, 3 cached, 0 failed")
+
+
+CONSUMERS = '''\
+"""Two labs that read what labcode.pipeline:make wrote (a test module of this project)."""
+from pathlib import Path
+
+
+def first(path: str = ".cache/labs/numbers.txt"):
+    print("first", Path(path).read_text())
+
+
+def second(path: str = ".cache/labs/numbers.txt"):
+    print("second", Path(path).read_text())
+'''
+
+
+def test_jobs_2_runs_a_missing_upstream_once_for_two_labs_after_it(project):
+    write(project / "labcode" / "pipeline.py", PIPELINE)
+    write(project / "labcode" / "consumers.py", CONSUMERS)
+    write(project / "content" / "posts" / "two.md",
+          "---\ntitle: Two\ndate: 2026-10-07\n---\n\n```lab\nlabcode.pipeline:make\n```\n\n"
+          "```lab\nlabcode.consumers:first\nafter: labcode.pipeline:make\n```\n\n"
+          "```lab\nlabcode.consumers:second\nafter: labcode.pipeline:make\n```\n")
+    assert labs_line(build(project)).endswith("labs: 3 run, 3 cached, 0 failed")
+    (project / ".cache" / "labs" / "numbers.txt").unlink()      # a fresh clone
+    module = project / "labcode" / "consumers.py"
+    module.write_text(module.read_text().replace('"first",', '"first:",'))
+    module.write_text(module.read_text().replace('"second",', '"second:",'))
+    result = build(project, "build", "--jobs", "2", "--why")
+    assert result.returncode == 0, result.stderr
+    assert labs_line(result).endswith("labs: 3 run, 3 cached, 0 failed")
+    assert result.stderr.count("ran labcode.pipeline:make") == 1
+    page = (project / "output" / "posts" / "two.html").read_text()
+    assert "first: 0 2 4 6 8" in page and "second: 0 2 4 6 8" in page
+
+
+LEAKY = '''\
+"""Labs that leave things behind (a test module of this project)."""
+import threading
+import time
+
+import torch
+
+
+def leaves_a_thread():
+    def chatter():
+        while True:
+            print("LEAKED LINE")
+            time.sleep(0.01)
+    threading.Thread(target=chatter, daemon=True).start()
+    time.sleep(0.05)
+    return "started"
+
+
+def changes_state():
+    torch.set_num_threads(1)
+    torch.set_default_dtype(torch.float64)
+    torch.manual_seed(0)
+    return "changed"
+
+
+def reports_state():
+    time.sleep(0.2)
+    return {"threads": torch.get_num_threads(), "dtype": str(torch.get_default_dtype()),
+            "draw": round(torch.rand(1).item(), 6)}
+'''
+
+
+def test_a_thread_a_lab_leaves_running_never_reaches_the_next_lab(project):
+    write(project / "labcode" / "leaky.py", LEAKY)
+    write(project / "content" / "posts" / "leaky.md",
+          "---\ntitle: Leaky\ndate: 2026-10-08\n---\n\n```lab\nlabcode.leaky:leaves_a_thread\n"
+          "```\n\n```lab\nlabcode.leaky:reports_state\nshow: output, value\n```\n")
+    result = build(project)
+    assert result.returncode == 0, result.stderr
+    assert "left thread" in result.stderr and "its worker was replaced" in result.stderr
+    entry = next((project / "labcache").glob("leaky-reports_state-*.json")).read_text()
+    assert "LEAKED LINE" not in entry
+
+
+def test_each_lab_starts_from_the_same_state_whatever_ran_before(project, tmp_path):
+    write(project / "labcode" / "leaky.py", LEAKY)
+    write(project / "content" / "posts" / "state.md",
+          "---\ntitle: State\ndate: 2026-10-08\n---\n\n```lab\nlabcode.leaky:changes_state\n"
+          "```\n\n```lab\nlabcode.leaky:reports_state\nshow: value\n```\n")
+    assert build(project).returncode == 0
+    after_other = json.loads(next((project / "labcache").glob(
+        "leaky-reports_state-*.json")).read_text())["result"]["data"]
+    alone = build(project, "lab", "labcode.leaky:reports_state")
+    assert f"| threads | {after_other['threads']} |" in alone.stdout
+    assert "| dtype | torch.float32 |" in alone.stdout
+    assert f"| draw | {after_other['draw']:.4g} |" in alone.stdout
+
+
+def test_check_on_an_untouched_build_exits_0(project):
+    result = build(project, "check")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "0 published outputs would change" in result.stdout
+
+
+TIMED = '''\
+"""A lab that measures time (a test module of this project)."""
+import time
+
+
+def timed():
+    start = time.perf_counter()
+    sum(range(10_000))
+    return {"items": 10000, "seconds": time.perf_counter() - start}
+'''
+
+
+def test_check_reports_declared_measurements_apart_and_still_exits_0(project):
+    write(project / "labcode" / "timed.py", TIMED)
+    write(project / "content" / "posts" / "timed.md",
+          "---\ntitle: Timed\ndate: 2026-10-08\n---\n\n```lab\nlabcode.timed:timed\n"
+          "show: value\nmeasured: seconds\n```\n")
+    assert build(project).returncode == 0
+    result = build(project, "check")
+    assert result.returncode == 0, result.stdout
+    assert "seconds:" in result.stdout and "(measured; not a change)" in result.stdout
+
+
+def test_check_and_hand_runs_leave_the_next_build_nothing_to_rerun(project):
+    write(project / "labcode" / "checkpoints.py", CHECKPOINT_WRITER)
+    write(project / "labcode" / "sampling.py", CHECKPOINT_READER)
+    write(project / "content" / "posts" / "ckpt.md",
+          "---\ntitle: Checkpoint\ndate: 2026-10-08\n---\n\n"
+          "```lab\nlabcode.checkpoints:train\n```\n\n"
+          "```lab\nlabcode.sampling:sample\nafter: labcode.checkpoints:train\n```\n")
+    assert labs_line(build(project)).endswith("labs: 2 run, 3 cached, 0 failed")
+    before = cache_files(project)
+    assert build(project, "check").returncode == 0
+    assert build(project, "lab", "labcode.checkpoints:train").returncode == 0
+    assert build(project, "lab", "labcode.sampling:sample").returncode == 0
+    assert labs_line(build(project)).endswith("labs: 0 run, 5 cached, 0 failed")
+    assert cache_files(project) == before
+
+
+OUTSIDE = '''\
+"""Reads a file named by an environment variable, like tiktoken's cache (a test module)."""
+import os
+
+
+def outside():
+    with open(os.path.join(os.environ["WORDS_DIR"], "words.txt")) as handle:
+        return {"words": len(handle.read().split())}
+'''
+
+
+def test_a_file_read_outside_the_project_is_keyed_by_content_not_by_where_it_lives(project,
+                                                                                    tmp_path):
+    write(project / "labcode" / "outside.py", OUTSIDE)
+    write(project / "content" / "posts" / "outside.md",
+          "---\ntitle: Outside\ndate: 2026-10-08\n---\n\n```lab\nlabcode.outside:outside\n```\n")
+    inside, elsewhere = project / ".cache" / "words", tmp_path / "elsewhere"
+    for folder in (inside, elsewhere):
+        write(folder / "words.txt", "to be or not")
+
+    def build_with(folder):
+        env = dict(os.environ, WORDS_DIR=str(folder))
+        return subprocess.run([sys.executable, "build.py"], cwd=project, env=env,
+                              capture_output=True, text=True, timeout=600)
+
+    assert labs_line(build_with(inside)).endswith("labs: 1 run, 3 cached, 0 failed")
+    entry = next((project / "labcache").glob("outside-outside-*.json")).read_text()
+    assert str(tmp_path) not in entry
+    shutil.rmtree(inside)     # as on a clone whose TIKTOKEN_CACHE_DIR points elsewhere
+    assert labs_line(build_with(elsewhere)).endswith("labs: 0 run, 4 cached, 0 failed")
+
+
+def test_a_lab_returning_a_generator_is_a_one_line_error_naming_post_and_line(project):
+    write(project / "labcode" / "gen.py", "def numbers():\n    return (n for n in range(3))\n")
+    write(project / "content" / "posts" / "gen.md",
+          "---\ntitle: Gen\ndate: 2026-10-08\n---\n\n```lab\nlabcode.gen:numbers\n```\n")
+    result = build(project)
+    assert result.returncode == 1
+    first = next(line for line in result.stderr.splitlines() if ": error: " in line)
+    assert first.startswith("content/posts/gen.md:6: error: lab labcode.gen:numbers failed: "
+                            "the returned value is a builtins.generator, which has no stable "
+                            "text form")
+    assert "a lab may return None, bool, int" in first
+    assert "0x" not in result.stderr
+
+
+def test_device_cuda_without_a_gpu_is_one_line_before_any_lab_and_exit_2(project):
+    (project / "labcode" / "gelu.py").write_text(
+        (project / "labcode" / "gelu.py").read_text() + "\nEDITED = True\n")
+    result = build(project, "build", "--device", "cuda")
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        "error: --device cuda: this machine has no CUDA GPU that torch "
+        f"{importlib.metadata.version('torch')} can use; leave --device out or use --device cpu"]
+
+
+def test_rerun_command_with_a_python_lacking_torch_uses_the_project_venv_or_says_what_to_do(
+        project):
+    bare = [sys.executable, "-S", "build.py", "lab", "labcode.gelu:gelu_vs_relu_plot"]
+    result = subprocess.run(bare, cwd=project, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 1
+    assert result.stderr.strip().endswith("run `make setup` in the project folder (it creates "
+                                          ".venv), then run the command again")
+    (project / ".venv").symlink_to(Path(sys.prefix))     # as `make setup` leaves it
+    result = subprocess.run(bare, cwd=project, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert "ran labcode.gelu:gelu_vs_relu_plot on CPU" in result.stdout

@@ -48,3 +48,20 @@ def test_failed_lab_renders_an_error_box_with_its_traceback():
 
 def test_fence_is_longer_than_any_backtick_run_in_the_output():
     assert fence("a ``` b", "text") == "````text\na ``` b\n````"
+
+
+def test_a_site_overriding_only_lab_html_still_renders_sources(tmp_path):
+    (tmp_path / "lab.html").write_text('<div class="lab my-lab">{{ lab.ref }}</div>')
+    renderer = LabRenderer(tmp_path)
+    assert 'class="lab my-lab"' in renderer.lab_html(result())
+    assert "lab-source-only" in renderer.source_html("labcode.x:f", "def f(): pass", "x.py", 1)
+
+
+def test_table_columns_read_consistently_counts_separated_ids_whole_floats_aligned():
+    from labnotes.labs.render import format_rows
+    columns = ["token_id", "count", "loss", "tiny"]
+    rows = [[50256, 20758, 3.7512, 1e-7], [11, 5, 10.5, 2e-6]]
+    assert format_rows(columns, rows) == [["50256", "20,758", "3.751", "1.000e-07"],
+                                          ["11", "5", "10.500", "2.000e-06"]]
+    assert format_rows(["name", "value"], [["tokens", 20758], ["loss", 3.75123]]) == \
+        [["tokens", "20,758"], ["loss", "3.751"]]

@@ -1,6 +1,7 @@
 """Whole builds: the CLI, exit codes, atomic output, byte-identical rebuilds, SPEC 9 bad input."""
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -128,6 +129,91 @@ def test_usage_error_exits_2(site, capsys):
     assert cli.main(["build", "--no-such-flag"]) == 2
     assert cli.main(["build", "--device", "tpu"]) == 2
     assert cli.main(["build", "--jobs", "0"]) == 2
+
+
+@pytest.fixture
+def no_server(monkeypatch):
+    """`serve` that fails the test instead of serving forever."""
+    def refuse(*args, **kwargs):
+        raise AssertionError("serve started")
+    monkeypatch.setattr("labnotes.serve.serve", refuse)
+    monkeypatch.setattr("labnotes.serve.make_server", refuse)
+
+
+@pytest.mark.parametrize("command", ["build", "serve", "lab labcode.x:y", "check"])
+def test_explicit_config_path_that_does_not_exist_is_an_error(site, capsys, monkeypatch, no_server, command):
+    monkeypatch.chdir(site.root)
+    site.post("a.md", post_text())
+    code = cli.main([*command.split(), "--config", "no-such.toml", "--out", "output"])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert err.splitlines() == [err.strip()] and "no-such.toml" in err and "no such file" in err
+    assert not site.out.exists()
+
+
+def test_default_config_may_be_absent(site, run_cli):
+    site.post("a.md", post_text())
+    site.config.unlink()
+    code = cli.main(["build", "--content", str(site.content), "--out", str(site.out)])
+    assert code == 0 and (site.out / "index.html").exists()
+
+
+@pytest.mark.parametrize("command", ["build", "serve", "lab labcode.x:y", "check"])
+def test_content_folder_that_does_not_exist_is_an_error(site, capsys, monkeypatch, no_server, command):
+    monkeypatch.chdir(site.root)
+    code = cli.main([*command.split(), "--content", "nope", "--out", "output"])
+    err = capsys.readouterr().err
+    assert code == 2 and err.strip() == "--content nope: no such folder"
+    assert not site.out.exists()
+
+
+def test_existing_empty_content_folder_still_builds(site, run_cli):
+    result = run_cli()
+    assert result.returncode == 0, result.stderr
+    assert (site.out / "index.html").exists()
+
+
+def test_help_lists_every_command_without_torch():
+    # labnotes.labs.cli must import without torch: `lab` and `check` are always there.
+    code = "import sys; sys.modules['torch'] = None; import build; sys.exit(build.main(['--help']))"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO,
+                            timeout=60)
+    assert result.returncode == 0, result.stderr
+    for command in cli.COMMANDS:
+        assert command in result.stdout.split("{", 1)[1].split("}", 1)[0].split(",")
+
+
+def test_a_lab_cli_that_fails_to_import_is_an_error_not_missing_commands(monkeypatch):
+    monkeypatch.setitem(sys.modules, "labnotes.labs.cli", None)   # import raises ImportError
+    with pytest.raises(ImportError):
+        cli.main(["--help"])
+
+
+@pytest.mark.parametrize("unbuffered", ["", "1"])
+def test_a_reader_that_closes_stdout_early_ends_the_command_quietly(site, unbuffered):
+    # Buffered, the closed pipe shows when stdout is flushed; unbuffered, at the first print.
+    site.post("a.md", post_text())
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}
+    if unbuffered:
+        env["PYTHONUNBUFFERED"] = unbuffered
+    proc = subprocess.Popen([sys.executable, str(REPO / "build.py"), "build", "--out", str(site.out)],
+                            cwd=site.root, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc.stdout.close()     # like `| head -0`: nobody reads what the command prints
+    try:
+        err = proc.stderr.read().decode()
+        code = proc.wait(timeout=60)
+    finally:
+        proc.kill()
+    assert err == "" and code == 141
+    assert (site.out / "index.html").exists()
+
+
+def test_a_broken_pipe_that_is_not_stdout_is_not_hidden(site, run_cli, monkeypatch):
+    def lab_worker_died(args):
+        raise BrokenPipeError(32, "Broken pipe")
+    monkeypatch.setattr(cli, "_build", lab_worker_died)
+    with pytest.raises(BrokenPipeError):
+        run_cli()
 
 
 def test_new_scaffolds_a_post_and_refuses_to_overwrite(site, capsys):

@@ -51,6 +51,7 @@ def test_site_toml_errors_name_their_line(tmp_path, case):
 
 def test_the_command_line_reports_site_toml_file_and_line(tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)
+    (tmp_path / "content").mkdir()
     (tmp_path / "site.toml").write_text(GOOD.replace("timeout = 60", "timeout = 0"), encoding="utf-8")
     assert cli.main(["build"]) == 1
     err = capsys.readouterr().err

@@ -261,3 +261,86 @@ def test_error_found_on_several_processes_names_the_same_file_and_line(site, mon
             messages.append((error.path, error.line, error.message))
     assert len(messages) == 2 and messages[0] == messages[1]
     assert messages[0][0].name == "c.md"   # posts render newest first, as a serial build meets them
+
+
+# --- cited lab values (SPEC 3): a page is rendered again exactly when a value it shows changed ---
+
+TRAIN_LAB = "```lab\nlabcode.training:train_on_blog\nname: train\n```\n"
+TRAIN = {"val_loss": 3.7512, "tokens": 20758, "history": [{"step": 30, "loss": 4.81}, {"step": 300, "loss": 3.2351}]}
+
+
+def use_lab_values(monkeypatch, data: dict, device: str = "CPU") -> None:
+    """Builds from now on get `data` as lab train's value, as if the lab had just run."""
+    import labnotes.pipeline
+    from labnotes.markdown import render_code_block
+    from labnotes.model import LabStage, LabValue
+    value = LabValue("train", "labcode.training:train_on_blog", data, device, "2.13.0",
+                     Path("content/posts/a.md"), 12)
+    stage = LabStage(render_code_block, values={"train": value})
+    monkeypatch.setattr(labnotes.pipeline, "lab_stage", lambda content, config, options: stage)
+
+
+def add_citing_posts(site: TinySite) -> None:
+    """Post a runs lab train and cites its tokens; the About page cites its loss; b cites nothing."""
+    add_posts(site)
+    edit(site.content / "posts" / "a.md", "Rest of a,", "Rest of a, after {{ train.tokens:, }} tokens,")
+    (site.content / "posts" / "a.md").write_text((site.content / "posts" / "a.md").read_text(encoding="utf-8")
+                                                 + "\n" + TRAIN_LAB, encoding="utf-8")
+    edit(site.content / "pages" / "about.md", "About this blog.", "Loss {{ train.val_loss:.2f }}.")
+
+
+def test_changed_cited_value_rerenders_exactly_the_pages_citing_it(site, monkeypatch, tmp_path):
+    use_lab_values(monkeypatch, TRAIN)
+    add_citing_posts(site)
+    site.build()
+    use_lab_values(monkeypatch, {**TRAIN, "val_loss": 3.6})   # the lab reran and its loss changed
+    report = site.build()
+    assert report.documents_rendered == 1
+    # the About page's summary (its first sentence) shows the value, and llms.txt shows the summary
+    assert set(report.rendered) == {"about/index.html", "about/index.html.md", "llms-full.txt", "llms.txt"}
+    assert site.html("about/index.html").select_one("span.lab-cite").get_text() == "3.60"
+    assert "Loss 3.60." in (site.out / "llms.txt").read_text(encoding="utf-8")
+
+    use_lab_values(monkeypatch, {**TRAIN, "val_loss": 3.6, "tokens": 21000})
+    report = site.build()
+    # a's page, mirror and feeds; a's intro (above the fold) cites nothing, so no listing changes
+    assert report.documents_rendered == 1
+    assert set(report.rendered) == {"posts/a.html", "posts/a.html.md", "feed.xml", "category/notes/feed.xml",
+                                    "llms-full.txt"}
+    assert site.html("posts/a.html").select_one("span.lab-cite").get_text() == "21,000"
+    assert site.snapshot() == clean_build(site, tmp_path)
+
+
+def test_lab_rerun_that_changes_no_cited_value_rerenders_nothing(site, monkeypatch):
+    use_lab_values(monkeypatch, TRAIN)
+    add_citing_posts(site)
+    site.build()
+    before = stamps(site)
+    # rounding hides the change of the loss, and nobody cites the history
+    use_lab_values(monkeypatch, {**TRAIN, "val_loss": 3.7499, "history": [{"step": 300, "loss": 3.1}]})
+    report = site.build()
+    assert report.rendered == () and report.documents_rendered == 0 and stamps(site) == before
+
+
+def test_cited_value_from_another_device_rerenders_the_pages_citing_it(site, monkeypatch):
+    use_lab_values(monkeypatch, TRAIN)
+    add_citing_posts(site)
+    site.build()
+    use_lab_values(monkeypatch, TRAIN, device="NVIDIA H100 80GB HBM3")
+    report = site.build()
+    assert report.documents_rendered == 2
+    assert {"posts/a.html", "about/index.html"} <= set(report.rendered)
+    assert not {"posts/b.html", "posts/c.html"} & set(report.rendered)
+    title = site.html("about/index.html").select_one("span.lab-cite")["title"]
+    assert title == "train: labcode.training:train_on_blog on NVIDIA H100 80GB HBM3, torch 2.13.0"
+
+
+def test_citations_rendered_on_several_processes_equal_a_serial_build(site, monkeypatch, tmp_path):
+    import labnotes.pipeline
+    use_lab_values(monkeypatch, TRAIN)
+    add_citing_posts(site)
+    serial = clean_build(site, tmp_path)
+    monkeypatch.setattr(labnotes.pipeline, "PARALLEL_MIN_DOCUMENTS", 1)
+    report = site.build()
+    assert report.documents_rendered == 5 and site.snapshot() == serial
+    assert site.html("posts/a.html").select_one("span.lab-cite").get_text() == "20,758"

@@ -1,7 +1,11 @@
 """The dev server on a free port, asked what a browser (or an attacker) would ask."""
 from __future__ import annotations
 
+import signal
 import socket
+import struct
+import subprocess
+import sys
 import threading
 import time
 import urllib.error
@@ -11,8 +15,12 @@ from pathlib import Path
 import pytest
 from bs4 import BeautifulSoup
 
+import build as cli
+from conftest import TinySite, post_text
 from labnotes.errors import BuildError
 from labnotes.serve import BuildCounter, SourceWatcher, make_server
+
+REPO = Path(__file__).resolve().parents[2]
 
 SECRET = "top secret outside the site"
 
@@ -203,3 +211,110 @@ def test_watcher_ignores_the_output_folder(tmp_path):
     (tmp_path / "output" / "index.html").write_text("x")
     watcher = SourceWatcher([tmp_path], lambda: None, BuildCounter(), ignore=[tmp_path / "output"])
     assert list(watcher.snapshot()) == [tmp_path / "content" / "a.md"]
+
+
+def wait_until(condition, seconds: float = 10.0) -> bool:
+    """Poll `condition` until it holds or `seconds` pass; returns whether it held."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.05)
+    return condition()
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def fetch(url: str) -> tuple[int, bytes]:
+    try:
+        with urllib.request.urlopen(url, timeout=5) as resp:
+            return resp.status, resp.read()
+    except (urllib.error.HTTPError) as err:
+        return err.code, err.read()
+    except OSError:
+        return 0, b""
+
+
+def test_serve_reports_a_failed_rebuild_keeps_the_last_good_site_and_does_not_reload(tmp_path):
+    site = TinySite(tmp_path)
+    site.post("a.md", post_text(title="Good"))
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    err_file = tmp_path / "serve.err"
+    with open(err_file, "w") as err, open(tmp_path / "serve.out", "w") as out:
+        proc = subprocess.Popen([sys.executable, str(REPO / "build.py"), "serve", "--port", str(port),
+                                 "--out", str(site.out)], cwd=site.root, stdout=out, stderr=err)
+    try:
+        assert wait_until(lambda: fetch(url + "/posts/a.html")[0] == 200, 30), err_file.read_text()
+        assert fetch(url + "/__reload") == (200, b"0")
+
+        site.post("b.md", post_text(title="Bad", date="not a date"))
+        assert wait_until(lambda: "rebuil" in err_file.read_text()), err_file.read_text()
+        time.sleep(0.2)
+        err = err_file.read_text()
+        (failure,) = [line for line in err.splitlines() if "rebuil" in line]
+        assert "rebuild failed" in failure and "b.md" in failure and "date" in failure
+        assert "Traceback" not in err
+        assert fetch(url + "/__reload") == (200, b"0")        # the open page is not reloaded
+        status, body = fetch(url + "/posts/a.html")
+        assert status == 200 and b"Good" in body               # the last good site is still served
+
+        site.post("b.md", post_text(title="Fixed", date="2026-04-01"))
+        assert wait_until(lambda: fetch(url + "/__reload") == (200, b"1")), err_file.read_text()
+        assert fetch(url + "/posts/b.html")[0] == 200
+        assert "serve: rebuilt in" in err_file.read_text()
+    finally:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def test_serve_on_a_busy_port_is_a_one_line_error_and_exit_1(tmp_path, capsys, monkeypatch):
+    site = TinySite(tmp_path)
+    site.post("a.md", post_text())
+    monkeypatch.chdir(site.root)
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        code = cli.main(["serve", "--port", str(port)])
+    err = capsys.readouterr().err
+    assert code == 1
+    assert err.splitlines() == [err.strip()]
+    assert err.strip().endswith(f"port {port} is in use: try --port {port + 1}")
+    assert not site.out.exists()      # the port is checked before the site is built
+
+
+def test_a_browser_tab_closed_mid_poll_prints_no_traceback(server, capsys, monkeypatch):
+    polling, finished = threading.Event(), threading.Event()
+    wait_past, shutdown_request = server.counter.wait_past, server.shutdown_request
+
+    def wait_past_noting(seen, timeout):
+        polling.set()
+        return wait_past(seen, timeout)
+
+    def shutdown_request_noting(request):
+        shutdown_request(request)
+        finished.set()
+
+    monkeypatch.setattr(server.counter, "wait_past", wait_past_noting)
+    monkeypatch.setattr(server, "shutdown_request", shutdown_request_noting)
+    host, port = server.server_address[:2]
+    sock = socket.create_connection((host, port), timeout=5)
+    sock.sendall(b"GET /__reload?since=0 HTTP/1.0\r\nHost: localhost\r\n\r\n")
+    assert polling.wait(5)
+    # Closing with a zero linger resets the connection, as a closed tab can.
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    sock.close()
+    server.counter.bump()                # the poll answers into the closed connection
+    assert finished.wait(5)
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and "Exception" not in err
+    assert get(server, "/")[0] == 200    # and the server carries on

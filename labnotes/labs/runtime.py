@@ -1,0 +1,105 @@
+"""Facts about where labs run, each decided in one place: device, seed, worker environment.
+
+Nothing here imports torch: the device is chosen from what is installed and what the
+machine exposes, so a build can refuse `--device cuda` before it starts a worker.
+"""
+from __future__ import annotations
+
+import importlib.metadata
+import importlib.util
+import os
+import platform
+import shutil
+import sys
+import zlib
+from pathlib import Path
+
+from labnotes.errors import BuildError
+
+DEVICES = ("cpu", "cuda", "mps")
+# Folders a lab's file accesses are never recorded in (the engine's own state, the checkout).
+WORKER_IGNORE = (".git", ".venv", "output", ".cache/render")
+
+
+class UsageError(BuildError):
+    """A command-line choice that cannot work here: one line, exit status 2."""
+
+    exit_status = 2
+
+    def __init__(self, message: str):
+        super().__init__(None, message)
+
+
+def lab_seed(ref: str) -> int:
+    """The seed every run of `ref` starts from, whatever ran before it."""
+    return zlib.crc32(ref.encode()) & 0x7FFFFFFF
+
+
+def torch_version() -> str:
+    """The installed torch release (e.g. 2.13.0+cpu), or "none"."""
+    try:
+        return importlib.metadata.version("torch")
+    except importlib.metadata.PackageNotFoundError:
+        return "none"
+
+
+def cuda_present() -> bool:
+    """A CUDA build of torch and an NVIDIA driver on this machine."""
+    if torch_version().endswith("+cpu"):
+        return False
+    return os.path.exists("/dev/nvidiactl") or os.path.exists("/dev/nvidia0") or \
+        shutil.which("nvidia-smi") is not None
+
+
+def mps_present() -> bool:
+    return platform.system() == "Darwin" and platform.machine() == "arm64"
+
+
+def choose_device(requested: str | None) -> str:
+    """--device or [labs] device when this machine has it, else CUDA, then MPS, then CPU.
+
+    An explicit device the machine lacks is a usage error, said before any lab starts.
+    """
+    if requested:
+        if requested == "cuda" and not cuda_present():
+            raise UsageError("--device cuda: this machine has no CUDA GPU that torch "
+                             f"{torch_version()} can use; leave --device out or use --device cpu")
+        if requested == "mps" and not mps_present():
+            raise UsageError("--device mps: Apple's MPS is only on Apple-silicon Macs; leave "
+                             "--device out or use --device cpu")
+        return requested
+    if cuda_present():
+        return "cuda"
+    return "mps" if mps_present() else "cpu"
+
+
+def reusable_devices(device: str, explicit: bool) -> list[str]:
+    """Devices whose cached results this build may publish.
+
+    A CPU machine republishes results made on an accelerator (SPEC 4) unless asked
+    for the CPU explicitly, which forces them to be made here.
+    """
+    return [device] if explicit or device != "cpu" else list(DEVICES)
+
+
+def worker_python(root: Path) -> str:
+    """A Python that has torch: this one, else the project's .venv (made by `make setup`)."""
+    if importlib.util.find_spec("torch") is not None:
+        return sys.executable
+    for candidate in (root / ".venv" / "bin" / "python", root / ".venv" / "Scripts" / "python.exe"):
+        if candidate.is_file():
+            return str(candidate)
+    raise BuildError(None, f"torch is not installed in this Python ({sys.executable}): run "
+                     "`make setup` in the project folder, then `.venv/bin/python build.py ...` "
+                     "(or `source .venv/bin/activate` and `python build.py ...`)")
+
+
+def worker_env(root: Path, tiktoken_cache_dir: str) -> dict[str, str]:
+    """The environment a lab worker starts with."""
+    env = dict(os.environ)
+    env.setdefault("TIKTOKEN_CACHE_DIR", str(root / tiktoken_cache_dir))
+    env["MPLBACKEND"] = "Agg"
+    generator = str(Path(__file__).resolve().parents[2])   # where labnotes itself lives
+    env["PYTHONPATH"] = os.pathsep.join(dict.fromkeys([str(root), generator] + (
+        [env["PYTHONPATH"]] if env.get("PYTHONPATH") else [])))
+    return env
