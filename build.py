@@ -99,6 +99,7 @@ def _parser() -> argparse.ArgumentParser:
     build.add_argument("--keep-going", action="store_true", help="render a failed lab as an error box and go on (still exits 1)")
     build.add_argument("--why", action="store_true", help="say which input made each lab rerun")
     build.add_argument("--jobs", type=_positive_int, default=1, metavar="N", help="labs to run at once")
+    build.add_argument("--future", action="store_true", help="also publish posts dated in the future")
     build.add_argument("--quick", action="store_true", help="run labs in their quick mode (small and fast, for tests)")
     build.set_defaults(run=_build)
 
@@ -114,6 +115,8 @@ def _parser() -> argparse.ArgumentParser:
     serve = commands.add_parser("serve", help="build, serve on 127.0.0.1 and rebuild on change")
     _add_site_options(serve)
     serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--drafts", action="store_true", help="preview drafts too")
+    serve.add_argument("--future", action="store_true", help="preview posts dated in the future too")
     serve.set_defaults(run=_serve)
 
     _add_lab_commands(commands)
@@ -161,7 +164,7 @@ def _build(args) -> int:
     from labnotes.pipeline import build
 
     options = BuildOptions(device=args.device, keep_going=args.keep_going, why=args.why, jobs=args.jobs,
-                           quick=args.quick)
+                           quick=args.quick, future=args.future)
     report = build(args.config, args.content, args.out, options)
     _print_warnings(report)
     print(report.summary())
@@ -171,6 +174,8 @@ def _build(args) -> int:
 def _print_warnings(report) -> None:
     for warning in report.warnings:
         print(warning.one_line(), file=sys.stderr, flush=True)
+    if report.held_back:
+        print(report.held_back_note(), file=sys.stderr, flush=True)
 
 
 def _new(args) -> int:
@@ -194,7 +199,7 @@ def _serve(args) -> int:
     from labnotes.serve import make_server, serve
 
     def rebuild() -> None:    # a BuildError tells the server the rebuild failed
-        report = build(args.config, args.content, args.out, BuildOptions())
+        report = build(args.config, args.content, args.out, BuildOptions(drafts=args.drafts, future=args.future))
         _print_warnings(report)
         print(report.summary(), flush=True)
 

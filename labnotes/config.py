@@ -8,6 +8,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from .errors import BuildError
 from .model import LabSettings, Link, SiteConfig
+from .tomllines import key_lines
 
 # key -> accepted Python types, in the order a user would write them
 _SITE_KEYS = {
@@ -36,65 +37,84 @@ def load_config(path: Path | str) -> SiteConfig:
     root = path.parent
     if not path.exists():
         return SiteConfig(root=root)
+    raw = path.read_bytes()
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
+        text = raw.decode("utf-8")
+        data = tomllib.loads(text)
     except UnicodeDecodeError as exc:
-        raise BuildError(path, f"not UTF-8 ({exc.reason} at byte {exc.start}); save it as UTF-8") from None
+        line = raw.count(b"\n", 0, exc.start) + 1
+        raise BuildError(path, f"not UTF-8 ({exc.reason} at byte {exc.start}); save it as UTF-8", line) from None
     except tomllib.TOMLDecodeError as exc:
         line = _toml_error_line(str(exc))
         raise BuildError(path, f"not valid TOML: {exc}", line) from None
-    return config_from_dict(data, path)
+    return config_from_dict(data, path, key_lines(text))
 
 
-def config_from_dict(data: dict, path: Path) -> SiteConfig:
-    """Check keys and types of parsed site.toml data and build the SiteConfig."""
-    _check_keys(data, _SITE_KEYS, path, table="")
+def config_from_dict(data: dict, path: Path, lines: dict[tuple, int] | None = None) -> SiteConfig:
+    """Check keys and types of parsed site.toml data and build the SiteConfig; `lines` (key
+    path -> line, from `key_lines`) lets each error name the line it is about."""
+    def error(message: str, *key) -> BuildError:
+        return BuildError(path, message, _line_of(lines or {}, key))
+
+    _check_keys(data, _SITE_KEYS, error, table="")
     values: dict = {k: v for k, v in data.items() if k not in ("blogroll", "labs")}
     if "base_url" in values:
-        values["base_url"] = _normalise_base_url(values["base_url"], path)
+        values["base_url"] = _normalise_base_url(values["base_url"], error)
     if "timezone" in values:
         try:
             ZoneInfo(values["timezone"])
         except (ZoneInfoNotFoundError, ValueError):
-            raise BuildError(path, f"unknown timezone {values['timezone']!r}; use an IANA name such as 'Europe/Paris' or 'UTC'") from None
+            raise error(f"unknown timezone {values['timezone']!r}; use an IANA name such as 'Europe/Paris' or 'UTC'",
+                        "timezone") from None
     if "posts_per_page" in values and values["posts_per_page"] < 1:
-        raise BuildError(path, "posts_per_page must be at least 1")
+        raise error("posts_per_page must be at least 1", "posts_per_page")
     if "blogroll" in data:
-        values["blogroll"] = _blogroll(data["blogroll"], path)
+        values["blogroll"] = _blogroll(data["blogroll"], error)
     if "labs" in data:
-        _check_keys(data["labs"], _LAB_KEYS, path, table="labs")
+        _check_keys(data["labs"], _LAB_KEYS, error, table="labs")
         values["labs"] = LabSettings(**{k: (float(v) if k == "timeout" else v) for k, v in data["labs"].items()})
         if values["labs"].timeout <= 0:
-            raise BuildError(path, "[labs] timeout must be a positive number of seconds")
+            raise error("[labs] timeout must be a positive number of seconds", "labs", "timeout")
     return SiteConfig(root=path.parent, **values)
+
+
+def _line_of(lines: dict[tuple, int], key: tuple) -> int | None:
+    """The line of `key`, or of the nearest enclosing key written in the file."""
+    while key:
+        if key in lines:
+            return lines[key]
+        key = key[:-1]
+    return None
 
 
 _TYPE_WORDS = {str: "a string", int: "an integer", float: "a number", list: "a list", dict: "a table"}
 
 
-def _check_keys(data: dict, allowed: dict, path: Path, table: str) -> None:
+def _check_keys(data: dict, allowed: dict, error, table: str) -> None:
     where = f"[{table}] " if table else ""
+    path = (table,) if table else ()
     for key, value in data.items():
         if key not in allowed:
             known = ", ".join(allowed)
-            raise BuildError(path, f"unknown key {where}{key!r}; known keys: {known}")
+            raise error(f"unknown key {where}{key!r}; known keys: {known}", *path, key)
         types = allowed[key]
         if isinstance(value, bool) or not isinstance(value, types):
             wanted = " or ".join(_TYPE_WORDS[t] for t in types)
-            raise BuildError(path, f"{where}{key} must be {wanted}, not {type(value).__name__} {value!r}")
+            raise error(f"{where}{key} must be {wanted}, not {type(value).__name__} {value!r}", *path, key)
 
 
-def _normalise_base_url(url: str, path: Path) -> str:
+def _normalise_base_url(url: str, error) -> str:
     if not url.startswith(("http://", "https://")):
-        raise BuildError(path, f"base_url must start with http:// or https://, not {url!r}")
+        raise error(f"base_url must start with http:// or https://, not {url!r}", "base_url")
     return url if url.endswith("/") else url + "/"
 
 
-def _blogroll(entries: list, path: Path) -> tuple[Link, ...]:
+def _blogroll(entries: list, error) -> tuple[Link, ...]:
     links = []
-    for entry in entries:
+    for index, entry in enumerate(entries):
         if not isinstance(entry, dict) or set(entry) != {"name", "url"} or not all(isinstance(v, str) for v in entry.values()):
-            raise BuildError(path, f'each blogroll entry must be {{ name = "...", url = "https://..." }}, not {entry!r}')
+            raise error(f'each blogroll entry must be {{ name = "...", url = "https://..." }}, not {entry!r}',
+                        "blogroll", index)
         links.append(Link(entry["name"], entry["url"]))
     return tuple(links)
 

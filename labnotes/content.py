@@ -11,14 +11,15 @@ from .errors import BuildError
 from .fences import blank_code_spans, find_fences
 from .frontmatter import Field, split_front_matter
 from .markdown import LAB_KINDS
-from .model import Content, Document, FencedBlock, SiteConfig
+from .model import Content, Document, FencedBlock, SeriesMark, SiteConfig
+from .series import group_series
 from .slugs import slugify
 
-POST_KEYS = ("title", "date", "categories", "slug", "summary", "draft", "updated")
+POST_KEYS = ("title", "date", "categories", "slug", "summary", "draft", "updated", "series", "part")
 PAGE_KEYS = ("title", "date", "slug", "summary", "draft", "updated")
 IMAGES_DIR = "images"
 # Output folders a page slug would collide with.
-RESERVED_SLUGS = {"posts", "page", "category", "archive", "images", "static", "404", "feed.xml", "llms.txt"}
+RESERVED_SLUGS = {"posts", "page", "category", "series", "archive", "images", "static", "404", "feed.xml", "llms.txt"}
 
 _DATE_PREFIX = re.compile(r"^\d{4}-\d{2}-\d{2}-")
 _IMAGE_MD = re.compile(r"!\[[^\]]*\]\(\s*<?([^)\s>]+)")
@@ -26,20 +27,41 @@ _IMAGE_HTML = re.compile(r"<img\b[^>]*?\ssrc\s*=\s*[\"']([^\"']+)[\"']", re.I)
 _URL_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:|^//")
 
 
-def load_content(content_dir: Path, config: SiteConfig) -> Content:
-    """Read every post and page (drafts left out) and list the images to publish."""
+def load_content(content_dir: Path, config: SiteConfig, *, drafts: bool = False,
+                 until: datetime | None = None) -> Content:
+    """Read every post and page and list the images to publish.
+
+    Drafts are left out unless `drafts`; documents dated after `until` are held back (and
+    listed in `Content.held_back`) unless `until` is None.
+    """
     content_dir = Path(content_dir)
     zone = ZoneInfo(config.timezone)
     images = _images(content_dir)
     posts = [load_document(p, "post", zone, images) for p in _markdown_files(content_dir / "posts")]
     pages = [load_document(p, "page", zone, images) for p in _markdown_files(content_dir / "pages")]
-    posts = [d for d in posts if not d.draft]
-    pages = [d for d in pages if not d.draft]
+    posts = [d for d in posts if drafts or not d.draft]
+    pages = [d for d in pages if drafts or not d.draft]
+    # Posts held back are checked like the others, so a build does not start failing the
+    # day one of them comes out.
     _check_unique_slugs(posts, "post")
     _check_unique_slugs(pages, "page")
+    group_series(posts)
+
+    def published(doc: Document) -> bool:
+        return until is None or not is_future(doc, until)
+
+    held_back = tuple(d for d in posts + pages if not published(d))
+    posts = [d for d in posts if published(d)]
+    pages = [d for d in pages if published(d)]
     posts.sort(key=lambda d: (d.date, d.slug), reverse=True)
     pages.sort(key=lambda d: d.slug)
-    return Content(posts=tuple(posts), pages=tuple(pages), assets=images)
+    return Content(posts=tuple(posts), pages=tuple(pages), assets=images, series=group_series(posts),
+                   held_back=held_back)
+
+
+def is_future(doc: Document, now: datetime) -> bool:
+    """True when `doc` is dated after `now` (a page without a date never is)."""
+    return doc.date is not None and doc.date > now
 
 
 def load_document(path: Path, kind: str, zone: ZoneInfo, images: dict[str, Path] | None = None) -> Document:
@@ -66,6 +88,7 @@ def load_document(path: Path, kind: str, zone: ZoneInfo, images: dict[str, Path]
         categories=_categories(fields.get("categories"), path),
         summary=_string(fields.get("summary"), path, "summary"),
         draft=_flag(fields.get("draft"), path, "draft"),
+        series=_series(fields.get("series"), fields.get("part"), path),
     )
     doc.blocks = _blocks_and_image_check(doc, images)
     return doc
@@ -132,6 +155,20 @@ def _categories(field: Field | None, path: Path) -> tuple[str, ...]:
         if item.strip() not in names:
             names.append(item.strip())
     return tuple(names)
+
+
+def _series(name: Field | None, part: Field | None, path: Path) -> SeriesMark | None:
+    if name is None:
+        if part is not None:
+            raise BuildError(path, "`part` needs a `series:` naming the series it is a part of", part.line)
+        return None
+    if isinstance(name.value, (list, bool)) or not str(name.value).strip():
+        raise BuildError(path, "`series` must be the series' name, e.g. `series: LLM from scratch`", name.line)
+    if part is None:
+        return SeriesMark(str(name.value).strip(), None, name.line)
+    if isinstance(part.value, bool) or not isinstance(part.value, int) or part.value < 1:
+        raise BuildError(path, f"`part` must be a positive whole number such as `part: 2`, not {part.value!r}", part.line)
+    return SeriesMark(str(name.value).strip(), part.value, part.line)
 
 
 def _slug(field: Field | None, path: Path) -> str:

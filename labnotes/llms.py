@@ -12,7 +12,7 @@ from collections.abc import Callable, Sequence
 from urllib.parse import quote
 
 from .feeds import absolute_url, absolutize_html, resolve_url
-from .model import Document, RenderedDocument, SiteConfig
+from .model import Document, RenderedDocument, Series, SiteConfig
 
 # Raw `<` starts HTML in Markdown only before a letter, `/`, `!` or `?`; `&` only as an entity.
 _HTML_START = re.compile(r"<(?=[A-Za-z/!?])")
@@ -29,9 +29,22 @@ def mirror_url(config: SiteConfig, doc: Document) -> str:
     return absolute_url(config, mirror_path(doc))
 
 
+def series_mirror_path(series: Series) -> str:
+    """Where the Markdown version of a series page is written: `series/<slug>/index.html.md`."""
+    return series.output_path + ".md"
+
+
 def render_llms_txt(config: SiteConfig, posts: Sequence[RenderedDocument],
-                    pages: Sequence[RenderedDocument]) -> str:
-    """The site's `/llms.txt`: posts newest first, then pages and the full text as optional."""
+                    pages: Sequence[RenderedDocument], series: Sequence[Series] = ()) -> str:
+    """The site's `/llms.txt`: posts newest first, the series (if any), then pages and the
+    full text as optional."""
+    series_lines = [
+        "## Series",
+        "",
+        *(_link_line(s.name, absolute_url(config, series_mirror_path(s)),
+                     f"{_parts(len(s.posts))} in reading order") for s in series),
+        "",
+    ] if series else []
     lines = [
         f"# {_inline(config.title)}",
         "",
@@ -46,6 +59,7 @@ def render_llms_txt(config: SiteConfig, posts: Sequence[RenderedDocument],
         "",
         *(_link_line(d.title, mirror_url(config, d), _post_note(d)) for d in _docs(_newest_first(posts))),
         "",
+        *series_lines,
         "## Optional",
         "",
         *(_link_line(d.title, mirror_url(config, d), d.summary) for d in _docs(_by_title(pages))),
@@ -55,8 +69,26 @@ def render_llms_txt(config: SiteConfig, posts: Sequence[RenderedDocument],
     return "\n".join(lines) + "\n"
 
 
-def render_markdown_mirror(config: SiteConfig, doc: RenderedDocument) -> str:
-    """`doc` as a clean Markdown file: title, date and categories, canonical URL, then the body."""
+def render_series_mirror(config: SiteConfig, series: Series) -> str:
+    """A series page as Markdown: its name, its HTML URL, then its parts in reading order."""
+    lines = [
+        f"# {_inline(series.name)}",
+        "",
+        f"- HTML version: <{_safe_url(absolute_url(config, series.url))}>",
+        "",
+        _inline(f"A series of {len(series.posts)} post{'' if len(series.posts) == 1 else 's'} on {config.title}, in reading order; "
+                f"each link is the Markdown version of a post."),
+        "",
+        *(f"{number}. [{_link_text(d.title)}]({_safe_url(mirror_url(config, d))})"
+          + (f": {_inline(note)}" if (note := _post_note(d)) else "")
+          for number, d in enumerate(series.posts, start=1)),
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def render_markdown_mirror(config: SiteConfig, doc: RenderedDocument, series: Series | None = None) -> str:
+    """`doc` as a clean Markdown file: title, date, categories and series, canonical URL, then
+    the body."""
     d = doc.document
     page_url = absolute_url(config, d.url)
     meta = []
@@ -66,6 +98,9 @@ def render_markdown_mirror(config: SiteConfig, doc: RenderedDocument) -> str:
         meta.append(f"- Updated: {d.updated.date().isoformat()}")
     if d.categories:
         meta.append(f"- Categories: {', '.join(_inline(c) for c in d.categories)}")
+    if series is not None:
+        meta.append(f"- Series: [{_link_text(series.name)}]({_safe_url(absolute_url(config, series_mirror_path(series)))}), "
+                    f"part {series.part_of(d)} of {len(series.posts)}")
     meta.append(f"- HTML version: <{_safe_url(page_url)}>")
     parts = [f"# {_inline(d.title)}", "\n".join(meta)]
     if d.summary:
@@ -180,6 +215,10 @@ def _inline(text: str) -> str:
 def _safe_url(url: str) -> str:
     # `(`, `)`, spaces and `<`/`>` would end or break a Markdown link target.
     return quote(url, safe=":/?#[]@!$&'*+,;=%~")
+
+
+def _parts(count: int) -> str:
+    return f"{count} part{'' if count == 1 else 's'}"
 
 
 def _post_note(doc: Document) -> str:

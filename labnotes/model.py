@@ -65,6 +65,15 @@ class RenderedBlock:
     markdown: str
 
 
+@dataclass(frozen=True)
+class SeriesMark:
+    """What a post's front matter says about its series: `series:` and maybe `part:`."""
+
+    name: str
+    part: int | None     # None: the post takes its place by date
+    line: int            # the line of `part:` (or of `series:` without one), for errors
+
+
 @dataclass
 class Document:
     """A post (content/posts) or a page (content/pages), as read from disk."""
@@ -80,6 +89,7 @@ class Document:
     categories: tuple[str, ...] = ()
     summary: str = ""
     draft: bool = False
+    series: SeriesMark | None = None
     blocks: tuple[FencedBlock, ...] = ()
 
     @property
@@ -107,12 +117,36 @@ class RenderedDocument:
 
 
 @dataclass(frozen=True)
+class Series:
+    """The published posts of one series, in reading order (part 1 first)."""
+
+    name: str            # as the oldest post spells it
+    slug: str
+    posts: tuple[Document, ...]
+
+    @property
+    def url(self) -> str:
+        """Site-relative URL of the series page (no leading slash)."""
+        return f"series/{self.slug}/"
+
+    @property
+    def output_path(self) -> str:
+        return self.url + "index.html"
+
+    def part_of(self, doc: Document) -> int:
+        """The 1-based part number of `doc` in this series."""
+        return next(n for n, post in enumerate(self.posts, start=1) if post.source == doc.source)
+
+
+@dataclass(frozen=True)
 class Content:
     """Everything the load stage found: posts newest first, pages by slug, files to copy."""
 
     posts: tuple[Document, ...] = ()
     pages: tuple[Document, ...] = ()
     assets: dict[str, Path] = field(default_factory=dict)   # output-relative path -> source file
+    series: tuple[Series, ...] = ()    # by name
+    held_back: tuple[Document, ...] = ()   # dated after the build's clock (no --future): not published
 
     @property
     def documents(self) -> tuple[Document, ...]:
@@ -129,6 +163,9 @@ class BuildOptions:
     why: bool = False                # say which input made each lab rerun
     jobs: int = 1
     quick: bool = False              # labs that take `quick` shrink their work (test builds)
+    future: bool = False             # publish posts dated after `now` too
+    drafts: bool = False             # publish drafts too (`serve --drafts` previews them)
+    now: datetime | None = None      # the build's clock; None: the time the build starts
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,4 @@
-"""Render stage for HTML: posts, pages, paginated index, categories, months, archive, 404.
+"""Render stage for HTML: posts, pages, paginated index, categories, months, series, archive, 404.
 
 Pure: rendered documents in, `{output path: OutputFile}` out (each page keyed on what it
 shows, rendered only when asked). All HTML lives in templates/.
@@ -6,6 +6,8 @@ shows, rendered only when asked). All HTML lives in templates/.
 from __future__ import annotations
 
 import hashlib
+import html
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -18,6 +20,7 @@ import markupsafe
 from .model import Document, RenderedDocument, SiteConfig
 from .output import OutputFile
 from .render_cache import config_key, content_key
+from .series import group_series
 from .slugs import slugify
 
 BUILTIN_TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
@@ -62,9 +65,26 @@ class Group:
 
 
 @dataclass(frozen=True)
+class SeriesPlace:
+    """Where a post stands in its series: the series (a Group in reading order) and its part."""
+
+    group: Group
+    number: int          # 1-based
+
+    @property
+    def previous(self) -> Entry | None:
+        return self.group.entries[self.number - 2] if self.number > 1 else None
+
+    @property
+    def next(self) -> Entry | None:
+        return self.group.entries[self.number] if self.number < self.group.count else None
+
+
+@dataclass(frozen=True)
 class Sidebar:
     months: tuple[Group, ...]
     categories: tuple[Group, ...]
+    series: tuple[Group, ...] = ()
 
 
 def base_path(config: SiteConfig) -> str:
@@ -101,6 +121,13 @@ def group_months(posts: Sequence[Entry], root: str, zone: ZoneInfo) -> tuple[Gro
                  for path, (name, entries) in sorted(groups.items(), reverse=True))
 
 
+def group_series_entries(posts: Sequence[Entry], root: str) -> tuple[Group, ...]:
+    """One group per series (see labnotes.series), its entries in reading order."""
+    by_source = {entry.document.source: entry for entry in posts}
+    return tuple(Group(s.name, s.url, root + s.url, tuple(by_source[d.source] for d in s.posts))
+                 for s in group_series([entry.document for entry in posts]))
+
+
 def render_site_pages(config: SiteConfig, posts: Sequence[RenderedDocument], pages: Sequence[RenderedDocument]) -> dict[str, bytes]:
     """Every HTML page of the site, rendered; `posts` newest first."""
     return {path: page.make() for path, page in site_pages(config, posts, pages).items()}
@@ -121,27 +148,32 @@ def site_pages(config: SiteConfig, posts: Sequence[RenderedDocument], pages: Seq
     page_entries = [Entry(p, root + p.document.url) for p in pages]
     categories = group_categories(post_entries, root)
     months = group_months(post_entries, root, zone)
+    series = group_series_entries(post_entries, root)
+    place_of = {entry.url: SeriesPlace(group, number) for group in series
+                for number, entry in enumerate(group.entries, start=1)}
     category_by_path = {g.path: g for g in categories}
     templates = _Templates(config, zone, root, category_by_path)
     common = {
         "site": config,
         "root": root,
         "nav_pages": [{"title": e.document.title, "url": e.url} for e in page_entries],
-        "sidebar": Sidebar(months, categories),
+        "sidebar": Sidebar(months, categories, series),
         "page_title": None,
         "description": None,
         "category_feed": None,
+        "series": None,
     }
     common_key = content_key(
         version, config_key(config), root, [(e.document.title, e.url) for e in page_entries],
-        [(g.name, g.url, g.count) for g in months], [(g.name, g.url, g.count) for g in categories])
+        [(g.name, g.url, g.count) for g in months], [(g.name, g.url, g.count) for g in categories],
+        [(g.name, g.url, g.count) for g in series])
 
     def shown_categories(doc: Document) -> list:
         return [(g.name, g.url) for g in (category_by_path[category_path(n)] for n in doc.categories)]
 
     def meta(entry: Entry) -> tuple:
         doc = entry.document
-        return (entry.url, doc.title, repr(doc.date), repr(doc.updated), shown_categories(doc))
+        return (entry.url, doc.title, repr(doc.date), repr(doc.updated), shown_categories(doc), doc.draft)
 
     def listed(entry: Entry) -> tuple:
         doc = entry.document
@@ -149,6 +181,11 @@ def site_pages(config: SiteConfig, posts: Sequence[RenderedDocument], pages: Seq
 
     def link(entry: Entry | None) -> tuple | None:
         return (entry.url, entry.document.title) if entry is not None else None
+
+    def series_shown(place: SeriesPlace | None) -> tuple | None:
+        if place is None:
+            return None
+        return (place.group.name, place.group.url, place.number, [link(e) for e in place.group.entries])
 
     out: dict[str, OutputFile] = {}
 
@@ -162,8 +199,10 @@ def site_pages(config: SiteConfig, posts: Sequence[RenderedDocument], pages: Seq
         newer = post_entries[i - 1] if i > 0 else None
         older = post_entries[i + 1] if i + 1 < len(post_entries) else None
         doc = entry.document
-        page(doc.output_path, "post.html", (meta(entry), doc.summary, _digest(entry.html), link(newer), link(older)),
-             entry=entry, newer=newer, older=older, page_title=doc.title, description=doc.summary)
+        place = place_of.get(entry.url)
+        page(doc.output_path, "post.html",
+             (meta(entry), doc.summary, _digest(entry.html), link(newer), link(older), series_shown(place)),
+             entry=entry, newer=newer, older=older, series=place, page_title=doc.title, description=doc.summary)
     for entry in page_entries:
         doc = entry.document
         page(doc.output_path, "page.html", (meta(entry), doc.summary, _digest(entry.html)),
@@ -183,13 +222,44 @@ def site_pages(config: SiteConfig, posts: Sequence[RenderedDocument], pages: Seq
         page(group.path + "index.html", "listing.html", (group.name, [listed(e) for e in group.entries]),
              entries=group.entries, heading=group.name, kicker="Category", page_title=group.name,
              category_feed=feed)
+    for group in series:
+        page(group.path + "index.html", "series.html", (group.name, [listed(e) for e in group.entries]),
+             series=group, page_title=group.name,
+             description=f"{group.name}: a series of {group.count} post{'' if group.count == 1 else 's'}, in reading order.")
     for group in months:
         page(group.path + "index.html", "listing.html", (group.name, [listed(e) for e in group.entries]),
              entries=group.entries, heading=group.name, kicker="Month", page_title=group.name)
     page("archive/index.html", "archive.html", [(g.name, g.url, [listed(e) for e in g.entries]) for g in months],
          months=months, post_count=len(post_entries), page_title="Archive")
-    page("404.html", "404.html", (), page_title="Page not found", canonical=None)
+    page("404.html", "404.html", (), page_title="Page not found")
     return out
+
+
+@dataclass(frozen=True)
+class Figure:
+    """An image of a page as OpenGraph names it: absolute URL and alt text."""
+
+    url: str
+    alt: str
+
+
+_RASTER = (".png", ".jpg", ".jpeg", ".gif", ".webp")
+_IMG_TAG = re.compile(r"<img\b[^>]*>", re.IGNORECASE)
+_IMG_ATTR = re.compile(r"""\s(?P<name>src|alt)\s*=\s*(?P<quote>["'])(?P<value>.*?)(?P=quote)""", re.IGNORECASE | re.DOTALL)
+
+
+def first_figure(body_html: str, page_url: str) -> Figure | None:
+    """The image a link preview should show for a page: its first raster image, else its
+    first image (preview cards of the big sites do not show SVG), as an absolute URL."""
+    from .feeds import resolve_url
+
+    images = []
+    for tag in _IMG_TAG.finditer(body_html):   # code shows `<img` escaped: only real tags match
+        attrs = {m["name"].lower(): html.unescape(m["value"]) for m in _IMG_ATTR.finditer(tag.group(0))}
+        if attrs.get("src"):
+            images.append(Figure(resolve_url(page_url, attrs["src"].strip()), attrs.get("alt", "")))
+    raster = [image for image in images if urlsplit(image.url).path.lower().endswith(_RASTER)]
+    return (raster or images or [None])[0]
 
 
 def _digest(text: str) -> str:
@@ -228,4 +298,5 @@ def _environment(config: SiteConfig, zone: ZoneInfo, root: str):
         return f"{local.day} {local:%B} {local.year}"
 
     env.globals["date_text"] = date_text
+    env.globals["first_figure"] = first_figure
     return env

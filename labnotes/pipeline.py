@@ -8,6 +8,7 @@ import os
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from pathlib import Path
 
 from .citations import check_cited_names, cite_document
@@ -15,12 +16,14 @@ from .config import load_config
 from .content import load_content
 from .errors import BuildError, BuildWarning
 from .feeds import render_rss, rss_items
-from .llms import mirror_path, render_llms_full, render_llms_txt, render_markdown_mirror
+from .llms import (mirror_path, render_llms_full, render_llms_txt, render_markdown_mirror, render_series_mirror,
+                   series_mirror_path)
 from .markdown import render_code_block, render_document
 from .model import BuildOptions, Content, Document, LabCounts, LabStage, RenderedDocument, SiteConfig
 from .output import OutputFile, write_site
 from .pages import base_path, group_categories, Entry, site_pages
 from .render_cache import CACHE_DIR, RenderCache, config_key, content_key, generator_version
+from .series import group_series
 from .sitemap import render_sitemap
 
 BUILTIN_STATIC = Path(__file__).resolve().parent.parent / "static"
@@ -38,11 +41,20 @@ class BuildReport:
     rendered: tuple[str, ...] = ()   # output files made this build (the rest were reused as they were)
     documents_rendered: int = 0      # posts and pages whose Markdown was rendered (not from the cache)
     warnings: tuple[BuildWarning, ...] = ()   # e.g. prose that copies a lab's number instead of citing it
+    held_back: tuple[Document, ...] = ()   # dated in the future, not published (no --future)
 
     def summary(self) -> str:
         """`built P pages in S s; labs: R run, C cached, F failed`."""
         return (f"built {self.pages} pages in {self.seconds:.2f} s; "
                 f"labs: {self.labs.run} run, {self.labs.cached} cached, {self.labs.failed} failed")
+
+    def held_back_note(self) -> str:
+        """`held back 2 future posts (publish them with --future)`, or "" when none was."""
+        if not self.held_back:
+            return ""
+        counts = [(sum(d.kind == kind for d in self.held_back), kind) for kind in ("post", "page")]
+        what = " and ".join(f"{n} future {kind}{'' if n == 1 else 's'}" for n, kind in counts if n)
+        return f"held back {what} (publish {'it' if len(self.held_back) == 1 else 'them'} with --future)"
 
 
 def build(config_path: Path | str, content_dir: Path | str, out_dir: Path | str,
@@ -50,13 +62,14 @@ def build(config_path: Path | str, content_dir: Path | str, out_dir: Path | str,
     """Build the site; raises BuildError on bad input, leaving `out_dir` untouched."""
     started = time.perf_counter()
     config = load_config(config_path)
-    content = load_content(Path(content_dir), config)
+    now = options.now or datetime.now(timezone.utc)
+    content = load_content(Path(content_dir), config, drafts=options.drafts, until=None if options.future else now)
     check_cited_names(content.documents)   # a misspelt citation fails before any lab runs
     labs = lab_stage(content, config, options)
     cite = functools.partial(cite_document, values=labs.values, failed_labs=labs.counts.failed > 0)
     cache = RenderCache(config.root / CACHE_DIR)
     try:
-        renders = Renders(config, cache, generator_version(config.root / "templates"))
+        renders = Renders(config, cache, generator_version(config.root / "templates"), content.series)
         posts = renders.documents(content.posts, labs.block_renderer, cite)
         pages = renders.documents(content.pages, labs.block_renderer, cite)
         files = site_files(config, content, posts, pages, labs.files, renders)
@@ -66,7 +79,7 @@ def build(config_path: Path | str, content_dir: Path | str, out_dir: Path | str,
     warnings = copied_number_warnings(content, labs)
     html_pages = sum(1 for path in files if path.endswith(".html"))
     return BuildReport(html_pages, len(files), written.changed, time.perf_counter() - started, labs.counts,
-                       written.rendered, renders.rendered, warnings)
+                       written.rendered, renders.rendered, warnings, content.held_back)
 
 
 def copied_number_warnings(content: Content, labs: LabStage) -> tuple[BuildWarning, ...]:
@@ -96,8 +109,9 @@ class Renders:
     documents can be keyed on their identities.
     """
 
-    def __init__(self, config: SiteConfig, cache: RenderCache, version: str):
+    def __init__(self, config: SiteConfig, cache: RenderCache, version: str, series=()):
         self.config = config
+        self.series_of = {doc.output_path: one for one in series for doc in one.posts}
         self.cache = cache
         self.version = version
         self.config_key = config_key(config)
@@ -129,8 +143,10 @@ class Renders:
     def _rendered(self, doc: Document, key: str, parts: tuple) -> RenderedDocument:
         html, intro, has_more, markdown, summary = parts
         document = doc if summary == doc.summary else dataclasses.replace(doc, summary=summary)
+        series = self.series_of.get(doc.output_path)
+        place = (series.name, series.slug, series.part_of(doc), len(series.posts)) if series else None
         self.identity[doc.output_path] = content_key(
-            key, doc.kind, doc.slug, doc.title, repr(doc.date), repr(doc.updated), doc.categories, summary)
+            key, doc.kind, doc.slug, doc.title, repr(doc.date), repr(doc.updated), doc.categories, summary, place)
         rendered = RenderedDocument(document, html, intro, has_more, markdown)
         self.cache.keep("mirror", self._mirror_key(rendered))
         self.cache.keep("rss-item", self._item_key(rendered))
@@ -144,7 +160,8 @@ class Renders:
     def mirror(self, rendered: RenderedDocument) -> str:
         """`render_markdown_mirror`, through the cache."""
         return self.cache.get("mirror", self._mirror_key(rendered),
-                              lambda: render_markdown_mirror(self.config, rendered))
+                              lambda: render_markdown_mirror(self.config, rendered,
+                                                             self.series_of.get(rendered.document.output_path)))
 
     def feed_items(self, posts: list[RenderedDocument]) -> list[bytes]:
         """`rss_items` through the cache: the items no build made yet are made in one go."""
@@ -220,7 +237,10 @@ def site_files(config: SiteConfig, content: Content, posts: list[RenderedDocumen
     for doc in posts + pages:
         files[mirror_path(doc.document)] = OutputFile(
             renders.key_of("mirror", documents=[doc]), lambda doc=doc: renders.mirror(doc).encode("utf-8"))
-    files["llms.txt"] = OutputFile.of(render_llms_txt(config, posts, pages).encode("utf-8"))
+    series = group_series([p.document for p in posts])
+    for one in series:
+        files[series_mirror_path(one)] = OutputFile.of(render_series_mirror(config, one).encode("utf-8"))
+    files["llms.txt"] = OutputFile.of(render_llms_txt(config, posts, pages, series).encode("utf-8"))
     files["llms-full.txt"] = OutputFile(
         renders.key_of("llms-full", documents=posts + pages),
         lambda: render_llms_full(config, posts, pages, mirror_of=renders.mirror).encode("utf-8"))

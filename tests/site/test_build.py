@@ -122,7 +122,7 @@ def test_failed_build_keeps_last_good_site(site):
 def test_bad_site_toml_exits_1(site, run_cli):
     site.config.write_text("posts_per_page = 'ten'\n")
     result = run_cli()
-    assert result.returncode == 1 and "site.toml: error: posts_per_page must be an integer" in result.stderr
+    assert result.returncode == 1 and "site.toml:1: error: posts_per_page must be an integer" in result.stderr
 
 
 def test_usage_error_exits_2(site, capsys):

@@ -1,0 +1,188 @@
+"""The reading layout, checked where a reader meets it: colour contrast of the stylesheets in
+light and dark, and (where Chromium is installed) a built page measured in a real browser at
+1280 and 390 px. bench/screenshots.py takes the pictures a person should look at."""
+from __future__ import annotations
+
+import functools
+import http.server
+import json
+import re
+import shutil
+import subprocess
+import threading
+from pathlib import Path
+
+import pytest
+from bs4 import BeautifulSoup
+
+from conftest import post_text
+from labnotes.markdown import DARK_CODE_STYLE, LIGHT_CODE_STYLE, pygments_css
+
+REPO = Path(__file__).resolve().parents[2]
+STYLE = (REPO / "static/style.css").read_text(encoding="utf-8")
+DARK = "@media (prefers-color-scheme: dark)"
+
+
+def colours(scheme: str) -> dict[str, str]:
+    """The custom properties of style.css's :root in `scheme` ("light" or "dark")."""
+    def block_after(marker: str) -> str:
+        start = STYLE.index("{", STYLE.index(marker)) + 1
+        return STYLE[start:STYLE.index("}", start)]
+    found = dict(re.findall(r"(--[\w-]+):\s*([^;]+);", block_after(":root")))
+    if scheme == "dark":
+        found.update(re.findall(r"(--[\w-]+):\s*([^;]+);", block_after(DARK)))
+    return found
+
+
+def contrast(a: str, b: str) -> float:
+    """WCAG contrast ratio of two #rgb / #rrggbb colours."""
+    def luminance(colour: str) -> float:
+        hex_digits = colour.strip().lstrip("#")
+        if len(hex_digits) == 3:
+            hex_digits = "".join(c * 2 for c in hex_digits)
+        channels = [int(hex_digits[i:i + 2], 16) / 255 for i in (0, 2, 4)]
+        linear = [c / 12.92 if c <= 0.03928 else ((c + 0.055) / 1.055) ** 2.4 for c in channels]
+        return 0.2126 * linear[0] + 0.7152 * linear[1] + 0.0722 * linear[2]
+    high, low = sorted((luminance(a), luminance(b)), reverse=True)
+    return (high + 0.05) / (low + 0.05)
+
+
+@pytest.mark.parametrize("scheme", ["light", "dark"])
+def test_text_links_and_labels_read_at_aa_contrast(scheme):
+    c = colours(scheme)
+    for text in ("--fg", "--muted", "--accent"):
+        for background in ("--bg", "--panel", "--code-bg", "--lab-code-bg"):
+            assert contrast(c[text], c[background]) >= 4.5, (scheme, text, background)
+    assert contrast(c["--error-fg"], c["--error-bg"]) >= 4.5
+
+
+@pytest.mark.parametrize("scheme, style", [("light", LIGHT_CODE_STYLE), ("dark", DARK_CODE_STYLE)])
+def test_every_code_colour_reads_at_aa_contrast(scheme, style):
+    from pygments.styles import get_style_by_name
+    c = colours(scheme)
+    for token, spec in get_style_by_name(style):
+        if spec["color"] and "Whitespace" not in str(token) and "Error" not in str(token):
+            for background in ("--code-bg", "--lab-code-bg"):
+                assert contrast("#" + spec["color"], c[background]) >= 4.5, (scheme, token, spec["color"])
+
+
+def test_dark_mode_redefines_every_colour():
+    light, dark = colours("light"), colours("dark")
+    for name in ("--bg", "--fg", "--muted", "--accent", "--rule", "--code-bg", "--panel", "--lab-code-bg"):
+        assert dark[name] != light[name], name
+    assert contrast(dark["--figure-bg"], "#000") > 12   # transparent plots keep a light backing
+
+
+def test_pygments_css_is_current_and_colours_fenced_code_and_lab_source_in_both_schemes():
+    css = (REPO / "static/pygments.css").read_text(encoding="utf-8")
+    assert css == pygments_css()
+    light, dark = css.split(DARK)
+    for part in (light, dark):
+        assert ".codehilite .k" in part and ".highlight .k" in part
+
+
+# A lab as templates/lab.html lays it out (the lab engine fills it in): what it ran, its source,
+# a long printed line, a figure with a transparent background, provenance.
+LAB = """
+<div class="lab" id="lab-7">
+<p class="lab-ref">Lab <code>labcode.training:sample_from_checkpoint</code> <span class="lab-args">prompt="The model"</span></p>
+<div class="lab-source"><div class="highlight"><pre><span></span>def sample(model, prompt: str, max_new_tokens: int = 60, temperature: float = 0.8, top_k: int = 20):  # 100 characters
+    return generate(model, prompt)
+</pre></div>
+</div>
+<pre class="lab-output"><code>[T=0.8, top_k=20] 'SAMPLE' 'SAMPLE'
+</code></pre>
+<p class="lab-figure"><img src="data:image/svg+xml,%3Csvg xmlns='http://www.w3.org/2000/svg' width='300' height='100'/%3E" alt="plot"></p>
+<p class="lab-provenance">Ran on CPU with torch 2.13.0 in 369 ms. Rerun: <code>python build.py lab labcode.training:sample_from_checkpoint --arg 'prompt="The model"'</code></p>
+</div>
+""".replace("SAMPLE", "the model is the model " * 10)
+
+MEASURE = """<!DOCTYPE html><html><body>
+<iframe id="wide" src="posts/lab.html" style="width:1280px;height:1200px;border:0"></iframe>
+<iframe id="narrow" src="posts/lab.html" style="width:390px;height:1200px;border:0"></iframe>
+<pre id="out"></pre>
+<script>
+function measure(frame) {
+  const d = frame.contentDocument, w = d.defaultView;
+  const box = s => { const r = d.querySelector(s).getBoundingClientRect(); return {left: r.left, right: r.right, width: r.width}; };
+  const css = (s, p) => w.getComputedStyle(d.querySelector(s))[p];
+  const output = d.querySelector(".lab-output");
+  return {viewport: d.documentElement.clientWidth, scrollWidth: d.documentElement.scrollWidth,
+          text: box(".post-body > p"), frame: box(".site-header .wrap"), lab: box(".lab"),
+          source: box(".lab .highlight pre"), sourceBorder: css(".lab .highlight pre", "borderTopWidth"),
+          sourceScrolls: css(".lab .highlight pre", "overflowX"),
+          outputFits: output.scrollWidth <= output.clientWidth,
+          background: css("body", "backgroundColor"), colour: css("body", "color"),
+          figureBackground: css(".lab img", "backgroundColor")};
+}
+let loaded = 0;
+for (const f of document.querySelectorAll("iframe")) f.addEventListener("load", () => {
+  if (++loaded === 2) document.getElementById("out").textContent =
+      JSON.stringify({wide: measure(document.getElementById("wide")), narrow: measure(document.getElementById("narrow"))});
+});
+</script></body></html>
+"""
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
+
+
+@pytest.fixture(scope="module")
+def measured(tmp_path_factory):
+    """{scheme: {"wide"|"narrow": measurements}} of a built post holding a lab."""
+    if CHROMIUM is None:
+        pytest.skip("Chromium is not installed (apt-get install -y chromium)")
+    from conftest import TinySite
+    site = TinySite(tmp_path_factory.mktemp("layout"))
+    site.post("lab.md", post_text(title="A lab", body="A paragraph of prose.\n\n" + LAB + "\nMore prose."))
+    site.build()
+    (site.out / "measure.html").write_text(MEASURE, encoding="utf-8")
+    handler = functools.partial(_Quiet, directory=str(site.out))
+    results = {}
+    with http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler) as server:
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        url = f"http://127.0.0.1:{server.server_address[1]}/measure.html"
+        for scheme in ("light", "dark"):
+            command = [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
+                       "--virtual-time-budget=5000", "--dump-dom", url]
+            if scheme == "dark":
+                command.insert(-1, "--force-dark-mode")
+            dom = subprocess.run(command, capture_output=True, text=True, timeout=120).stdout
+            results[scheme] = json.loads(BeautifulSoup(dom, "html.parser").find(id="out").get_text())
+        server.shutdown()
+    return results
+
+
+class _Quiet(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, format, *args):
+        pass
+
+
+def test_at_1280_a_lab_grows_past_the_text_column_within_the_page_frame(measured):
+    wide = measured["light"]["wide"]
+    text, lab, frame = wide["text"], wide["lab"], wide["frame"]
+    assert 680 <= text["width"] <= 720                         # a ~700 px text column
+    assert lab["width"] > text["width"] + 200                  # the lab takes the room its source needs
+    assert frame["left"] + 19 <= lab["left"] and lab["right"] <= frame["right"] - 19   # inside the header's frame
+    assert abs((lab["left"] + lab["right"]) / 2 - (text["left"] + text["right"]) / 2) < 1   # centred on the text
+    assert wide["outputFits"] and wide["scrollWidth"] <= wide["viewport"]
+
+
+def test_at_390_a_lab_is_one_box_edge_to_edge_and_nothing_scrolls_sideways(measured):
+    narrow = measured["light"]["narrow"]
+    lab, source = narrow["lab"], narrow["source"]
+    assert narrow["scrollWidth"] <= narrow["viewport"]
+    assert lab["left"] == 0 and lab["right"] == narrow["viewport"]
+    assert narrow["sourceBorder"] == "0px"                       # no box inside the box
+    assert source["left"] - lab["left"] <= 3 and lab["right"] - source["right"] <= 1
+    assert narrow["sourceScrolls"] == "auto" and narrow["outputFits"]   # code scrolls in its band, output wraps
+
+
+def _rgb(css_colour: str) -> tuple[int, ...]:
+    return tuple(int(x) for x in re.findall(r"\d+", css_colour)[:3])
+
+
+def test_dark_mode_is_dark_with_light_text_and_figures_keep_a_light_backing(measured):
+    light, dark = measured["light"]["wide"], measured["dark"]["wide"]
+    assert sum(_rgb(dark["background"])) < 150 and sum(_rgb(dark["colour"])) > 600
+    assert sum(_rgb(light["background"])) > 700 and sum(_rgb(light["colour"])) < 150
+    assert sum(_rgb(dark["figureBackground"])) > 650
