@@ -16,7 +16,6 @@ _EXPORTS = {
     "best_device": "labcode.device",
     "read_text": "labcode.data",
     "autocast": "labcode.device",
-    "quick_mode": "labcode.device",
     "device_name": "labcode.device",
     "GPTConfig": "labcode.model",
     "GPTModel": "labcode.model",

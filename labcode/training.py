@@ -450,7 +450,7 @@ def _sample(model, enc, prompt: str, max_new_tokens: int, temperature: float,
 
 
 def lr_schedule_plot(steps: int = 1000, warmup_steps: int = 100, peak_lr: float = 6e-4,
-                     min_lr: float = 6e-5):
+                     min_lr: float = 6e-5) -> dict:
     """Plot `lr_at` over a run: the warm-up ramp, then the cosine down to min_lr."""
     import matplotlib.pyplot as plt
 
@@ -462,18 +462,21 @@ def lr_schedule_plot(steps: int = 1000, warmup_steps: int = 100, peak_lr: float 
     ax.set_ylabel("learning rate")
     ax.set_title("Linear warm-up, then cosine decay")
     ax.legend()
-    print(f"step 0: {lrs[0]:.2e}   step {warmup_steps}: {lrs[min(warmup_steps, steps - 1)]:.2e}"
+    peak_step = min(warmup_steps, steps - 1)
+    print(f"step 0: {lrs[0]:.2e}   step {peak_step}: {lrs[peak_step]:.2e}"
           f"   step {steps - 1}: {lrs[-1]:.2e}")
-    return fig
+    return {"first_lr": lrs[0], "peak_lr": max(lrs), "peak_step": lrs.index(max(lrs)),
+            "last_lr": lrs[-1], "steps": steps, "warmup_steps": warmup_steps}
 
 
 def train_on_blog(corpus: str = "content/data/corpus.txt",
                   checkpoint: str = ".cache/labs/tiny-gpt.pt", steps: int = 300,
-                  vocab_size: int = 512, device: str = "cpu", progress=None):
-    """Train a tiny GPT on the blog's own prose and save it; returns the loss-curve figure.
+                  vocab_size: int = 512, device: str = "cpu", progress=None,
+                  quick: bool = False) -> dict:
+    """Train a tiny GPT on the blog's own prose, save it, plot the loss; returns what it measured.
 
     Our own BPE (`train_bpe`) learns a `vocab_size` vocabulary from the corpus, the model
-    trains for `steps` steps (a handful when LABCODE_QUICK=1), and the checkpoint keeps the
+    trains for `steps` steps (at most 20 when `quick`), and the checkpoint keeps the
     config, the weights, the tokenizer's tables and the history, so `sample_from_checkpoint`
     can rebuild everything. `progress` receives a `TrainProgress` after every step.
     """
@@ -481,10 +484,9 @@ def train_on_blog(corpus: str = "content/data/corpus.txt",
 
     from labcode.bpe import train_bpe
     from labcode.data import read_text
-    from labcode.device import quick_mode
     from labcode.model import GPTModel
 
-    if quick_mode():
+    if quick:
         steps = min(steps, 20)
     torch.manual_seed(123)
     text = read_text(corpus)
@@ -512,12 +514,6 @@ def train_on_blog(corpus: str = "content/data/corpus.txt",
     torch.save({"config": asdict(cfg), "model": model.state_dict(),
                 "tokenizer": tokenizer_to_dict(enc), "history": asdict(history)}, path)
 
-    torch.manual_seed(123)
-    with one_cpu_thread(device):
-        for prompt in ("Attention", "The model"):
-            print(f"greedy   {_sample(model, enc, prompt, 40, 0.0, None, device)!r}")
-            print(f"top-k 20 {_sample(model, enc, prompt, 40, 0.8, 20, device)!r}")
-
     fig, ax = plt.subplots()
     ax.plot(history.step, history.train_loss, label="train", alpha=0.7)
     ax.plot(history.val_step, history.val_loss, label="validation", marker="o")
@@ -525,7 +521,12 @@ def train_on_blog(corpus: str = "content/data/corpus.txt",
     ax.set_ylabel("cross-entropy loss")
     ax.set_title("A tiny GPT learning the blog's own text")
     ax.legend()
-    return fig
+    return {"corpus_chars": len(text), "train_tokens": len(train_loader.dataset.token_ids),
+            "vocab_size": enc.n_vocab, "parameters": n_params, "steps": steps,
+            "train_loss": history.train_loss[-1], "val_loss": val,
+            "val_perplexity": perplexity(val),
+            "history": [{"step": s, "val_loss": v}
+                        for s, v in zip(history.val_step, history.val_loss)]}
 
 
 def load_tiny_gpt(checkpoint: str = ".cache/labs/tiny-gpt.pt", device: str = "cpu"):
@@ -544,20 +545,19 @@ def load_tiny_gpt(checkpoint: str = ".cache/labs/tiny-gpt.pt", device: str = "cp
 def sample_from_checkpoint(checkpoint: str = ".cache/labs/tiny-gpt.pt",
                            prompt: str = "Attention", max_new_tokens: int = 60,
                            temperature: float = 0.8, top_k: int = 20, num_samples: int = 3,
-                           device: str = "cpu") -> list[dict]:
+                           device: str = "cpu") -> dict:
     """Load the tiny GPT and continue `prompt`: greedy once, then `num_samples` sampled."""
     model, enc = load_tiny_gpt(checkpoint, device)
     torch.manual_seed(123)
     with one_cpu_thread(device):
-        samples = [{"temperature": 0.0, "top_k": None,
-                    "sample": _sample(model, enc, prompt, max_new_tokens, 0.0, None, device)}]
-        for _ in range(num_samples):
-            samples.append({"temperature": temperature, "top_k": top_k,
-                            "sample": _sample(model, enc, prompt, max_new_tokens,
-                                              temperature, top_k, device)})
-    for s in samples:
-        print(f"[T={s['temperature']}, top_k={s['top_k']}] {s['sample']!r}")
-    return samples
+        greedy = _sample(model, enc, prompt, max_new_tokens, 0.0, None, device)
+        sampled = [_sample(model, enc, prompt, max_new_tokens, temperature, top_k, device)
+                   for _ in range(num_samples)]
+    print(f"greedy:\n{greedy}")
+    for i, text in enumerate(sampled, start=1):
+        print(f"\nsample {i} (temperature {temperature}, top-k {top_k}):\n{text}")
+    return {"prompt": prompt, "temperature": temperature, "top_k": top_k,
+            "greedy": greedy, "samples": sampled}
 
 
 # ---------------------------------------------------------------------------------------------

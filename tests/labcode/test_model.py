@@ -57,11 +57,14 @@ def test_presets_have_gpt2_sizes():
 
 
 def test_preset_parameter_counts_are_gpt2s_with_a_tied_head():
-    tied = {row["preset"]: row["parameters (tied head)"] for row in parameter_table()}
-    assert tied["gpt2-small"] == 124_439_808  # the figure Hugging Face reports
-    assert round(tied["gpt2-medium"] / 1e6) == 355
-    assert round(tied["gpt2-large"] / 1e6) == 774
-    assert round(tied["gpt2-xl"] / 1e6) == 1558
+    table = parameter_table()
+    assert table["small"]["tied"] == 124_439_808  # the figure Hugging Face reports
+    assert round(table["medium"]["tied"] / 1e6) == 355
+    assert round(table["large"]["tied"] / 1e6) == 774
+    assert round(table["xl"]["tied"] / 1e6) == 1558
+    assert table["small_built"] == table["small"]["parameters"]  # meta count = real count
+    assert table["small_no_qkv_bias"] == 163_009_536  # the book's GPTModel, no Q/K/V biases
+    assert table["qkv_bias_params"] == 12 * 3 * 768
 
 
 @pytest.mark.parametrize("qkv_bias", [False, True])
@@ -95,7 +98,9 @@ def test_untrained_loss_on_random_tokens_is_close_to_ln_vocab():
 def test_untrained_loss_demo_is_close_to_ln_vocab():
     from labcode.model import untrained_loss_demo
 
-    assert abs(untrained_loss_demo() - math.log(50257)) < 0.2
+    result = untrained_loss_demo()
+    assert abs(result["loss"] - math.log(50257)) < 0.2
+    assert result["excess"] == pytest.approx(result["loss"] - result["ln_vocab"])
 
 
 def test_sdpa_model_matches_explicit_model():

@@ -144,12 +144,13 @@ def test_lr_schedule_plot_draws_the_schedule():
     import matplotlib
 
     matplotlib.use("Agg")
-    fig = lr_schedule_plot(steps=200, warmup_steps=20)
-    ys = fig.axes[0].lines[0].get_ydata()
-    assert len(ys) == 200 and max(ys) == pytest.approx(6e-4) and ys[-1] < 7e-5
     import matplotlib.pyplot as plt
 
-    plt.close(fig)
+    result = lr_schedule_plot(steps=200, warmup_steps=20)
+    ys = plt.gcf().axes[0].lines[0].get_ydata()
+    assert len(ys) == 200 and max(ys) == pytest.approx(6e-4) and ys[-1] < 7e-5
+    assert result["peak_lr"] == pytest.approx(6e-4) and result["last_lr"] == ys[-1]
+    plt.close("all")
 
 
 BLOG_TEXT = (
@@ -159,28 +160,29 @@ BLOG_TEXT = (
 ) * 30
 
 
-def test_train_on_blog_quick_mode_saves_a_checkpoint_that_samples(tmp_path, monkeypatch, capsys):
+def test_train_on_blog_quick_mode_saves_a_checkpoint_that_samples(tmp_path, capsys):
     import matplotlib
 
     matplotlib.use("Agg")
-    monkeypatch.setenv("LABCODE_QUICK", "1")
+    import matplotlib.pyplot as plt
+
     corpus = tmp_path / "corpus.txt"
     corpus.write_text(BLOG_TEXT, encoding="utf-8")
     checkpoint = tmp_path / "labs" / "tiny.pt"
     seen = []
-    fig = train_on_blog(str(corpus), str(checkpoint), vocab_size=300, progress=seen.append)
-    assert checkpoint.exists() and seen and seen[-1].step == seen[-1].total_steps
-    train_line, val_line = fig.axes[0].lines[:2]
+    result = train_on_blog(str(corpus), str(checkpoint), vocab_size=300, progress=seen.append,
+                           quick=True)
+    assert checkpoint.exists() and seen and seen[-1].step == seen[-1].total_steps == 20
+    assert result["steps"] == 20
+    train_line, val_line = plt.gcf().axes[0].lines[:2]
     assert len(train_line.get_xdata()) == seen[-1].total_steps
-    assert val_line.get_ydata()[-1] < math.log(300)
-    assert "greedy" in capsys.readouterr().out
+    assert val_line.get_ydata()[-1] == result["val_loss"] < math.log(300)
+    assert "val loss" in capsys.readouterr().out
 
     first = sample_from_checkpoint(str(checkpoint), prompt="The model", max_new_tokens=10,
                                    num_samples=2)
     again = sample_from_checkpoint(str(checkpoint), prompt="The model", max_new_tokens=10,
                                    num_samples=2)
-    assert first == again and len(first) == 3
-    assert all(s["sample"].startswith("The model") for s in first)
-    import matplotlib.pyplot as plt
-
-    plt.close(fig)
+    assert first == again and len(first["samples"]) == 2
+    assert all(s.startswith("The model") for s in [first["greedy"], *first["samples"]])
+    plt.close("all")
