@@ -1,7 +1,7 @@
 """GPTModel: embeddings, a stack of transformer blocks, a final norm and an output head.
 
-The attribute names (`tok_emb`, `pos_emb`, `trf_blocks`, `final_norm`, `out_head`)
-are the ones the GPT-2 weight loader maps Hugging Face's keys onto.
+The attribute names (`embed.tok_emb`, `embed.pos_emb`, `trf_blocks`, `final_norm`,
+`out_head`) are the ones the GPT-2 weight loader maps Hugging Face's keys onto.
 """
 import math
 from dataclasses import dataclass, replace
@@ -11,6 +11,7 @@ from torch import nn
 
 from labcode.attention import KVCache
 from labcode.block import TransformerBlock
+from labcode.embeddings import TokenPositionEmbedding
 from labcode.layernorm import LayerNorm
 
 
@@ -48,8 +49,7 @@ class GPTModel(nn.Module):
     def __init__(self, cfg: GPTConfig):
         super().__init__()
         self.cfg = cfg
-        self.tok_emb = nn.Embedding(cfg.vocab_size, cfg.emb_dim)
-        self.pos_emb = nn.Embedding(cfg.context_length, cfg.emb_dim)
+        self.embed = TokenPositionEmbedding(cfg.vocab_size, cfg.context_length, cfg.emb_dim)
         self.drop_emb = nn.Dropout(cfg.drop_rate)
         self.trf_blocks = nn.ModuleList([TransformerBlock(cfg) for _ in range(cfg.n_layers)])
         self.final_norm = LayerNorm(cfg.emb_dim)
@@ -80,9 +80,7 @@ class GPTModel(nn.Module):
         if past + T > self.cfg.context_length:
             raise ValueError(f"sequence of {past + T} tokens is longer than the context "
                              f"length {self.cfg.context_length}; crop it first")
-        positions = torch.arange(past, past + T, device=idx.device)  # (T,)
-        x = self.tok_emb(idx) + self.pos_emb(positions)  # (B, T, d)
-        x = self.drop_emb(x)
+        x = self.drop_emb(self.embed(idx, start_pos=past))  # (B, T, d): token + position
         for i, block in enumerate(self.trf_blocks):
             x = block(x, cache=None if cache is None else cache.layers[i])  # (B, T, d)
         x = self.final_norm(x)
@@ -98,7 +96,7 @@ def parameter_count(cfg: GPTConfig, tied: bool = False) -> int:
     as GPT-2 does.
     """
     d, V, C = cfg.emb_dim, cfg.vocab_size, cfg.context_length
-    embeddings = V * d + C * d  # tok_emb + pos_emb
+    embeddings = V * d + C * d  # embed.tok_emb + embed.pos_emb
     attention = 3 * (d * d + (d if cfg.qkv_bias else 0)) + (d * d + d)  # Q, K, V + out_proj
     feed_forward = (d * 4 * d + 4 * d) + (4 * d * d + d)  # expand + project back
     norms = 2 * (2 * d)  # norm1, norm2: scale and shift

@@ -29,7 +29,7 @@ def test_forward_maps_ids_to_logits():
 
 def test_model_has_the_attribute_names_the_gpt2_loader_uses():
     model = GPTModel(GPTConfig(**TINY, qkv_bias=True))
-    assert isinstance(model.tok_emb, nn.Embedding) and isinstance(model.pos_emb, nn.Embedding)
+    assert isinstance(model.embed.tok_emb, nn.Embedding) and isinstance(model.embed.pos_emb, nn.Embedding)
     assert isinstance(model.drop_emb, nn.Dropout)
     assert isinstance(model.out_head, nn.Linear) and model.out_head.bias is None
     assert model.final_norm.scale.shape == (32,) and model.final_norm.shift.shape == (32,)
@@ -72,7 +72,7 @@ def test_formula_counts_match_the_built_module(qkv_bias):
     cfg = GPTConfig(**TINY, qkv_bias=qkv_bias)
     model = GPTModel(cfg)
     assert count_parameters(model) == parameter_count(cfg) == count_parameters(cfg)
-    model.out_head.weight = model.tok_emb.weight  # tie the head as GPT-2 does
+    model.out_head.weight = model.embed.tok_emb.weight  # tie the head as GPT-2 does
     assert count_parameters(model) == parameter_count(cfg, tied=True)
 
 

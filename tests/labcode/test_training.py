@@ -1,4 +1,4 @@
-"""The training loop: loss, schedule, exact resume, progress, and the blog's training labs."""
+"""The training loop: loss, schedule, exact resume, progress, and the blog's tiny GPT."""
 import math
 
 import pytest
@@ -13,10 +13,9 @@ from labcode.training import (
     lr_at,
     lr_schedule_plot,
     perplexity,
-    sample_from_checkpoint,
     train,
-    train_on_blog,
 )
+from labcode.tiny_gpt import sample_from_checkpoint, train_on_blog
 
 VOCAB, CTX = 40, 8
 
@@ -112,7 +111,7 @@ def test_resuming_from_a_checkpoint_gives_exactly_the_straight_run(tmp_path, own
                     **settings)
 
     assert history.train_loss == expected.train_loss
-    assert history.val_loss == expected.val_loss
+    assert history.eval_val_loss == expected.eval_val_loss
     assert history.lr == expected.lr
     for name, value in snapshot(straight).items():
         assert torch.equal(resumed.state_dict()[name], value), name
@@ -127,6 +126,21 @@ def test_progress_callback_gets_step_loss_speed_eta_and_val_loss():
     assert all(p.total_steps == 6 and p.tokens_per_s > 0 and p.loss > 0 for p in seen)
     assert seen[-1].eta_s == 0
     assert [p.step for p in seen if p.val_loss is not None] == [3, 6]
+
+
+def test_evaluation_measures_training_and_validation_batches_the_same_way():
+    train_loader, val_loader = loaders()
+    fixed_train = DataLoader(token_windows(), batch_size=4)  # ordered: the same batches each time
+    model = tiny_model()  # dropout 0.1: eval mode must switch it off for both measurements
+    history = train(model, train_loader, val_loader, train_eval_loader=fixed_train, steps=4,
+                    eval_every=2, eval_batches=3)
+    assert history.eval_step == [2, 4]
+    model.eval()
+    assert history.eval_train_loss[-1] == pytest.approx(calc_loss_loader(fixed_train, model,
+                                                                         "cpu", 3))
+    assert history.eval_val_loss[-1] == pytest.approx(calc_loss_loader(val_loader, model,
+                                                                       "cpu", 3))
+    assert model.training is False
 
 
 def test_checkpoint_every_writes_a_checkpoint_and_training_needs_steps_or_epochs(tmp_path):
@@ -174,9 +188,12 @@ def test_train_on_blog_quick_mode_saves_a_checkpoint_that_samples(tmp_path, caps
                            quick=True)
     assert checkpoint.exists() and seen and seen[-1].step == seen[-1].total_steps == 20
     assert result["steps"] == 20
-    train_line, val_line = plt.gcf().axes[0].lines[:2]
-    assert len(train_line.get_xdata()) == seen[-1].total_steps
+    batch_line, train_line, val_line = plt.gcf().axes[0].lines[:3]
+    assert len(batch_line.get_xdata()) == seen[-1].total_steps
     assert val_line.get_ydata()[-1] == result["val_loss"] < math.log(300)
+    assert train_line.get_ydata()[-1] == result["train_loss"]
+    assert result["gap"] == result["val_loss"] - result["train_loss"]
+    assert [row["step"] for row in result["history"]] == [5, 10, 15, 20]
     assert "val loss" in capsys.readouterr().out
 
     first = sample_from_checkpoint(str(checkpoint), prompt="The model", max_new_tokens=10,
