@@ -148,7 +148,8 @@ def train_bpe_demo(corpus: str = "content/data/corpus.txt", vocab_size: int = 30
     print(f"GPT-2 BPE ({gpt2_merges:>6,} merges): {theirs:>7,} tokens")
     print(f"{visible(probe)!s}: ours {'|'.join(visible(p) for p in probe_ours)}, "
           f"GPT-2 {'|'.join(visible(p) for p in probe_gpt2)}")
-    return {"vocab_size": enc.n_vocab, "merges": len(merges), "gpt2_merges": gpt2_merges,
+    return {"vocab_size": enc.n_vocab, "byte_tokens": 256, "merges": len(merges),
+            "special_tokens": len(enc.special_tokens_set), "gpt2_merges": gpt2_merges,
             "first_merges": rows, "corpus_bytes": corpus_bytes, "tokens_ours": ours,
             "tokens_gpt2": theirs, "ratio": ours / theirs,
             "probe": {"text": probe, "ours": probe_ours, "ours_count": len(probe_ours),

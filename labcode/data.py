@@ -101,7 +101,10 @@ def sliding_window_demo(
     loader = create_dataloader(text, batch_size=batch_size, max_length=max_length, stride=stride,
                                shuffle=False, drop_last=False, tokenizer=tokenizer)
     n_tokens, n_windows = len(loader.dataset.token_ids), len(loader.dataset)
-    print(f"{n_tokens} tokens -> {n_windows} windows of {max_length} tokens, stride {stride}")
+    # tokens after the last window's final target belong to no window at all
+    left_over = n_tokens - (loader.dataset.starts[-1] + max_length + 1) if n_windows else n_tokens
+    print(f"{n_tokens} tokens -> {n_windows} windows of {max_length} tokens, stride {stride}; "
+          f"{left_over} left over")
     print("first batch (␣ is a space, | separates tokens):")
 
     def pieces(ids):
@@ -115,4 +118,4 @@ def sliding_window_demo(
         print(f"  input  {str(x):<26} {pieces(x)}")
         print(f"  target {str(y):<26} {pieces(y)}")
     return {"tokens": n_tokens, "max_length": max_length, "stride": stride,
-            "windows": n_windows, "batch": batch}
+            "windows": n_windows, "left_over": left_over, "batch": batch}

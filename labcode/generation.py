@@ -123,5 +123,6 @@ def kv_cache_demo(max_new_tokens: int = 64, device: str = "cpu") -> dict:
     print(f"{max_new_tokens} new tokens after a prompt of {prompt.shape[1]}, greedy")
     print(f"identical tokens with and without the cache: {identical}")
     return {"new_tokens": max_new_tokens, "prompt_tokens": prompt.shape[1], "identical": identical,
+            "layers": cfg.n_layers, "width": cfg.emb_dim,
             "seconds_no_cache": seconds[False], "seconds_cache": seconds[True],
             "speedup": seconds[False] / seconds[True]}

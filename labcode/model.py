@@ -149,6 +149,7 @@ def parameter_table() -> dict:
             counts = _count(GPTModel(cfg))
         assert counts["parameters"] == parameter_count(cfg), "formula and model disagree"
         counts["fp32_mib"] = counts["parameters"] * 4 / 2**20  # untied weights, 2**20 bytes a MiB
+        counts.update(layers=cfg.n_layers, width=cfg.emb_dim, heads=cfg.n_heads)
         counts["blocks_share"] = counts["blocks"] / counts["tied"]
         result[key] = counts
         print(f"{name:<12}{cfg.n_layers:>7}{cfg.emb_dim:>7}{counts['parameters']:>14,}"
@@ -185,5 +186,6 @@ def untrained_loss_demo(device: str = "cpu") -> dict:
     print(f"loss of the untrained model: {loss:.3f}")
     print(f"ln(vocab_size) = ln({UNTRAINED_TINY.vocab_size}): {ln_v:.3f}")
     return {"loss": loss, "ln_vocab": ln_v, "vocab_size": UNTRAINED_TINY.vocab_size,
-            "excess": loss - ln_v}
+            "excess": loss - ln_v, "layers": UNTRAINED_TINY.n_layers,
+            "width": UNTRAINED_TINY.emb_dim}
 

@@ -93,6 +93,7 @@ class TinyGPTRun:
     batch_size: int
     lr: float
     warmup_steps: int
+    grad_clip: float
 
 
 def train_tiny_gpt(text: str, steps: int = 300, vocab_size: int = 512, batch_size: int = 16,
@@ -108,16 +109,17 @@ def train_tiny_gpt(text: str, steps: int = 300, vocab_size: int = 512, batch_siz
     cfg = tiny_gpt_config(tokenizer.n_vocab)
     loaders = text_loaders(text, tokenizer, cfg.context_length, batch_size)
     model = GPTModel(cfg)
-    warmup_steps = max(1, steps // 20)
+    warmup_steps, grad_clip = max(1, steps // 20), 1.0
     with one_cpu_thread(device):
         history = train(model, loaders.train, loaders.val, train_eval_loader=loaders.train_eval,
                         steps=steps, lr=lr, weight_decay=0.1, warmup_steps=warmup_steps,
-                        min_lr=1e-4, grad_clip=1.0, eval_every=max(5, steps // 10),
+                        min_lr=1e-4, grad_clip=grad_clip, eval_every=max(5, steps // 10),
                         eval_batches=None, device=device, callback=progress,
                         checkpoint_path=checkpoint_path, resume=resume,
                         checkpoint_every=max(1, steps // 4) if checkpoint_path else None,
                         compile=compile)
-    return TinyGPTRun(model, tokenizer, loaders, history, steps, batch_size, lr, warmup_steps)
+    return TinyGPTRun(model, tokenizer, loaders, history, steps, batch_size, lr, warmup_steps,
+                      grad_clip)
 
 
 # -- 3. save, load, sample -------------------------------------------------------------
@@ -207,6 +209,7 @@ def train_on_blog(corpus: str = "content/data/corpus.txt",
     ax.legend()
 
     val, tr = h.eval_val_loss[-1], h.eval_train_loss[-1]
+    mid = min(range(len(h.eval_step)), key=lambda i: abs(h.eval_step[i] - steps / 2))
     return {
         "corpus_chars": len(text), "vocab_size": cfg.vocab_size, "train_tokens": train_tokens,
         "val_tokens": len(loaders.val.dataset.token_ids), "parameters": parameters,
@@ -215,11 +218,16 @@ def train_on_blog(corpus: str = "content/data/corpus.txt",
         "context": cfg.context_length, "batch_size": run.batch_size,
         "stride": loaders.train.dataset.starts.step, "batches_per_pass": batches,
         "steps": steps, "passes": steps / batches, "peak_lr": run.lr,
-        "warmup_steps": run.warmup_steps, "eval_every": h.eval_step[0],
+        "warmup_steps": run.warmup_steps, "grad_clip": run.grad_clip, "eval_every": h.eval_step[0],
         "uniform_loss": math.log(cfg.vocab_size), "first_batch_loss": h.train_loss[0],
         "last_batch_loss": h.train_loss[-1],
         "history": [{"step": s, "train": t, "val": v}
                     for s, t, v in zip(h.eval_step, h.eval_train_loss, h.eval_val_loss)],
+        # the second half of the run: how much each loss still fell after the evaluation nearest
+        # to half-way
+        "midway": {"step": h.eval_step[mid], "train": h.eval_train_loss[mid],
+                   "val": h.eval_val_loss[mid], "train_drop": h.eval_train_loss[mid] - tr,
+                   "val_drop": h.eval_val_loss[mid] - val},
         "train_loss": tr, "val_loss": val, "gap": val - tr,
         "val_perplexity": perplexity(val), "train_perplexity": perplexity(tr),
     }
@@ -228,8 +236,16 @@ def train_on_blog(corpus: str = "content/data/corpus.txt",
 def sample_from_checkpoint(checkpoint: str = ".cache/labs/tiny-gpt.pt",
                            prompt: str = "Attention", max_new_tokens: int = 60,
                            temperature: float = 0.8, top_k: int = 20, num_samples: int = 3,
-                           device: str = "cpu") -> dict:
-    """Load the tiny GPT and continue `prompt`: greedy once, then `num_samples` sampled."""
+                           corpus: str = "content/data/corpus.txt", device: str = "cpu") -> dict:
+    """Load the tiny GPT and continue `prompt`: greedy once, then `num_samples` sampled.
+
+    Also counts the sampled words that appear nowhere in the training `corpus`: inventions
+    assembled from BPE pieces.
+    """
+    import re
+
+    from labcode.data import read_text
+
     model, enc = load_tiny_gpt(checkpoint, device)
     torch.manual_seed(123)
     with one_cpu_thread(device):
@@ -239,8 +255,19 @@ def sample_from_checkpoint(checkpoint: str = ".cache/labs/tiny-gpt.pt",
     print(f"greedy:\n{greedy}")
     for i, text in enumerate(samples, start=1):
         print(f"\nsample {i} (temperature {temperature}, top-k {top_k}):\n{text}")
+
+    def words(text: str) -> list[str]:
+        return re.findall(r"[a-z]+", text.lower())
+
+    known = set(words(read_text(corpus)))
+    sampled = [w for text in samples for w in words(text)]
+    invented = [w for w in sampled if w not in known]
+    print(f"\nsampled words not in the training text: {len(invented)} of {len(sampled)}: "
+          + ", ".join(sorted(set(invented))))
     return {"prompt": prompt, "temperature": temperature, "top_k": top_k,
-            "greedy": greedy, "samples": samples}
+            "greedy": greedy, "samples": samples, "sampled_words": len(sampled),
+            "invented_words": len(invented), "invented_fraction": len(invented) / max(1, len(sampled)),
+            "invented": sorted(set(invented))}
 
 
 # -- 5. command line -------------------------------------------------------------------

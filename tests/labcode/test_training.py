@@ -197,9 +197,10 @@ def test_train_on_blog_quick_mode_saves_a_checkpoint_that_samples(tmp_path, caps
     assert "val loss" in capsys.readouterr().out
 
     first = sample_from_checkpoint(str(checkpoint), prompt="The model", max_new_tokens=10,
-                                   num_samples=2)
+                                   num_samples=2, corpus=str(corpus))
     again = sample_from_checkpoint(str(checkpoint), prompt="The model", max_new_tokens=10,
-                                   num_samples=2)
+                                   num_samples=2, corpus=str(corpus))
     assert first == again and len(first["samples"]) == 2
+    assert 0 <= first["invented_words"] <= first["sampled_words"]
     assert all(s.startswith("The model") for s in [first["greedy"], *first["samples"]])
     plt.close("all")
