@@ -92,9 +92,12 @@ def untrained_text_demo(prompt: str = "The next token is", max_new_tokens: int =
     greedy = enc.decode(generate(model, ids, max_new_tokens)[0, ids.shape[1]:].tolist())
     sampled = enc.decode(generate(model, ids, max_new_tokens, temperature=1.0)[0, ids.shape[1]:]
                          .tolist())
+    import textwrap
+
     print(f"prompt:  {prompt}")
-    print(f"greedy:  {prompt}{greedy}")
-    print(f"sampled: {prompt}{sampled}")
+    for label, text in (("greedy:", greedy), ("sampled:", sampled)):
+        print(textwrap.fill(prompt + text, 76, initial_indent=f"{label:<9}",
+                            subsequent_indent=" " * 9))
     return {"prompt": prompt, "greedy": greedy, "sampled": sampled}
 
 

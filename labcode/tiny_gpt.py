@@ -186,8 +186,9 @@ def train_on_blog(corpus: str = "content/data/corpus.txt",
     train_tokens = len(loaders.train.dataset.token_ids)
     parameters = sum(p.numel() for p in run.model.parameters())
     batches = len(loaders.train)
-    print(f"corpus: {len(text):,} characters; a {cfg.vocab_size}-token BPE makes "
-          f"{train_tokens:,} training and {len(loaders.val.dataset.token_ids):,} validation tokens")
+    print(f"corpus: {len(text):,} characters, a {cfg.vocab_size}-token BPE")
+    print(f"tokens: {train_tokens:,} for training, {len(loaders.val.dataset.token_ids):,} "
+          "for validation")
     print(f"model: {parameters:,} parameters ({cfg.n_layers} layers, width {cfg.emb_dim}, "
           f"{cfg.n_heads} heads, context {cfg.context_length})")
     print(f"{steps} steps of {run.batch_size} windows: {batches} batches a pass, "
@@ -252,9 +253,9 @@ def sample_from_checkpoint(checkpoint: str = ".cache/labs/tiny-gpt.pt",
         greedy = complete(model, enc, prompt, max_new_tokens, device=device)
         samples = [complete(model, enc, prompt, max_new_tokens, temperature, top_k, device)
                    for _ in range(num_samples)]
-    print(f"greedy:\n{greedy}")
+    print(f"greedy:\n{wrap(greedy)}")
     for i, text in enumerate(samples, start=1):
-        print(f"\nsample {i} (temperature {temperature}, top-k {top_k}):\n{text}")
+        print(f"\nsample {i} (temperature {temperature}, top-k {top_k}):\n{wrap(text)}")
 
     def words(text: str) -> list[str]:
         return re.findall(r"[a-z]+", text.lower())
@@ -262,12 +263,19 @@ def sample_from_checkpoint(checkpoint: str = ".cache/labs/tiny-gpt.pt",
     known = set(words(read_text(corpus)))
     sampled = [w for text in samples for w in words(text)]
     invented = [w for w in sampled if w not in known]
-    print(f"\nsampled words not in the training text: {len(invented)} of {len(sampled)}: "
-          + ", ".join(sorted(set(invented))))
+    print(f"\nsampled words not in the training text: {len(invented)} of {len(sampled)}")
+    print(wrap(", ".join(sorted(set(invented)))))
     return {"prompt": prompt, "temperature": temperature, "top_k": top_k,
             "greedy": greedy, "samples": samples, "sampled_words": len(sampled),
             "invented_words": len(invented), "invented_fraction": len(invented) / max(1, len(sampled)),
             "invented": sorted(set(invented))}
+
+
+def wrap(text: str, width: int = 76) -> str:
+    """`text` with each of its lines wrapped at `width` for an output box; its own breaks kept."""
+    import textwrap
+
+    return "\n".join(textwrap.fill(line, width) if line else "" for line in text.split("\n"))
 
 
 # -- 5. command line -------------------------------------------------------------------
