@@ -118,4 +118,5 @@ def sliding_window_demo(
         print(f"  input  {str(x):<26} {pieces(x)}")
         print(f"  target {str(y):<26} {pieces(y)}")
     return {"tokens": n_tokens, "max_length": max_length, "stride": stride,
-            "windows": n_windows, "left_over": left_over, "batch": batch}
+            "windows": n_windows, "formula_windows": (n_tokens - max_length - 1) // stride + 1,
+            "left_over": left_over, "batch": batch}

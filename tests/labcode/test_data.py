@@ -101,6 +101,7 @@ def test_sliding_window_demo_shows_inputs_and_targets(gpt2_env, capsys):
                                  stride=1, batch_size=2)
     assert result["windows"] == result["tokens"] - 4  # (n - L - 1) // 1 + 1
     assert result["left_over"] == 0  # stride 1: the last window ends on the last token
+    assert result["formula_windows"] == result["windows"]
     rows = result["batch"]
     assert len(rows) == 2
     assert rows[0]["input_ids"][1:] == rows[0]["target_ids"][:-1]
