@@ -26,14 +26,15 @@ class TokenPositionEmbedding(nn.Module):
 # === Lab entry points: the functions the posts run ==================================
 
 def embedding_demo(vocab_size: int = 6, emb_dim: int = 3) -> dict:
-    """Embed a small batch of ids and print the vectors; the same id gets a new vector per position."""
+    """Embed a small batch of ids and print the vectors: one id, a new vector at each position."""
     torch.manual_seed(123)
     emb = TokenPositionEmbedding(vocab_size, context_length=4, emb_dim=emb_dim)
     ids = torch.tensor([[2, 3, 5, 1], [2, 2, 2, 2]]) % vocab_size  # (B=2, T=4)
     with torch.no_grad():
         out = emb(ids)  # (B, T, emb_dim)
     print(f"token table {tuple(emb.tok_emb.weight.shape)}, position table "
-          f"{tuple(emb.pos_emb.weight.shape)}: ids {tuple(ids.shape)} -> vectors {tuple(out.shape)}")
+          f"{tuple(emb.pos_emb.weight.shape)}: "
+          f"ids {tuple(ids.shape)} -> vectors {tuple(out.shape)}")
     for b in range(ids.shape[0]):
         print(f"sequence {b}")
         for t in range(ids.shape[1]):

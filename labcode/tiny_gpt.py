@@ -161,6 +161,13 @@ def complete(model, enc, prompt: str, max_new_tokens: int, temperature: float = 
     return enc.decode([i for i in out[0].tolist() if i != eos])
 
 
+def wrap(text: str, width: int = 76) -> str:
+    """`text` with each of its lines wrapped at `width` for an output box; its own breaks kept."""
+    import textwrap
+
+    return "\n".join(textwrap.fill(line, width) if line else "" for line in text.split("\n"))
+
+
 # === Lab entry points: the functions the posts run ==================================
 
 def train_on_blog(corpus: str = "content/data/corpus.txt",
@@ -267,15 +274,9 @@ def sample_from_checkpoint(checkpoint: str = ".cache/labs/tiny-gpt.pt",
     print(wrap(", ".join(sorted(set(invented)))))
     return {"prompt": prompt, "temperature": temperature, "top_k": top_k,
             "greedy": greedy, "samples": samples, "sampled_words": len(sampled),
-            "invented_words": len(invented), "invented_fraction": len(invented) / max(1, len(sampled)),
+            "invented_words": len(invented),
+            "invented_fraction": len(invented) / max(1, len(sampled)),
             "invented": sorted(set(invented))}
-
-
-def wrap(text: str, width: int = 76) -> str:
-    """`text` with each of its lines wrapped at `width` for an output box; its own breaks kept."""
-    import textwrap
-
-    return "\n".join(textwrap.fill(line, width) if line else "" for line in text.split("\n"))
 
 
 # -- 5. command line -------------------------------------------------------------------

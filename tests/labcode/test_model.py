@@ -6,6 +6,7 @@ import torch
 from torch import nn
 
 import labcode
+from labcode.embeddings import TokenPositionEmbedding
 from labcode.model import (
     GPTConfig,
     GPTModel,
@@ -29,7 +30,9 @@ def test_forward_maps_ids_to_logits():
 
 def test_model_has_the_attribute_names_the_gpt2_loader_uses():
     model = GPTModel(GPTConfig(**TINY, qkv_bias=True))
-    assert isinstance(model.embed.tok_emb, nn.Embedding) and isinstance(model.embed.pos_emb, nn.Embedding)
+    assert isinstance(model.embed, TokenPositionEmbedding)
+    assert isinstance(model.embed.tok_emb, nn.Embedding)
+    assert isinstance(model.embed.pos_emb, nn.Embedding)
     assert isinstance(model.drop_emb, nn.Dropout)
     assert isinstance(model.out_head, nn.Linear) and model.out_head.bias is None
     assert model.final_norm.scale.shape == (32,) and model.final_norm.shift.shape == (32,)
