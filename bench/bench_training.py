@@ -19,7 +19,8 @@ import torch
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 from labcode.device import autocast, maybe_compile  # noqa: E402
 from labcode.model import GPTConfig, GPTModel  # noqa: E402
-from labcode.training import calc_loss_batch, make_optimizer, tiny_gpt_config  # noqa: E402
+from labcode.tiny_gpt import tiny_gpt_config  # noqa: E402
+from labcode.training import calc_loss_batch, make_optimizer  # noqa: E402
 
 H100_BF16_PEAK = 989e12
 

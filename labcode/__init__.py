@@ -1,5 +1,8 @@
 """labcode: the GPT-2 stack in PyTorch, written to be read.
 
+One module per idea, readable top to bottom. The functions the blog's posts run (lab
+entry points) sit in a section marked "Lab entry points" at the end of their module.
+
 `import labcode` is cheap: the public names below load their module (and torch)
 the first time they are used, so `labcode.GPTModel` works without importing
 every module by hand.
@@ -16,7 +19,6 @@ _EXPORTS = {
     "best_device": "labcode.device",
     "read_text": "labcode.data",
     "autocast": "labcode.device",
-    "quick_mode": "labcode.device",
     "device_name": "labcode.device",
     "GPTConfig": "labcode.model",
     "GPTModel": "labcode.model",

@@ -54,20 +54,30 @@ class DeepNetwork(nn.Module):
         return x
 
 
-def shortcut_demo():
+# === Lab entry points: the functions the posts run ==================================
+
+def shortcut_demo() -> dict:
     """Mean gradient size of each layer's weights, without and with shortcuts."""
     layer_sizes = [3, 3, 3, 3, 3, 1]
     x = torch.tensor([[1.0, 0.0, -1.0]])
-    rows = []
+    grads = {}
     for use_shortcut in (False, True):
         torch.manual_seed(123)  # same starting weights for both networks
         net = DeepNetwork(layer_sizes, use_shortcut)
         loss = nn.functional.mse_loss(net(x), torch.zeros(1, 1))
         loss.backward()
-        for i, layer in enumerate(net.layers):
-            rows.append({"shortcut": use_shortcut, "layer": i,
-                         "mean |grad|": layer[0].weight.grad.abs().mean().item()})
-    for row in rows:
-        print(f"shortcut={row['shortcut']!s:<5} layer {row['layer']}: {row['mean |grad|']:.6f}")
-    print("without shortcuts the gradient shrinks towards the first layer (vanishing gradients)")
-    return rows
+        grads[use_shortcut] = [layer[0].weight.grad.abs().mean().item() for layer in net.layers]
+    without, with_ = grads[False], grads[True]
+    print("mean |gradient| of each layer's weights")
+    print(f"{'layer':>5}  {'without shortcuts':>18}  {'with shortcuts':>15}")
+    for i, (a, b) in enumerate(zip(without, with_)):
+        print(f"{i:>5}  {a:>18.2e}  {b:>15.2e}")
+    gains = [b / a for a, b in zip(without, with_)]
+    return {"without": without, "with": with_,
+            # how much the gradient fades from the last layer to the weakest one, without shortcuts
+            "fade_without": without[-1] / min(without),
+            # how much larger each layer's gradient is with shortcuts: the least and the most
+            "gain_min": min(gains), "gain_max": max(gains),
+            # with shortcuts: the range of the layers before the last, and the last over the weakest
+            "with_first_min": min(with_[:-1]), "with_first_max": max(with_[:-1]),
+            "spread_with": with_[-1] / min(with_[:-1])}

@@ -115,30 +115,47 @@ def train_bpe(text: str, vocab_size: int) -> tiktoken.Encoding:
     return encoding_from_merges(learn_merges(text, vocab_size))
 
 
-# --- lab entry point -------------------------------------------------------------
+# === Lab entry points: the functions the posts run ==================================
 
-def train_bpe_demo(corpus: str = "content/data/corpus.txt", vocab_size: int = 300, show_merges: int = 10) -> list[dict]:
-    """Train our BPE on a text file, show its first merges and compare token counts with GPT-2's."""
+def train_bpe_demo(corpus: str = "content/data/corpus.txt", vocab_size: int = 300,
+                   show_merges: int = 10, probe: str = " attention") -> dict:
+    """Train our BPE on a text file, show its first merges and compare token counts with GPT-2's.
+
+    `probe` is a word whose encoding we compare under both vocabularies.
+    """
     from labcode.data import read_text
-    from labcode.tokenizer import gpt2_tokenizer
+    from labcode.tokenizer import gpt2_tokenizer, visible
 
     text = read_text(corpus)
     merges = learn_merges(text, vocab_size)
     enc = encoding_from_merges(merges)
     gpt2 = gpt2_tokenizer()
 
-    rows = []
-    for rank, (left, right) in enumerate(merges[:show_merges], start=256):
-        rows.append({"rank": rank, "left": _show(left), "right": _show(right), "merged": _show(left + right)})
-        print(f"merge {rank}: {rows[-1]['left']!r} + {rows[-1]['right']!r} -> {rows[-1]['merged']!r}")
+    rows = [{"rank": rank, "left": _show(left), "right": _show(right), "merged": _show(left + right)}
+            for rank, (left, right) in enumerate(merges[:show_merges], start=256)]
+    print(f"the first {len(rows)} of {len(merges)} merges (␣ is a space):")
+    for row in rows:
+        print(f"  {row['rank']}: {visible(row['left']):>6} + {visible(row['right']):<6}"
+              f" -> {visible(row['merged'])}")
 
+    corpus_bytes = len(text.encode("utf-8"))
     ours, theirs = len(enc.encode_ordinary(text)), len(gpt2.encode_ordinary(text))
-    print(f"corpus: {len(text.encode('utf-8')):,} bytes")
-    print(f"our BPE ({enc.n_vocab} tokens): {ours:,} tokens")
-    print(f"GPT-2 BPE ({gpt2.n_vocab:,} tokens): {theirs:,} tokens")
-    return rows
+    gpt2_merges = len(gpt2._mergeable_ranks) - 256
+    probe_ours = [enc.decode([i]) for i in enc.encode_ordinary(probe)]
+    probe_gpt2 = [gpt2.decode([i]) for i in gpt2.encode_ordinary(probe)]
+    print(f"corpus: {corpus_bytes:,} bytes")
+    print(f"our BPE   ({len(merges):>6,} merges): {ours:>7,} tokens")
+    print(f"GPT-2 BPE ({gpt2_merges:>6,} merges): {theirs:>7,} tokens")
+    print(f"{visible(probe)!s}: ours {'|'.join(visible(p) for p in probe_ours)}, "
+          f"GPT-2 {'|'.join(visible(p) for p in probe_gpt2)}")
+    return {"vocab_size": enc.n_vocab, "byte_tokens": 256, "merges": len(merges),
+            "special_tokens": len(enc.special_tokens_set), "gpt2_merges": gpt2_merges,
+            "first_merges": rows, "corpus_bytes": corpus_bytes, "tokens_ours": ours,
+            "tokens_gpt2": theirs, "ratio": ours / theirs,
+            "probe": {"text": probe, "ours": probe_ours, "ours_count": len(probe_ours),
+                      "gpt2": probe_gpt2, "gpt2_count": len(probe_gpt2)}}
 
 
 def _show(token: bytes) -> str:
-    """A token as readable text (a piece of a multi-byte character shows as \\x..)."""
+    """A token as text (a piece of a multi-byte character shows as \\x..)."""
     return token.decode("utf-8", errors="backslashreplace")

@@ -86,26 +86,37 @@ def create_dataloader(
     )
 
 
-# --- lab entry point -------------------------------------------------------------
+# === Lab entry points: the functions the posts run ==================================
 
 def sliding_window_demo(
     text: str = "In the heart of the city stood the old library, a relic from a bygone era.",
     max_length: int = 4,
     stride: int = 1,
     batch_size: int = 2,
-) -> list[dict]:
-    """Show the first batch of (input, target) windows over `text`, as ids and as text."""
-    from labcode.tokenizer import gpt2_tokenizer
+) -> dict:
+    """Show the first batch of (input, target) windows over `text`, as ids and as token pieces."""
+    from labcode.tokenizer import gpt2_tokenizer, visible
 
     tokenizer = gpt2_tokenizer()
     loader = create_dataloader(text, batch_size=batch_size, max_length=max_length, stride=stride,
                                shuffle=False, drop_last=False, tokenizer=tokenizer)
-    print(f"{len(loader.dataset)} windows of {max_length} tokens, stride {stride}")
+    n_tokens, n_windows = len(loader.dataset.token_ids), len(loader.dataset)
+    # tokens after the last window's final target belong to no window at all
+    left_over = n_tokens - (loader.dataset.starts[-1] + max_length + 1) if n_windows else n_tokens
+    print(f"{n_tokens} tokens -> {n_windows} windows of {max_length} tokens, stride {stride}; "
+          f"{left_over} left over")
+    print("first batch (␣ is a space, | separates tokens):")
+
+    def pieces(ids):
+        return "|".join(visible(tokenizer.decode([i])) for i in ids)
+
     inputs, targets = next(iter(loader))  # (B, max_length) each
-    rows = []
+    batch = []
     for x, y in zip(inputs.tolist(), targets.tolist()):
-        rows.append({"input_ids": x, "input": tokenizer.decode(x),
-                     "target_ids": y, "target": tokenizer.decode(y)})
-        print(f"input  {x}  {tokenizer.decode(x)!r}")
-        print(f"target {y}  {tokenizer.decode(y)!r}")
-    return rows
+        batch.append({"input_ids": x, "input": tokenizer.decode(x),
+                      "target_ids": y, "target": tokenizer.decode(y)})
+        print(f"  input  {str(x):<26} {pieces(x)}")
+        print(f"  target {str(y):<26} {pieces(y)}")
+    return {"tokens": n_tokens, "max_length": max_length, "stride": stride,
+            "windows": n_windows, "formula_windows": (n_tokens - max_length - 1) // stride + 1,
+            "left_over": left_over, "batch": batch}

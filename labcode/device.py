@@ -8,7 +8,6 @@ where they do not apply, so the same lab code runs everywhere:
 - `maybe_compile(model, enabled)`: `torch.compile` only when asked for.
 """
 import contextlib
-import os
 
 import torch
 
@@ -35,11 +34,6 @@ def autocast(device: str | torch.device):
 def maybe_compile(model: torch.nn.Module, enabled: bool = False) -> torch.nn.Module:
     """`torch.compile(model)` when `enabled`, else the model unchanged."""
     return torch.compile(model) if enabled else model
-
-
-def quick_mode() -> bool:
-    """True when LABCODE_QUICK=1: labs shrink their work for fast test builds."""
-    return os.environ.get("LABCODE_QUICK") == "1"
 
 
 def device_name(device: str | torch.device) -> str:

@@ -58,6 +58,27 @@ def init_distributed(device: str | torch.device = "cpu") -> DistInfo:
     return info
 
 
+def setup_distributed(device: str | torch.device = "cpu") -> tuple[torch.device, DistInfo]:
+    """`init_distributed`, then the device this rank computes on (its own GPU under torchrun)."""
+    device = torch.device(device)
+    info = init_distributed(device)
+    if device.type == "cuda" and info.world_size > 1:
+        device = torch.device("cuda", info.local_rank)  # one GPU per rank
+    return device, info
+
+
+def data_parallel(model: torch.nn.Module, device: torch.device, info: DistInfo) -> torch.nn.Module:
+    """Wrap `model` in DistributedDataParallel when there are several ranks, else return it.
+
+    DDP copies rank 0's weights to every rank, then averages gradients during backward.
+    """
+    if info.world_size == 1:
+        return model
+    from torch.nn.parallel import DistributedDataParallel as DDP
+
+    return DDP(model, device_ids=[device.index] if device.type == "cuda" else None)
+
+
 def dist_info() -> DistInfo:
     """This process's rank and the world size (0 of 1 when not distributed)."""
     if not (dist.is_available() and dist.is_initialized()):

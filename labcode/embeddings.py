@@ -23,16 +23,26 @@ class TokenPositionEmbedding(nn.Module):
         return self.tok_emb(idx) + self.pos_emb(positions)
 
 
-def embedding_demo(vocab_size: int = 6, emb_dim: int = 3):
-    """Embed a small batch of ids; returns the (B, T, emb_dim) input embeddings."""
+# === Lab entry points: the functions the posts run ==================================
+
+def embedding_demo(vocab_size: int = 6, emb_dim: int = 3) -> dict:
+    """Embed a small batch of ids and print the vectors: one id, a new vector at each position."""
     torch.manual_seed(123)
     emb = TokenPositionEmbedding(vocab_size, context_length=4, emb_dim=emb_dim)
     ids = torch.tensor([[2, 3, 5, 1], [2, 2, 2, 2]]) % vocab_size  # (B=2, T=4)
-    print("token embedding table:", tuple(emb.tok_emb.weight.shape))
-    print("position embedding table:", tuple(emb.pos_emb.weight.shape))
     with torch.no_grad():
-        out = emb(ids)
-    print("ids", tuple(ids.shape), "-> embeddings", tuple(out.shape))
-    print("the same token at different positions gets different vectors:",
-          not torch.allclose(out[1, 0], out[1, 1]))
-    return out
+        out = emb(ids)  # (B, T, emb_dim)
+    print(f"token table {tuple(emb.tok_emb.weight.shape)}, position table "
+          f"{tuple(emb.pos_emb.weight.shape)}: "
+          f"ids {tuple(ids.shape)} -> vectors {tuple(out.shape)}")
+    for b in range(ids.shape[0]):
+        print(f"sequence {b}")
+        for t in range(ids.shape[1]):
+            vector = " ".join(f"{v:7.4f}" for v in out[b, t].tolist())
+            print(f"  position {t}  id {ids[b, t].item()}  [{vector}]")
+    # positions where the second sequence's vector equals the first's (same id, same position)
+    same = [t for t in range(ids.shape[1]) if torch.equal(out[0, t], out[1, t])]
+    return {"ids": ids.tolist(), "token_table": list(emb.tok_emb.weight.shape),
+            "position_table": list(emb.pos_emb.weight.shape), "shape": list(out.shape),
+            "embeddings": [[[round(v, 4) for v in vec] for vec in seq] for seq in out.tolist()],
+            "positions_equal_across_sequences": same}

@@ -18,8 +18,10 @@ class GELU(nn.Module):
         ))
 
 
-def gelu_vs_relu_plot():
-    """Plot GELU next to ReLU on [-3, 3]; returns the figure."""
+# === Lab entry points: the functions the posts run ==================================
+
+def gelu_vs_relu_plot() -> dict:
+    """Plot GELU next to ReLU on [-3, 3]; return where GELU dips below zero, and how far."""
     import matplotlib.pyplot as plt
 
     x = torch.linspace(-3, 3, 100)
@@ -31,5 +33,11 @@ def gelu_vs_relu_plot():
     ax.grid(True)
     ax.legend()
     fig.tight_layout()
+
+    fine = torch.linspace(-3, 0, 30_001)  # steps of 1e-4, to locate the dip
+    values = GELU()(fine)
+    lowest = values.argmin()
+    dip = {"min_value": values[lowest].item(), "min_at": fine[lowest].item()}
     print("GELU is smooth and lets small negative values through; ReLU cuts them to 0.")
-    return fig
+    print(f"GELU's lowest point: {dip['min_value']:.4f} at x = {dip['min_at']:.4f}")
+    return dip

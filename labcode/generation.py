@@ -77,8 +77,35 @@ def generate(model, idx, max_new_tokens: int, temperature: float = 0.0, top_k=No
     return idx
 
 
-def kv_cache_demo(max_new_tokens: int = 64, device: str = "cpu"):
-    """Time greedy generation with and without the KV cache on a small untrained GPT."""
+# === Lab entry points: the functions the posts run ==================================
+
+def untrained_text_demo(prompt: str = "The next token is", max_new_tokens: int = 15,
+                        device: str = "cpu") -> dict:
+    """What an untrained GPT with GPT-2's vocabulary writes after `prompt`: greedy, then sampled."""
+    from labcode.model import UNTRAINED_TINY, GPTModel
+    from labcode.tokenizer import gpt2_tokenizer
+
+    enc = gpt2_tokenizer()
+    torch.manual_seed(123)
+    model = GPTModel(UNTRAINED_TINY).to(device).eval()
+    ids = torch.tensor([enc.encode(prompt)], device=device)  # (1, T)
+    greedy = enc.decode(generate(model, ids, max_new_tokens)[0, ids.shape[1]:].tolist())
+    sampled = enc.decode(generate(model, ids, max_new_tokens, temperature=1.0)[0, ids.shape[1]:]
+                         .tolist())
+    import textwrap
+
+    print(f"prompt:  {prompt}")
+    for label, text in (("greedy:", greedy), ("sampled:", sampled)):
+        print(textwrap.fill(prompt + text, 76, initial_indent=f"{label:<9}",
+                            subsequent_indent=" " * 9))
+    return {"prompt": prompt, "greedy": greedy, "sampled": sampled}
+
+
+def kv_cache_demo(max_new_tokens: int = 64, device: str = "cpu") -> dict:
+    """Time greedy generation with and without the KV cache on a small untrained GPT.
+
+    The timings are measurements (they change from run to run), so they are returned, not printed.
+    """
     from labcode.model import GPTConfig, GPTModel
 
     torch.manual_seed(123)
@@ -88,14 +115,17 @@ def kv_cache_demo(max_new_tokens: int = 64, device: str = "cpu"):
     prompt = torch.randint(0, cfg.vocab_size, (1, 8), device=device)
     generate(model, prompt, 2)  # warm-up, so neither timing pays for first-call set-up
 
-    rows, outputs = [], {}
+    seconds, outputs = {}, {}
     for use_cache in (False, True):
         start = time.perf_counter()
         outputs[use_cache] = generate(model, prompt, max_new_tokens, use_cache=use_cache)
-        seconds = time.perf_counter() - start
-        rows.append({"path": "KV cache" if use_cache else "no cache",
-                     "seconds": round(seconds, 4),
-                     "tokens/s": round(max_new_tokens / seconds, 1)})
+        if torch.device(device).type == "cuda":
+            torch.cuda.synchronize()
+        seconds[use_cache] = time.perf_counter() - start
     identical = torch.equal(outputs[False], outputs[True])
-    print(f"{max_new_tokens} new tokens, identical with and without the cache: {identical}")
-    return rows
+    print(f"{max_new_tokens} new tokens after a prompt of {prompt.shape[1]}, greedy")
+    print(f"identical tokens with and without the cache: {identical}")
+    return {"new_tokens": max_new_tokens, "prompt_tokens": prompt.shape[1], "identical": identical,
+            "layers": cfg.n_layers, "width": cfg.emb_dim,
+            "seconds_no_cache": seconds[False], "seconds_cache": seconds[True],
+            "speedup": seconds[False] / seconds[True]}

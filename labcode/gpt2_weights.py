@@ -107,8 +107,8 @@ def load_hf_state_dict(model: GPTModel, state: dict, source: str = "model.safete
             param.copy_(tensor)
 
     # Embeddings: same layout on both sides.
-    put(model.tok_emb.weight, take("wte.weight", (cfg.vocab_size, d)))      # (V, d)
-    put(model.pos_emb.weight, take("wpe.weight", (cfg.context_length, d)))  # (C, d)
+    put(model.embed.tok_emb.weight, take("wte.weight", (cfg.vocab_size, d)))      # (V, d)
+    put(model.embed.pos_emb.weight, take("wpe.weight", (cfg.context_length, d)))  # (C, d)
 
     for i, block in enumerate(model.trf_blocks):
         h = f"h.{i}."
@@ -144,10 +144,11 @@ def load_hf_state_dict(model: GPTModel, state: dict, source: str = "model.safete
     put(model.final_norm.shift, take("ln_f.bias", (d,)))
 
     # The output head is the token embedding, shared (one tensor, two uses).
-    model.out_head.weight = model.tok_emb.weight
+    tok_emb = model.embed.tok_emb.weight
+    model.out_head.weight = tok_emb
     if "lm_head.weight" in state:
         lm_head = take("lm_head.weight", (cfg.vocab_size, d))
-        if not torch.equal(lm_head.to(model.tok_emb.weight.dtype), model.tok_emb.weight.detach()):
+        if not torch.equal(lm_head.to(tok_emb.dtype), tok_emb.detach()):
             raise CheckpointError(f"{source}: 'lm_head.weight' differs from 'wte.weight'; "
                                   "GPT-2's output head is tied to its token embedding")
 

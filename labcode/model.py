@@ -1,7 +1,7 @@
 """GPTModel: embeddings, a stack of transformer blocks, a final norm and an output head.
 
-The attribute names (`tok_emb`, `pos_emb`, `trf_blocks`, `final_norm`, `out_head`)
-are the ones the GPT-2 weight loader maps Hugging Face's keys onto.
+The attribute names (`embed.tok_emb`, `embed.pos_emb`, `trf_blocks`, `final_norm`,
+`out_head`) are the ones the GPT-2 weight loader maps Hugging Face's keys onto.
 """
 import math
 from dataclasses import dataclass, replace
@@ -11,6 +11,7 @@ from torch import nn
 
 from labcode.attention import KVCache
 from labcode.block import TransformerBlock
+from labcode.embeddings import TokenPositionEmbedding
 from labcode.layernorm import LayerNorm
 
 
@@ -48,8 +49,7 @@ class GPTModel(nn.Module):
     def __init__(self, cfg: GPTConfig):
         super().__init__()
         self.cfg = cfg
-        self.tok_emb = nn.Embedding(cfg.vocab_size, cfg.emb_dim)
-        self.pos_emb = nn.Embedding(cfg.context_length, cfg.emb_dim)
+        self.embed = TokenPositionEmbedding(cfg.vocab_size, cfg.context_length, cfg.emb_dim)
         self.drop_emb = nn.Dropout(cfg.drop_rate)
         self.trf_blocks = nn.ModuleList([TransformerBlock(cfg) for _ in range(cfg.n_layers)])
         self.final_norm = LayerNorm(cfg.emb_dim)
@@ -80,9 +80,7 @@ class GPTModel(nn.Module):
         if past + T > self.cfg.context_length:
             raise ValueError(f"sequence of {past + T} tokens is longer than the context "
                              f"length {self.cfg.context_length}; crop it first")
-        positions = torch.arange(past, past + T, device=idx.device)  # (T,)
-        x = self.tok_emb(idx) + self.pos_emb(positions)  # (B, T, d)
-        x = self.drop_emb(x)
+        x = self.drop_emb(self.embed(idx, start_pos=past))  # (B, T, d): token + position
         for i, block in enumerate(self.trf_blocks):
             x = block(x, cache=None if cache is None else cache.layers[i])  # (B, T, d)
         x = self.final_norm(x)
@@ -98,7 +96,7 @@ def parameter_count(cfg: GPTConfig, tied: bool = False) -> int:
     as GPT-2 does.
     """
     d, V, C = cfg.emb_dim, cfg.vocab_size, cfg.context_length
-    embeddings = V * d + C * d  # tok_emb + pos_emb
+    embeddings = V * d + C * d  # embed.tok_emb + embed.pos_emb
     attention = 3 * (d * d + (d if cfg.qkv_bias else 0)) + (d * d + d)  # Q, K, V + out_proj
     feed_forward = (d * 4 * d + 4 * d) + (4 * d * d + d)  # expand + project back
     norms = 2 * (2 * d)  # norm1, norm2: scale and shift
@@ -120,30 +118,74 @@ def memory_estimate(cfg: GPTConfig, dtype: torch.dtype = torch.float32, tied: bo
     return parameter_count(cfg, tied=tied) * bytes_per_value
 
 
-def parameter_table():
-    """Parameters and fp32 size of the four GPT-2 presets, from the formula."""
-    rows = []
-    for name in ("gpt2-small", "gpt2-medium", "gpt2-large", "gpt2-xl"):
+# === Lab entry points: the functions the posts run ==================================
+
+PRESETS = {"small": "gpt2-small", "medium": "gpt2-medium", "large": "gpt2-large", "xl": "gpt2-xl"}
+
+
+def _count(model: nn.Module) -> dict:
+    """Parameter counts of a built GPTModel: all, with the head tied, and where they live."""
+    total = count_parameters(model)
+    return {"parameters": total,
+            "tied": total - model.out_head.weight.numel(),  # head shares the token table
+            "blocks": count_parameters(model.trf_blocks),
+            "head": model.out_head.weight.numel()}
+
+
+def parameter_table() -> dict:
+    """Parameters of the four GPT-2 presets, counted on built models, and their fp32 size.
+
+    The presets are built on PyTorch's "meta" device: every module and parameter exists with
+    its shape, but nothing is allocated or initialised, so even GPT-2 XL costs nothing. GPT-2
+    small is also built for real on the CPU, to check the meta count, and once more without
+    Q/K/V biases (the configuration the book builds).
+    """
+    result = {}
+    print(f"{'preset':<12}{'layers':>7}{'width':>7}{'parameters':>14}{'tied head':>14}"
+          f"{'fp32 MiB':>10}")
+    for key, name in PRESETS.items():
         cfg = GPTConfig.preset(name)
-        rows.append({
-            "preset": name,
-            "parameters": parameter_count(cfg),
-            "parameters (tied head)": parameter_count(cfg, tied=True),
-            "fp32 memory (MB)": round(memory_estimate(cfg) / 1024**2, 1),
-        })
-    return rows
+        with torch.device("meta"):
+            counts = _count(GPTModel(cfg))
+        assert counts["parameters"] == parameter_count(cfg), "formula and model disagree"
+        counts["fp32_mib"] = counts["parameters"] * 4 / 2**20  # untied weights, 2**20 bytes a MiB
+        counts.update(layers=cfg.n_layers, width=cfg.emb_dim, heads=cfg.n_heads)
+        counts["blocks_share"] = counts["blocks"] / counts["tied"]
+        result[key] = counts
+        print(f"{name:<12}{cfg.n_layers:>7}{cfg.emb_dim:>7}{counts['parameters']:>14,}"
+              f"{counts['tied']:>14,}{counts['fp32_mib']:>10,.1f}")
+
+    torch.manual_seed(0)
+    built = count_parameters(GPTModel(GPTConfig.preset("gpt2-small")))  # real weights, ~0.6 GB
+    with torch.device("meta"):
+        no_qkv_bias = count_parameters(GPTModel(GPTConfig.preset("gpt2-small", qkv_bias=False)))
+    print(f"gpt2-small built on the CPU: {built:,} parameters "
+          f"({'same as' if built == result['small']['parameters'] else 'NOT'} the meta count)")
+    print(f"gpt2-small without Q/K/V biases: {no_qkv_bias:,}")
+    result["small_built"] = built
+    result["small_no_qkv_bias"] = no_qkv_bias
+    result["qkv_bias_params"] = result["small"]["parameters"] - no_qkv_bias
+    return result
 
 
-def untrained_loss_demo(device: str = "cpu"):
+# A small untrained GPT with GPT-2's vocabulary: the post's "before training" model.
+UNTRAINED_TINY = GPTConfig(vocab_size=50257, context_length=128, emb_dim=128, n_heads=4,
+                           n_layers=2, drop_rate=0.0)
+
+
+def untrained_loss_demo(device: str = "cpu") -> dict:
     """An untrained model's loss on random tokens is about ln(vocab_size): it guesses uniformly."""
     torch.manual_seed(123)
-    cfg = GPTConfig(vocab_size=50257, context_length=128, emb_dim=128, n_heads=4,
-                    n_layers=2, drop_rate=0.0)
-    model = GPTModel(cfg).to(device).eval()
-    ids = torch.randint(0, cfg.vocab_size, (4, cfg.context_length + 1), device=device)
+    model = GPTModel(UNTRAINED_TINY).to(device).eval()
+    ids = torch.randint(0, UNTRAINED_TINY.vocab_size, (4, UNTRAINED_TINY.context_length + 1),
+                        device=device)
     with torch.no_grad():
         logits = model(ids[:, :-1])  # (B, T, V)
-        loss = nn.functional.cross_entropy(logits.flatten(0, 1), ids[:, 1:].flatten())
-    print(f"loss of the untrained model: {loss.item():.3f}")
-    print(f"ln(vocab_size) = ln({cfg.vocab_size}): {math.log(cfg.vocab_size):.3f}")
-    return loss.item()
+        loss = nn.functional.cross_entropy(logits.flatten(0, 1), ids[:, 1:].flatten()).item()
+    ln_v = math.log(UNTRAINED_TINY.vocab_size)
+    print(f"loss of the untrained model: {loss:.3f}")
+    print(f"ln(vocab_size) = ln({UNTRAINED_TINY.vocab_size}): {ln_v:.3f}")
+    return {"loss": loss, "ln_vocab": ln_v, "vocab_size": UNTRAINED_TINY.vocab_size,
+            "excess": loss - ln_v, "layers": UNTRAINED_TINY.n_layers,
+            "width": UNTRAINED_TINY.emb_dim}
+

@@ -93,7 +93,12 @@ def gpt2_tokenizer() -> tiktoken.Encoding:
     return tiktoken.get_encoding("r50k_base")
 
 
-# --- lab entry points ------------------------------------------------------------
+def visible(piece: str) -> str:
+    """A token piece with its whitespace made visible: " the" -> "␣the", "\n" -> "↵"."""
+    return piece.replace(" ", "␣").replace("\n", "↵").replace("\t", "⇥")
+
+
+# === Lab entry points: the functions the posts run ==================================
 
 _VOCAB_TEXT = (
     "The attention head looked at every word in the sentence, and each word looked back. "
@@ -105,29 +110,46 @@ _VOCAB_TEXT = (
 
 def simple_tokenizer_demo(
     text: str = "Hello, do you like tea? <|endoftext|> In the sunlit terraces of the palace.",
-) -> list[dict]:
+) -> dict:
     """Encode `text` with a SimpleTokenizer whose vocabulary comes from a short passage.
 
     Words the passage never used ("Hello", "tea", "sunlit") come out as `<|unk|>`.
     """
     tokenizer = SimpleTokenizer.from_text(_VOCAB_TEXT)
     ids = tokenizer.encode(text)
-    print(f"vocabulary: {len(tokenizer.str_to_int)} entries")
+    decoded = tokenizer.decode(ids)
+    unk_id = tokenizer.str_to_int[UNK]
+    unknown = [w for w in split_words(text) if w not in tokenizer.str_to_int]
+    print(f"vocabulary: {len(tokenizer.str_to_int)} entries, {UNK} = {unk_id}")
     print(f"text:    {text}")
     print(f"ids:     {ids}")
-    print(f"decoded: {tokenizer.decode(ids)}")
-    return [{"token": tokenizer.int_to_str[i], "id": i} for i in ids]
+    print(f"decoded: {decoded}")
+    return {"vocab_size": len(tokenizer.str_to_int), "unk_id": unk_id, "ids": ids,
+            "decoded": decoded, "unknown_words": unknown, "unknown_count": len(unknown),
+            "tokens": [tokenizer.int_to_str[i] for i in ids]}
 
 
 def gpt2_bpe_demo(
     text: str = "Hello, do you like tea? <|endoftext|> In the sunlit terraces of someunknownPlace.",
-) -> list[dict]:
-    """Encode `text` with GPT-2's BPE: unknown words split into known pieces, nothing is lost."""
+) -> dict:
+    """Encode `text` with GPT-2's BPE: unknown words split into known pieces, nothing is lost.
+
+    Pieces are shown with their leading space as "␣". `first_word` compares the id of the
+    text's first piece with the id of the same piece after a space.
+    """
     enc = gpt2_tokenizer()
     ids = enc.encode(text, allowed_special={END_OF_TEXT})
+    pieces = [enc.decode([i]) for i in ids]
     decoded = enc.decode(ids)
+    spaced = enc.encode(" " + pieces[0].lstrip())
+    first_word = {"piece": pieces[0], "id": ids[0],
+                  "id_after_space": spaced[0] if len(spaced) == 1 else None}
     print(f"text:    {text}")
-    print(f"ids:     {ids}")
     print(f"decoded: {decoded}")
     print(f"round trip exact: {decoded == text}")
-    return [{"id": i, "piece": enc.decode([i])} for i in ids]
+    print(f"{len(ids)} tokens:")
+    cells = [f"{i:>6} {visible(p):<12}" for i, p in zip(ids, pieces)]
+    for row in range(0, len(cells), 3):
+        print("  ".join(cells[row:row + 3]).rstrip())
+    return {"n_tokens": len(ids), "round_trip": decoded == text, "first_word": first_word,
+            "tokens": [{"id": i, "piece": p} for i, p in zip(ids, pieces)]}

@@ -132,10 +132,10 @@ def test_kv_cache_gives_the_same_outputs_as_the_full_sequence(attention):
 
 
 def test_attention_variants_agree_lab_reports_tiny_differences():
-    rows = attention_variants_agree()
-    assert len(rows) == 3
-    for row in rows:
-        assert row["max |output diff|"] < 1e-5 and row["max |grad diff|"] < 1e-5
+    result = attention_variants_agree()
+    assert set(result) == {"wrapper", "explicit", "sdpa", "largest"}
+    assert result["wrapper"] == {"output_diff": 0.0, "grad_diff": 0.0}
+    assert result["largest"] < 1e-5
 
 
 def test_attention_labs_return_what_the_post_shows():
@@ -144,9 +144,15 @@ def test_attention_labs_return_what_the_post_shows():
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from labcode.attention import causal_weights_demo, simple_attention_demo
+    from labcode.attention import causal_dropout_demo, causal_weights_demo, simple_attention_demo
 
-    assert simple_attention_demo().shape == (6, 3)
+    simple = simple_attention_demo()
+    assert len(simple["weights"]) == 6 and simple["rows_sum_to_one"]
+    assert 0 < simple["min_weight"] <= simple["uniform_weight"] <= simple["max_weight"] < 1
+    dropout = causal_dropout_demo(p=0.5)
+    assert dropout["scale"] == 2.0
+    assert dropout["eval_row_sums"] == pytest.approx([1.0] * 6)
+    assert dropout["train_row_sums"] != pytest.approx([1.0] * 6)
     weights = causal_weights_demo(seq_len=4)
     assert weights.shape == (4, 4)
     assert torch.all(weights.triu(diagonal=1) == 0)

@@ -106,9 +106,14 @@ def test_demo_reads_a_corpus_and_compares_with_gpt2(tmp_path, monkeypatch, capsy
         pytest.skip("GPT-2 encoding not installed (run `make setup`)")
     (tmp_path / "corpus.txt").write_text(CORPUS, encoding="utf-8")
     monkeypatch.chdir(tmp_path)
-    rows = train_bpe_demo("corpus.txt", vocab_size=270, show_merges=3)
+    result = train_bpe_demo("corpus.txt", vocab_size=270, show_merges=3)
+    rows = result["first_merges"]
     assert rows[0] == {"rank": 256, "left": "a", "right": "t", "merged": "at"}
     assert len(rows) == 3
+    assert result["merges"] == 13 and result["vocab_size"] == 270  # one id is <|endoftext|>
+    assert result["byte_tokens"] + result["merges"] + result["special_tokens"] == 270
+    assert result["gpt2_merges"] == 50_000
+    assert result["ratio"] == result["tokens_ours"] / result["tokens_gpt2"] > 1
     out = capsys.readouterr().out
     assert "GPT-2" in out and "our BPE" in out
 

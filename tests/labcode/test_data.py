@@ -97,8 +97,12 @@ def test_read_text_reads_utf8_and_names_a_missing_file(tmp_path):
 
 
 def test_sliding_window_demo_shows_inputs_and_targets(gpt2_env, capsys):
-    rows = sliding_window_demo("In the heart of the city stood the old library", max_length=4,
-                               stride=1, batch_size=2)
+    result = sliding_window_demo("In the heart of the city stood the old library", max_length=4,
+                                 stride=1, batch_size=2)
+    assert result["windows"] == result["tokens"] - 4  # (n - L - 1) // 1 + 1
+    assert result["left_over"] == 0  # stride 1: the last window ends on the last token
+    assert result["formula_windows"] == result["windows"]
+    rows = result["batch"]
     assert len(rows) == 2
     assert rows[0]["input_ids"][1:] == rows[0]["target_ids"][:-1]
     assert rows[0]["input"] == "In the heart of"

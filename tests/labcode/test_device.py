@@ -4,7 +4,7 @@ import contextlib
 import pytest
 import torch
 
-from labcode.device import autocast, best_device, device_name, maybe_compile, quick_mode
+from labcode.device import autocast, best_device, device_name, maybe_compile
 
 
 def test_explicit_device_is_honoured():
@@ -40,15 +40,6 @@ def test_compile_is_opt_in():
     model = torch.nn.Linear(2, 2)
     assert maybe_compile(model) is model
     assert maybe_compile(model, enabled=False) is model
-
-
-@pytest.mark.parametrize("value, expected", [("1", True), ("0", False), ("", False), (None, False)])
-def test_quick_mode_follows_the_environment(monkeypatch, value, expected):
-    if value is None:
-        monkeypatch.delenv("LABCODE_QUICK", raising=False)
-    else:
-        monkeypatch.setenv("LABCODE_QUICK", value)
-    assert quick_mode() is expected
 
 
 def test_device_names_are_human():

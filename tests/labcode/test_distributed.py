@@ -81,16 +81,16 @@ def test_two_gloo_processes_match_one_process_on_the_combined_batch(tmp_path):
 
 
 def test_command_line_trains_and_explains_itself(tmp_path, capsys):
-    from labcode.training import main
+    from labcode.tiny_gpt import main
 
     with pytest.raises(SystemExit):
         main(["--help"])
-    assert "torchrun --nproc_per_node 2 -m labcode.training" in capsys.readouterr().out
+    assert "torchrun --nproc_per_node 2 -m labcode.tiny_gpt" in capsys.readouterr().out
 
     corpus = tmp_path / "corpus.txt"
     corpus.write_text("the cat sat on the mat and the dog sat on the log. " * 60)
     main(["--text", str(corpus), "--steps", "3", "--vocab-size", "270", "--batch-size", "4",
-          "--checkpoint", str(tmp_path / "cli.pt")])
+          "--checkpoint", str(tmp_path / "cli.pt"), "--save", str(tmp_path / "model.pt")])
     out = capsys.readouterr().out
     assert "step 3/3" in out and "final val loss" in out
-    assert (tmp_path / "cli.pt").exists()
+    assert (tmp_path / "cli.pt").exists() and (tmp_path / "model.pt").exists()

@@ -101,8 +101,8 @@ def test_logits_match_gpt2_maths(tmp_path, prefix, mask_buffers):
 def test_model_is_in_eval_mode_on_the_device_with_a_tied_head(tmp_path):
     model = load_gpt2(write_checkpoint(tmp_path / "ckpt", hf_state_dict(), lm_head=True), device="cpu")
     assert not model.training
-    assert model.out_head.weight is model.tok_emb.weight
-    assert model.tok_emb.weight.device.type == "cpu"
+    assert model.out_head.weight is model.embed.tok_emb.weight
+    assert model.embed.tok_emb.weight.device.type == "cpu"
     assert (model.cfg.vocab_size, model.cfg.context_length, model.cfg.emb_dim,
             model.cfg.n_heads, model.cfg.n_layers, model.cfg.qkv_bias) == (V, C, D, H, L, True)
 
@@ -124,7 +124,7 @@ def test_n_ctx_alone_gives_the_context_length(tmp_path):
 def test_half_precision_checkpoint_loads_into_fp32(tmp_path):
     sd = {k: v.to(torch.float16) for k, v in hf_state_dict().items()}
     model = load_gpt2(write_checkpoint(tmp_path / "ckpt", sd))
-    assert model.tok_emb.weight.dtype == torch.float32
+    assert model.embed.tok_emb.weight.dtype == torch.float32
     with torch.no_grad():
         logits = model(IDS)
     reference = reference_logits({k: v.float() for k, v in sd.items()}, IDS)

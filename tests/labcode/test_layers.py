@@ -1,6 +1,7 @@
 """LayerNorm, GELU, feed-forward, embeddings and the transformer block."""
 import math
 
+import pytest
 import torch
 import torch.nn.functional as F
 
@@ -40,9 +41,11 @@ def test_gelu_vs_relu_plot_returns_a_line_plot():
 
     from labcode.gelu import gelu_vs_relu_plot
 
-    fig = gelu_vs_relu_plot()
-    assert len(fig.axes[0].get_lines()) == 2
-    plt.close(fig)
+    dip = gelu_vs_relu_plot()
+    assert len(plt.gcf().axes[0].get_lines()) == 2
+    assert dip["min_value"] == pytest.approx(-0.17, abs=1e-3)
+    assert dip["min_at"] == pytest.approx(-0.75, abs=1e-2)
+    plt.close("all")
 
 
 def test_feedforward_expands_four_times_and_keeps_the_shape():
@@ -56,7 +59,9 @@ def test_embeddings_add_position_vectors_to_token_vectors():
     ids = torch.tensor([[3, 3, 3]])
     out = emb(ids)
     assert torch.allclose(out[0, 1] - out[0, 0], emb.pos_emb.weight[1] - emb.pos_emb.weight[0])
-    assert embedding_demo().shape == (2, 4, 3)
+    result = embedding_demo()
+    assert result["shape"] == [2, 4, 3]
+    assert result["positions_equal_across_sequences"] == [0]  # same id, same position
 
 
 def test_transformer_block_keeps_the_shape_and_has_the_named_parts():
@@ -67,6 +72,6 @@ def test_transformer_block_keeps_the_shape_and_has_the_named_parts():
 
 
 def test_shortcuts_keep_the_first_layers_gradient_from_vanishing():
-    rows = shortcut_demo()
-    first = {row["shortcut"]: row["mean |grad|"] for row in rows if row["layer"] == 0}
-    assert first[True] > 10 * first[False]
+    result = shortcut_demo()
+    assert result["with"][0] > 10 * result["without"][0]
+    assert result["gain_min"] > 10

@@ -6,6 +6,7 @@ import torch
 from torch import nn
 
 import labcode
+from labcode.embeddings import TokenPositionEmbedding
 from labcode.model import (
     GPTConfig,
     GPTModel,
@@ -29,7 +30,9 @@ def test_forward_maps_ids_to_logits():
 
 def test_model_has_the_attribute_names_the_gpt2_loader_uses():
     model = GPTModel(GPTConfig(**TINY, qkv_bias=True))
-    assert isinstance(model.tok_emb, nn.Embedding) and isinstance(model.pos_emb, nn.Embedding)
+    assert isinstance(model.embed, TokenPositionEmbedding)
+    assert isinstance(model.embed.tok_emb, nn.Embedding)
+    assert isinstance(model.embed.pos_emb, nn.Embedding)
     assert isinstance(model.drop_emb, nn.Dropout)
     assert isinstance(model.out_head, nn.Linear) and model.out_head.bias is None
     assert model.final_norm.scale.shape == (32,) and model.final_norm.shift.shape == (32,)
@@ -57,11 +60,14 @@ def test_presets_have_gpt2_sizes():
 
 
 def test_preset_parameter_counts_are_gpt2s_with_a_tied_head():
-    tied = {row["preset"]: row["parameters (tied head)"] for row in parameter_table()}
-    assert tied["gpt2-small"] == 124_439_808  # the figure Hugging Face reports
-    assert round(tied["gpt2-medium"] / 1e6) == 355
-    assert round(tied["gpt2-large"] / 1e6) == 774
-    assert round(tied["gpt2-xl"] / 1e6) == 1558
+    table = parameter_table()
+    assert table["small"]["tied"] == 124_439_808  # the figure Hugging Face reports
+    assert round(table["medium"]["tied"] / 1e6) == 355
+    assert round(table["large"]["tied"] / 1e6) == 774
+    assert round(table["xl"]["tied"] / 1e6) == 1558
+    assert table["small_built"] == table["small"]["parameters"]  # meta count = real count
+    assert table["small_no_qkv_bias"] == 163_009_536  # the book's GPTModel, no Q/K/V biases
+    assert table["qkv_bias_params"] == 12 * 3 * 768
 
 
 @pytest.mark.parametrize("qkv_bias", [False, True])
@@ -69,7 +75,7 @@ def test_formula_counts_match_the_built_module(qkv_bias):
     cfg = GPTConfig(**TINY, qkv_bias=qkv_bias)
     model = GPTModel(cfg)
     assert count_parameters(model) == parameter_count(cfg) == count_parameters(cfg)
-    model.out_head.weight = model.tok_emb.weight  # tie the head as GPT-2 does
+    model.out_head.weight = model.embed.tok_emb.weight  # tie the head as GPT-2 does
     assert count_parameters(model) == parameter_count(cfg, tied=True)
 
 
@@ -95,7 +101,9 @@ def test_untrained_loss_on_random_tokens_is_close_to_ln_vocab():
 def test_untrained_loss_demo_is_close_to_ln_vocab():
     from labcode.model import untrained_loss_demo
 
-    assert abs(untrained_loss_demo() - math.log(50257)) < 0.2
+    result = untrained_loss_demo()
+    assert abs(result["loss"] - math.log(50257)) < 0.2
+    assert result["excess"] == pytest.approx(result["loss"] - result["ln_vocab"])
 
 
 def test_sdpa_model_matches_explicit_model():

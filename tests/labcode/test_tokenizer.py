@@ -52,10 +52,11 @@ def test_unknown_words_become_unk_and_documents_are_separated():
 
 
 def test_simple_tokenizer_demo_shows_unk():
-    rows = simple_tokenizer_demo()
-    assert {"token", "id"} <= set(rows[0])
-    assert any(r["token"] == UNK for r in rows)
-    assert any(r["token"] == END_OF_TEXT for r in rows)
+    result = simple_tokenizer_demo()
+    assert result["unk_id"] == result["vocab_size"] - 1
+    assert UNK in result["tokens"] and END_OF_TEXT in result["tokens"]
+    assert result["unknown_words"] == ["Hello", "tea", "sunlit"]
+    assert result["ids"].count(result["unk_id"]) == result["unknown_count"] == 3
 
 
 def test_gpt2_encoding_gives_the_well_known_ids(gpt2):
@@ -73,9 +74,11 @@ def test_gpt2_round_trips_any_text(gpt2, text):
 
 
 def test_gpt2_bpe_demo_returns_pieces(gpt2):
-    rows = gpt2_bpe_demo("Hello, world")
-    assert rows == [{"id": 15496, "piece": "Hello"}, {"id": 11, "piece": ","},
-                    {"id": 995, "piece": " world"}]
+    result = gpt2_bpe_demo("Hello, world")
+    assert result["tokens"] == [{"id": 15496, "piece": "Hello"}, {"id": 11, "piece": ","},
+                                {"id": 995, "piece": " world"}]
+    assert result["n_tokens"] == 3 and result["round_trip"]
+    assert result["first_word"] == {"piece": "Hello", "id": 15496, "id_after_space": 18435}
 
 
 def test_missing_cache_dir_gives_a_one_line_error(monkeypatch):

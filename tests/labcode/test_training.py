@@ -1,4 +1,4 @@
-"""The training loop: loss, schedule, exact resume, progress, and the blog's training labs."""
+"""The training loop: loss, schedule, exact resume, progress, and the blog's tiny GPT."""
 import math
 
 import pytest
@@ -15,11 +15,10 @@ from labcode.training import (
     lr_at,
     lr_schedule_plot,
     perplexity,
-    sample_from_checkpoint,
-    save_checkpoint,
     train,
-    train_on_blog,
 )
+from labcode.checkpoint import save_checkpoint
+from labcode.tiny_gpt import sample_from_checkpoint, train_on_blog
 
 VOCAB, CTX = 40, 8
 
@@ -115,7 +114,7 @@ def test_resuming_from_a_checkpoint_gives_exactly_the_straight_run(tmp_path, own
                     **settings)
 
     assert history.train_loss == expected.train_loss
-    assert history.val_loss == expected.val_loss
+    assert history.eval_val_loss == expected.eval_val_loss
     assert history.lr == expected.lr
     for name, value in snapshot(straight).items():
         assert torch.equal(resumed.state_dict()[name], value), name
@@ -130,6 +129,21 @@ def test_progress_callback_gets_step_loss_speed_eta_and_val_loss():
     assert all(p.total_steps == 6 and p.tokens_per_s > 0 and p.loss > 0 for p in seen)
     assert seen[-1].eta_s == 0
     assert [p.step for p in seen if p.val_loss is not None] == [3, 6]
+
+
+def test_evaluation_measures_training_and_validation_batches_the_same_way():
+    train_loader, val_loader = loaders()
+    fixed_train = DataLoader(token_windows(), batch_size=4)  # ordered: the same batches each time
+    model = tiny_model()  # dropout 0.1: eval mode must switch it off for both measurements
+    history = train(model, train_loader, val_loader, train_eval_loader=fixed_train, steps=4,
+                    eval_every=2, eval_batches=3)
+    assert history.eval_step == [2, 4]
+    model.eval()
+    assert history.eval_train_loss[-1] == pytest.approx(calc_loss_loader(fixed_train, model,
+                                                                         "cpu", 3))
+    assert history.eval_val_loss[-1] == pytest.approx(calc_loss_loader(val_loader, model,
+                                                                       "cpu", 3))
+    assert model.training is False
 
 
 def test_checkpoint_every_writes_a_checkpoint_and_training_needs_steps_or_epochs(tmp_path):
@@ -169,12 +183,13 @@ def test_lr_schedule_plot_draws_the_schedule():
     import matplotlib
 
     matplotlib.use("Agg")
-    fig = lr_schedule_plot(steps=200, warmup_steps=20)
-    ys = fig.axes[0].lines[0].get_ydata()
-    assert len(ys) == 200 and max(ys) == pytest.approx(6e-4) and ys[-1] < 7e-5
     import matplotlib.pyplot as plt
 
-    plt.close(fig)
+    result = lr_schedule_plot(steps=200, warmup_steps=20)
+    ys = plt.gcf().axes[0].lines[0].get_ydata()
+    assert len(ys) == 200 and max(ys) == pytest.approx(6e-4) and ys[-1] < 7e-5
+    assert result["peak_lr"] == pytest.approx(6e-4) and result["last_lr"] == ys[-1]
+    plt.close("all")
 
 
 BLOG_TEXT = (
@@ -184,28 +199,33 @@ BLOG_TEXT = (
 ) * 30
 
 
-def test_train_on_blog_quick_mode_saves_a_checkpoint_that_samples(tmp_path, monkeypatch, capsys):
+def test_train_on_blog_quick_mode_saves_a_checkpoint_that_samples(tmp_path, capsys):
     import matplotlib
 
     matplotlib.use("Agg")
-    monkeypatch.setenv("LABCODE_QUICK", "1")
+    import matplotlib.pyplot as plt
+
     corpus = tmp_path / "corpus.txt"
     corpus.write_text(BLOG_TEXT, encoding="utf-8")
     checkpoint = tmp_path / "labs" / "tiny.pt"
     seen = []
-    fig = train_on_blog(str(corpus), str(checkpoint), vocab_size=300, progress=seen.append)
-    assert checkpoint.exists() and seen and seen[-1].step == seen[-1].total_steps
-    train_line, val_line = fig.axes[0].lines[:2]
-    assert len(train_line.get_xdata()) == seen[-1].total_steps
-    assert val_line.get_ydata()[-1] < math.log(300)
-    assert "greedy" in capsys.readouterr().out
+    result = train_on_blog(str(corpus), str(checkpoint), vocab_size=300, progress=seen.append,
+                           quick=True)
+    assert checkpoint.exists() and seen and seen[-1].step == seen[-1].total_steps == 20
+    assert result["steps"] == 20
+    batch_line, train_line, val_line = plt.gcf().axes[0].lines[:3]
+    assert len(batch_line.get_xdata()) == seen[-1].total_steps
+    assert val_line.get_ydata()[-1] == result["val_loss"] < math.log(300)
+    assert train_line.get_ydata()[-1] == result["train_loss"]
+    assert result["gap"] == result["val_loss"] - result["train_loss"]
+    assert [row["step"] for row in result["history"]] == [5, 10, 15, 20]
+    assert "val loss" in capsys.readouterr().out
 
     first = sample_from_checkpoint(str(checkpoint), prompt="The model", max_new_tokens=10,
-                                   num_samples=2)
+                                   num_samples=2, corpus=str(corpus))
     again = sample_from_checkpoint(str(checkpoint), prompt="The model", max_new_tokens=10,
-                                   num_samples=2)
-    assert first == again and len(first) == 3
-    assert all(s["sample"].startswith("The model") for s in first)
-    import matplotlib.pyplot as plt
-
-    plt.close(fig)
+                                   num_samples=2, corpus=str(corpus))
+    assert first == again and len(first["samples"]) == 2
+    assert 0 <= first["invented_words"] <= first["sampled_words"]
+    assert all(s.startswith("The model") for s in [first["greedy"], *first["samples"]])
+    plt.close("all")
