@@ -19,7 +19,7 @@ from labnotes.labs.cache import LabCache, instance_id
 from labnotes.labs.directive import LabCall, SourceCall
 from labnotes.labs.plan import LabInstance, SiteLabs, collect_labs, plan_labs
 from labnotes.labs.progress import Progress
-from labnotes.labs.render import LabRenderer, LabResult, markdown_table
+from labnotes.labs.render import LabRenderer, LabResult, format_cell, markdown_table
 from labnotes.labs.resolve import LabcodeIndex
 from labnotes.labs.runtime import DEVICES, choose_device, reusable_devices
 from labnotes.citations import changed_citations
@@ -173,7 +173,9 @@ def _check(config: SiteConfig, documents: list[Document], *, device: str | None,
             changes += _block_changes(f"{path}:{line}", call, old, results[stem],
                                       published_cache, fresh_cache, renderer)
     before = {stem: _result_of(entry) for stem, entry in published.entries.items()}
-    changes += _citation_changes(documents, lab_values(site, before), lab_values(site, results))
+    measured = {name: set(call.measured) for name, (_, call) in site.names.items()}
+    changes += _citation_changes(documents, lab_values(site, before), lab_values(site, results),
+                                 measured)
     copied = find_copied_numbers(documents, published_labs(site, results))
     real = [c for c in changes if not c.measured]
     for change in real:
@@ -194,12 +196,16 @@ def _result_of(entry) -> LabResult:
                      device_name=entry.device_name, torch_version=entry.torch_version)
 
 
-def _citation_changes(documents, before, after) -> list[Change]:
+def _citation_changes(documents, before, after, measured: dict[str, set]) -> list[Change]:
+    """Cited values a reader would see change; those citing a measured key are measurements."""
     changes = []
     for citation, old, new in changed_citations(documents, before, after):
         where = f"{display_path(citation.path)}:{citation.line}"
+        keys = citation.keys
+        is_measured = bool(keys) and str(keys[0]) in measured.get(citation.name, set())
         changes.append(Change(where, citation.source, f"cited value {old.text} -> {new.text}"
-                              + (" (provenance changed)" if old.text == new.text else "")))
+                              + (" (provenance changed)" if old.text == new.text else ""),
+                              measured=is_measured))
     return changes
 
 
@@ -216,7 +222,8 @@ def _block_changes(where, call, old, new: LabResult, old_cache, new_cache, rende
     for key in call.measured:
         was, now = _measured(before.value, key), _measured(after.value, key)
         if was != now:
-            changes.append(Change(where, call.ref, f"{key}: {was} -> {now}", measured=True))
+            changes.append(Change(where, call.ref, f"{key}: {format_cell(was)} -> "
+                                  f"{format_cell(now)}", measured=True))
     if _seen(renderer, before, call.measured) != _seen(renderer, after, call.measured):
         changes.append(Change(where, call.ref, "the rendered block would change "
                               f"({_first_difference(renderer, before, after, call.measured)})"))

@@ -257,8 +257,8 @@ def _changed_definitions(before: Mapping[str, str], now: Mapping[str, str]) -> s
 
 
 def module_path(name: str) -> str:
-    """labcode.gelu -> labcode/gelu.py, as --why shows it."""
-    return name.replace(".", "/") + ".py"
+    """labcode.gelu -> labcode/gelu.py, labcode -> labcode/__init__.py, as --why shows it."""
+    return name.replace(".", "/") + ("/__init__.py" if "." not in name else ".py")
 
 
 def _release(version: str) -> str:

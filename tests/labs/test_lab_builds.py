@@ -624,11 +624,12 @@ def test_check_reports_declared_measurements_apart_and_still_exits_0(project):
     write(project / "labcode" / "timed.py", TIMED)
     write(project / "content" / "posts" / "timed.md",
           "---\ntitle: Timed\ndate: 2026-10-08\n---\n\n```lab\nlabcode.timed:timed\n"
-          "show: value\nmeasured: seconds\n```\n")
+          "show: value\nname: t\nmeasured: seconds\n```\n\nIt took {{ t.seconds:.9f }} s.\n")
     assert build(project).returncode == 0
     result = build(project, "check")
     assert result.returncode == 0, result.stdout
     assert "seconds:" in result.stdout and "(measured; not a change)" in result.stdout
+    assert "{{ t.seconds:.9f }}: cited value" in result.stdout   # a cited measurement, apart
 
 
 def test_check_and_hand_runs_leave_the_next_build_nothing_to_rerun(project):
