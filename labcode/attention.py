@@ -425,6 +425,9 @@ def saturated_row_gradient(d_k: int = 256, n_keys: int = 8, d_v: int = 4) -> dic
                         "max_weight": w.max().item(),
                         "max_score_grad": scores.grad.abs().max().item(),
                         "live_keys": (scores.grad.abs() > 1e-4).sum().item(),
+                        "largest_dead_grad": max([g for g in scores.grad.abs().tolist()
+                                                  if g <= 1e-4], default=0.0),
+                        "least_attended_grad": scores.grad[target].abs().item(),
                         "query_grad": query.grad.norm().item(),
                         "ce_max_grad": ce_grad.abs().max().item()}
     none, sqrt = result["none"], result["sqrt"]
