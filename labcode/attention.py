@@ -323,3 +323,261 @@ def attention_variants_agree(device: str = "cpu") -> dict:
         print(f"{labels[name]:<30}{diffs['output_diff']:>16.1e}{diffs['grad_diff']:>14.1e}")
     result["largest"] = max(v for diffs in result.values() for v in diffs.values())
     return result
+
+
+def softmax_saturation_demo(dims=(4, 16, 64, 256, 1024), n_keys: int = 16,
+                            n_rows: int = 256) -> dict:
+    """Softmax rows of q·k scores as d_k grows: unscaled, divided by sqrt(d_k), divided by d_k.
+
+    q and k have independent unit-variance components, as at initialisation. For each d_k:
+    the variance of q·k, and over `n_rows` rows of `n_keys` scores, the mean largest weight,
+    the mean entropy, the share of saturated rows (largest weight > 0.99) and the median size
+    (Frobenius norm) of the softmax Jacobian, the factor every gradient reaching the scores
+    is multiplied by.
+    """
+    import math
+
+    import matplotlib.pyplot as plt
+
+    torch.manual_seed(123)
+    scalings = {"none": lambda d: 1.0, "sqrt": lambda d: d ** 0.5, "d_k": lambda d: float(d)}
+    result = {"dims": list(dims), "n_keys": n_keys, "n_rows": n_rows,
+              "score_var": [], "scaled_score_var": []}
+    for name in scalings:
+        result[name] = {"max_weight": [], "entropy": [], "saturated": [], "grad": [],
+                        "grad_mean": []}
+    for d_k in dims:
+        q = torch.randn(n_rows, 1, d_k)  # one query per row...
+        k = torch.randn(n_rows, n_keys, d_k)  # ...and its own n_keys keys
+        scores = (q * k).sum(dim=-1)  # (n_rows, n_keys): q·k for every key
+        result["score_var"].append(scores.var().item())
+        result["scaled_score_var"].append((scores / d_k ** 0.5).var().item())
+        for name, divisor in scalings.items():
+            w = torch.softmax(scores / divisor(d_k), dim=-1)  # (n_rows, n_keys)
+            largest = w.max(dim=-1).values
+            entropy = -torch.special.xlogy(w, w).sum(dim=-1)  # 0 one-hot, ln(n_keys) uniform
+            # d softmax / d scores = diag(w) - w w^T: near zero when w is nearly one-hot
+            jacobian = torch.diag_embed(w) - w.unsqueeze(-1) * w.unsqueeze(-2)
+            size = jacobian.norm(dim=(-2, -1))  # (n_rows,)
+            stats = result[name]
+            stats["max_weight"].append(largest.mean().item())
+            stats["entropy"].append(entropy.mean().item())
+            stats["saturated"].append((largest > 0.99).float().mean().item())
+            stats["grad"].append(size.median().item())
+            stats["grad_mean"].append(size.mean().item())
+    result["uniform"] = {"max_weight": 1 / n_keys, "entropy": math.log(n_keys),
+                         "grad": (n_keys - 1) ** 0.5 / n_keys}
+
+    print(f"{n_rows} rows of {n_keys} scores q·k per d_k; q, k ~ N(0, 1)")
+    print(f"{'':>5}{'':>9}{'mean largest weight':>23}{'rows':>7}"
+          f"{'median |d softmax/d s|':>28}")
+    print(f"{'d_k':>5}{'var(q·k)':>9}  {'none':>7}{'sqrt':>7}{'d_k':>7}{'>0.99':>7}"
+          f"  {'none':>9}{'sqrt':>9}{'d_k':>9}")
+    for i, d_k in enumerate(dims):
+        print(f"{d_k:>5}{result['score_var'][i]:>9.1f}  "
+              + "".join(f"{result[n]['max_weight'][i]:>7.3f}" for n in scalings)
+              + f"{result['none']['saturated'][i]:>7.0%}  "
+              + "".join(f"{result[n]['grad'][i]:>9.1e}" for n in scalings))
+    print(f"{'uniform row':>14}  {1 / n_keys:>21.3f}{'':>7}  {result['uniform']['grad']:>27.1e}")
+
+    labels = {"none": "q·k", "sqrt": "q·k / √d_k", "d_k": "q·k / d_k"}
+    fig, axes = plt.subplots(1, 3, figsize=(9, 3))
+    panels = (("max_weight", "mean largest weight"), ("entropy", "mean entropy (nats)"),
+              ("grad", "median |Jacobian of softmax|"))
+    for ax, (key, title) in zip(axes, panels):
+        for name, style in zip(scalings, ("-o", "-s", "--^")):
+            ax.plot(dims, result[name][key], style, label=labels[name], markersize=4)
+        ax.axhline(result["uniform"][key], color="grey", linestyle=":", linewidth=1,
+                   label="uniform row")
+        ax.set_xscale("log", base=2)
+        ax.set_xlabel("d_k")
+        ax.set_title(title, fontsize=10)
+        ax.grid(True, alpha=0.3)
+    axes[2].set_yscale("log")
+    axes[0].legend(fontsize=8)
+    fig.tight_layout()
+    return result
+
+
+def saturated_row_gradient(d_k: int = 256, n_keys: int = 8, d_v: int = 4) -> dict:
+    """One query against `n_keys` keys, unscaled and scaled: weights and the gradient each score gets.
+
+    The loss is linear in the attention output (L = (w @ V) · g for a random upstream
+    gradient g), as it is inside a network. For contrast, the gradient of -log w[target]
+    (how the output layer's softmax is trained) on the least attended key. A key whose
+    score gets a gradient below 1e-4 is counted as out of reach of learning.
+    """
+    torch.manual_seed(123)
+    q, keys = torch.randn(d_k), torch.randn(n_keys, d_k)
+    values, upstream = torch.randn(n_keys, d_v), torch.randn(d_v)
+    result = {"d_k": d_k, "n_keys": n_keys}
+    for name, divisor in (("none", 1.0), ("sqrt", d_k ** 0.5)):
+        query = q.clone().requires_grad_(True)
+        scores = keys @ query / divisor  # (n_keys,)
+        scores.retain_grad()
+        w = torch.softmax(scores, dim=-1)
+        (w @ values @ upstream).backward()  # the loss: output · upstream gradient
+        target = w.argmin()  # the key the output softmax would be asked to pick
+        ce_grad = w.detach().clone()
+        ce_grad[target] -= 1  # d(-log w[target]) / d scores = w - onehot(target)
+        result[name] = {"scores": scores.tolist(), "weights": w.tolist(),
+                        "score_grads": scores.grad.tolist(),
+                        "max_weight": w.max().item(),
+                        "max_score_grad": scores.grad.abs().max().item(),
+                        "live_keys": (scores.grad.abs() > 1e-4).sum().item(),
+                        "largest_dead_grad": max([g for g in scores.grad.abs().tolist()
+                                                  if g <= 1e-4], default=0.0),
+                        "least_attended_grad": scores.grad[target].abs().item(),
+                        "query_grad": query.grad.norm().item(),
+                        "ce_max_grad": ce_grad.abs().max().item()}
+    none, sqrt = result["none"], result["sqrt"]
+    result["grad_ratio"] = sqrt["max_score_grad"] / none["max_score_grad"]
+    result["query_grad_ratio"] = sqrt["query_grad"] / none["query_grad"]
+
+    print(f"one query, {n_keys} keys, d_k = {d_k}")
+    print(f"{'':>4}{'unscaled q·k':>30}{'scaled q·k / √d_k':>30}")
+    print(f"{'key':>4}" + 2 * f"{'score':>9}{'weight':>9}{'dL/ds':>12}")
+    for j in range(n_keys):
+        print(f"{j:>4}" + "".join(f"{r['scores'][j]:>9.2f}{r['weights'][j]:>9.4f}"
+                                  f"{r['score_grads'][j]:>12.1e}" for r in (none, sqrt)))
+    print(f"largest |dL/ds|: {none['max_score_grad']:.1e} unscaled, "
+          f"{sqrt['max_score_grad']:.1e} scaled")
+    print(f"keys whose |dL/ds| > 1e-4: {none['live_keys']} of {n_keys} unscaled, "
+          f"{sqrt['live_keys']} of {n_keys} scaled")
+    print(f"|dL/dq|, what reaches W_q: {none['query_grad']:.1e} unscaled, "
+          f"{sqrt['query_grad']:.1e} scaled")
+    print(f"largest |d(-log w)/ds| on the least attended key: {none['ce_max_grad']:.2f} "
+          f"unscaled, {sqrt['ce_max_grad']:.2f} scaled")
+    return result
+
+
+def multihead_shapes_demo(batch: int = 2, seq_len: int = 5, d_in: int = 8, d_out: int = 12,
+                          num_heads: int = 3, device: str = "cpu") -> dict:
+    """Walk one batch through MultiHeadAttention's forward, printing every shape.
+
+    The layer's weights are copied from a wrapper of separate heads (with an identity
+    output projection), so each step can be compared with what the separate heads compute.
+    Draws each head's attention weights for the first sequence of the batch.
+    """
+    import matplotlib.pyplot as plt
+
+    torch.manual_seed(123)
+    wrapper = MultiHeadAttentionWrapper(d_in, d_out, seq_len, 0.0, num_heads).to(device)
+    fused = MultiHeadAttention(d_in, d_out, seq_len, 0.0, num_heads).to(device)
+    copy_heads_into_fused(wrapper, fused)
+    x = torch.randn(batch, seq_len, d_in, device=device)
+    B, T, _ = x.shape
+    h, hs = num_heads, d_out // num_heads
+    shapes = {}
+
+    def show(label, tensor):
+        shapes[label] = list(tensor.shape)
+        print(f"{label:<44}{str(tuple(tensor.shape)):>14}   contiguous: {tensor.is_contiguous()}")
+
+    with torch.no_grad():
+        show("x", x)
+        q_flat = fused.W_query(x)
+        show("W_query(x)", q_flat)
+        q_split = q_flat.view(B, T, h, hs)
+        show(".view(B, T, h, hs)", q_split)
+        queries = q_split.transpose(1, 2)
+        show(".transpose(1, 2)  -> queries", queries)
+        keys = fused.W_key(x).view(B, T, h, hs).transpose(1, 2)
+        values = fused.W_value(x).view(B, T, h, hs).transpose(1, 2)
+        scores = queries @ keys.transpose(2, 3)
+        show("queries @ keys.transpose(2, 3)  -> scores", scores)
+        scores = scores.masked_fill(fused.mask[:T, :T], float("-inf"))
+        weights = torch.softmax(scores / hs ** 0.5, dim=-1)
+        context = weights @ values
+        show("weights @ values  -> context", context)
+        swapped = context.transpose(1, 2)
+        show("context.transpose(1, 2)", swapped)
+        merged = swapped.contiguous().view(B, T, d_out)
+        show(".contiguous().view(B, T, d_out)", merged)
+        out = fused.out_proj(merged)
+        show("out_proj(...)", out)
+
+        by_hand = (out - fused(x)).abs().max().item()
+        per_head = []
+        for i, head in enumerate(wrapper.heads):
+            cols = slice(i * hs, (i + 1) * hs)  # head i owns these columns of d_out
+            per_head.append({
+                "head": i,
+                "query_diff": (queries[:, i] - head.W_query(x)).abs().max().item(),
+                "weights_diff": (weights[:, i] - head.attention_weights(x)).abs().max().item(),
+                "output_diff": (merged[..., cols] - head(x)).abs().max().item()})
+        wrapper_diff = (out - wrapper(x)).abs().max().item()
+        query_is_slice = torch.equal(queries[:, 1], q_flat[..., hs:2 * hs])
+
+    grads = []
+    for module in (fused, wrapper):  # backward: the same loss through both layers
+        inp = x.clone().requires_grad_(True)
+        module(inp).square().sum().backward()
+        grads.append(inp.grad)
+    grad_diff = (grads[0] - grads[1]).abs().max().item()
+
+    print(f"\nstep by step vs fused(x): max |difference| {by_hand:.1e}")
+    print(f"queries[:, 1] is columns {hs}..{2 * hs - 1} of W_query(x): {query_is_slice}")
+    print(f"{'head':>4}{'queries':>12}{'weights':>12}{'output':>12}   max |fused - separate head|")
+    for row in per_head:
+        print(f"{row['head']:>4}{row['query_diff']:>12.1e}{row['weights_diff']:>12.1e}"
+              f"{row['output_diff']:>12.1e}")
+    print(f"whole layer vs the wrapper, max |difference|: output {wrapper_diff:.1e}, "
+          f"d loss / d x {grad_diff:.1e}")
+
+    fig, axes = plt.subplots(1, h, figsize=(3 * h, 2.8))
+    for i, ax in enumerate(axes):
+        ax.imshow(weights[0, i].cpu().numpy(), cmap="viridis", vmin=0, vmax=1)
+        ax.set_title(f"head {i}", fontsize=10)
+        ax.set_xlabel("key position")
+        ax.set_xticks(range(T))
+        ax.set_yticks(range(T))
+    axes[0].set_ylabel("query position")
+    fig.tight_layout()
+    return {"batch": B, "seq_len": T, "heads": h, "head_dim": hs, "d_out": d_out,
+            "shapes": shapes, "step_by_step_diff": by_hand, "query_is_slice": query_is_slice,
+            "per_head": per_head, "wrapper_diff": wrapper_diff, "grad_diff": grad_diff,
+            "largest_head_diff": max(v for row in per_head for k, v in row.items() if k != "head")}
+
+
+def view_reshape_demo(heads: int = 2, seq_len: int = 3, head_dim: int = 2) -> dict:
+    """Merge heads back with and without the transpose; what view, reshape and contiguous do.
+
+    The context tensor holds 0, 1, 2, ... so each number says where it sits in memory:
+    head 0's vectors first, then head 1's.
+    """
+    import textwrap
+
+    h, T, hs = heads, seq_len, head_dim
+    context = torch.arange(h * T * hs, dtype=torch.float32).view(1, h, T, hs)  # (B, h, T, hs)
+    swapped = context.transpose(1, 2)  # (B, T, h, hs): same memory, strides swapped
+    print(f"context (B, h, T, hs) = {tuple(context.shape)}, strides {context.stride()}")
+    print(context[0])
+    print(f"\n.transpose(1, 2) -> {tuple(swapped.shape)}, strides {swapped.stride()}, "
+          f"contiguous: {swapped.is_contiguous()}")
+    print(f"shares context's memory: {swapped.data_ptr() == context.data_ptr()}")
+    try:
+        swapped.view(1, T, h * hs)
+        view_error = ""
+    except RuntimeError as error:
+        view_error = str(error).split(".")[0]
+    print("\n.view(B, T, h*hs) -> RuntimeError:")
+    print(textwrap.fill(view_error + ".", width=72, initial_indent="  ", subsequent_indent="  "))
+    reshaped = swapped.reshape(1, T, h * hs)
+    fixed = swapped.contiguous().view(1, T, h * hs)
+    print(f".reshape(B, T, h*hs) copied the data: {reshaped.data_ptr() != context.data_ptr()}")
+    print(f".contiguous().view(...) equals .reshape(...): {torch.equal(fixed, reshaped)}")
+    print(fixed[0])
+    wrong = context.reshape(1, T, h * hs)  # no transpose: runs, but mixes positions
+    print("\nwithout the transpose, .reshape(B, T, h*hs) runs and is wrong:")
+    print(wrong[0])
+    print(f"a view of the contiguous context (no copy): "
+          f"{context.view(1, T, h * hs).data_ptr() == context.data_ptr()}")
+    return {"context_strides": list(context.stride()), "swapped_strides": list(swapped.stride()),
+            "swapped_contiguous": swapped.is_contiguous(),
+            "swapped_shares_memory": swapped.data_ptr() == context.data_ptr(),
+            "view_error": view_error,
+            "reshape_copied": reshaped.data_ptr() != context.data_ptr(),
+            "reshape_equals_contiguous_view": torch.equal(fixed, reshaped),
+            "merged_first_token": fixed[0, 0].tolist(), "wrong_first_token": wrong[0, 0].tolist(),
+            "wrong_max_diff": (wrong - fixed).abs().max().item()}

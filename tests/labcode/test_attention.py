@@ -168,3 +168,67 @@ def test_causal_attention_dropout_is_off_in_eval():
     assert torch.equal(head(x), head(x))
     head.train()
     assert not torch.equal(head(x), head(x))
+
+
+def test_scaling_by_sqrt_dk_keeps_softmax_rows_unsaturated_as_dk_grows():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from labcode.attention import softmax_saturation_demo
+
+    result = softmax_saturation_demo(dims=(4, 64, 1024), n_rows=128)
+    plt.close("all")
+    # var(q·k) grows like d_k; dividing by sqrt(d_k) brings it back to about 1
+    for d_k, var, scaled in zip(result["dims"], result["score_var"], result["scaled_score_var"]):
+        assert 0.7 * d_k < var < 1.3 * d_k
+        assert 0.7 < scaled < 1.3
+    none, sqrt, by_dk = result["none"], result["sqrt"], result["d_k"]
+    # unscaled rows saturate: the largest weight heads for 1, the gradient for 0
+    assert none["max_weight"] == sorted(none["max_weight"]) and none["max_weight"][-1] > 0.9
+    assert none["grad"][-1] < 1e-3 < sqrt["grad"][-1]
+    # scaled rows look the same at every d_k; dividing by d_k flattens them towards uniform
+    assert max(sqrt["max_weight"]) - min(sqrt["max_weight"]) < 0.05
+    assert max(sqrt["saturated"]) == 0.0
+    assert by_dk["max_weight"][-1] < 1.2 * result["uniform"]["max_weight"]
+
+
+def test_saturated_row_passes_gradient_to_few_keys_but_cross_entropy_does_not_vanish():
+    from labcode.attention import saturated_row_gradient
+
+    result = saturated_row_gradient(d_k=256, n_keys=8)
+    assert result["none"]["live_keys"] < result["sqrt"]["live_keys"] == 8
+    assert result["none"]["max_weight"] > result["sqrt"]["max_weight"]
+    assert result["none"]["ce_max_grad"] > 0.9  # w - onehot: no vanishing through the log
+
+
+def test_multihead_shapes_demo_matches_the_module_and_the_separate_heads():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from labcode.attention import multihead_shapes_demo
+
+    result = multihead_shapes_demo(batch=2, seq_len=5, d_in=8, d_out=12, num_heads=3)
+    plt.close("all")
+    assert result["shapes"][".transpose(1, 2)  -> queries"] == [2, 3, 5, 4]
+    assert result["shapes"]["queries @ keys.transpose(2, 3)  -> scores"] == [2, 3, 5, 5]
+    assert result["shapes"][".contiguous().view(B, T, d_out)"] == [2, 5, 12]
+    assert result["query_is_slice"]
+    assert result["step_by_step_diff"] == 0.0
+    assert result["largest_head_diff"] < 1e-6 and result["wrapper_diff"] < 1e-6
+    assert result["grad_diff"] < 1e-5
+
+
+def test_view_reshape_demo_shows_view_fails_and_the_missing_transpose_scrambles():
+    from labcode.attention import view_reshape_demo
+
+    result = view_reshape_demo(heads=2, seq_len=3, head_dim=2)
+    assert not result["swapped_contiguous"] and result["swapped_shares_memory"]
+    assert "view size is not compatible" in result["view_error"]
+    assert result["reshape_copied"] and result["reshape_equals_contiguous_view"]
+    # token 0 is head 0's vector then head 1's; without the transpose it is head 0's tokens 0 and 1
+    assert result["merged_first_token"] == [0.0, 1.0, 6.0, 7.0]
+    assert result["wrong_first_token"] == [0.0, 1.0, 2.0, 3.0]
