@@ -35,7 +35,8 @@ def series_mirror_path(series: Series) -> str:
 
 
 def render_llms_txt(config: SiteConfig, posts: Sequence[RenderedDocument],
-                    pages: Sequence[RenderedDocument], series: Sequence[Series] = ()) -> str:
+                    pages: Sequence[RenderedDocument], series: Sequence[Series] = (),
+                    labs_page: bool = False) -> str:
     """The site's `/llms.txt`: posts newest first, the series (if any), then pages and the
     full text as optional."""
     series_lines = [
@@ -63,10 +64,41 @@ def render_llms_txt(config: SiteConfig, posts: Sequence[RenderedDocument],
         "## Optional",
         "",
         *(_link_line(d.title, mirror_url(config, d), d.summary) for d in _docs(_by_title(pages))),
+        *([_link_line("Labs", absolute_url(config, "labs/index.html.md"),
+                      "every lab of the site: its post, device, torch version, wall time and "
+                      "rerun command")] if labs_page else []),
         _link_line("Full text of every post and page", absolute_url(config, "llms-full.txt"),
                    "all of the above in one Markdown file"),
     ]
     return "\n".join(lines) + "\n"
+
+
+def render_labs_mirror(config: SiteConfig, rows: Sequence[tuple]) -> str:
+    """The labs page as Markdown: one table row per lab block."""
+    def cell(text: str) -> str:
+        return str(text).replace("|", "\\|").replace("\n", " ")
+
+    lines = [
+        "# Labs",
+        "",
+        f"- HTML version: <{_safe_url(absolute_url(config, 'labs/'))}>",
+        "",
+        _inline(f"Every lab of {config.title}, newest post first: where it ran, with which torch, how "
+                "long it took, whether this build ran it or reused its cached result, and the "
+                "command that reruns it."),
+        "",
+        "| post | lab | device | torch | wall time | this build | rerun |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for title, url, ref, args, device, torch, wall, status, command in rows:
+        lab = f"`{ref}`" + (f" ({cell(args)})" if args else "")
+        lines.append(f"| [{_link_text(title)}]({_safe_url(absolute_url(config, url))}) | "
+                     f"{lab} | {cell(device)} | {cell(torch)} | {cell(wall)} | {STATUS[status]} | "
+                     f"`{cell(command)}` |")
+    return "\n".join(lines) + "\n"
+
+
+STATUS = {"ran": "ran", "cached": "reused", "failed": "failed"}
 
 
 def render_series_mirror(config: SiteConfig, series: Series) -> str:

@@ -204,6 +204,22 @@ class PublishedLab:
 
 
 @dataclass(frozen=True)
+class LabRecord:
+    """One lab block as the labs page lists it: where it runs and how its result was made."""
+
+    ref: str
+    args: str                 # "seq_len=6, text='...'"
+    path: Path                # the post or page holding the block, and the block's line
+    line: int
+    anchor: str               # the block's id on its page
+    device_name: str
+    torch_version: str
+    wall: str                 # "250 ms", "57.8 s"
+    status: str               # "ran" (this build), "cached" (reused) or "failed"
+    command: str              # the command that reruns it
+
+
+@dataclass(frozen=True)
 class LabStage:
     """What the lab stage hands the render stage."""
 
@@ -211,4 +227,5 @@ class LabStage:
     files: dict[str, bytes] = field(default_factory=dict)   # output-relative path -> bytes
     counts: LabCounts = field(default_factory=LabCounts)
     values: dict[str, LabValue] = field(default_factory=dict)   # by lab name
+    records: tuple[LabRecord, ...] = ()     # every lab block, in site order
     published: tuple[PublishedLab, ...] = ()                    # every lab of the site, in run order

@@ -17,7 +17,7 @@ from zoneinfo import ZoneInfo
 
 import markupsafe
 
-from .model import Document, RenderedDocument, SiteConfig
+from .model import Document, LabRecord, RenderedDocument, SiteConfig
 from .output import OutputFile
 from .render_cache import config_key, content_key
 from .series import group_series
@@ -134,7 +134,7 @@ def render_site_pages(config: SiteConfig, posts: Sequence[RenderedDocument], pag
 
 
 def site_pages(config: SiteConfig, posts: Sequence[RenderedDocument], pages: Sequence[RenderedDocument],
-               version: str = "") -> dict[str, OutputFile]:
+               version: str = "", labs: Sequence[LabRecord] = ()) -> dict[str, OutputFile]:
     """Every HTML page of the site, each keyed on exactly what it shows and rendered on demand.
 
     `version` names the generator (code and templates) and goes into every key; `posts`
@@ -162,11 +162,12 @@ def site_pages(config: SiteConfig, posts: Sequence[RenderedDocument], pages: Seq
         "description": None,
         "category_feed": None,
         "series": None,
+        "has_labs": bool(labs),
     }
     common_key = content_key(
         version, config_key(config), root, [(e.document.title, e.url) for e in page_entries],
         [(g.name, g.url, g.count) for g in months], [(g.name, g.url, g.count) for g in categories],
-        [(g.name, g.url, g.count) for g in series])
+        [(g.name, g.url, g.count) for g in series], bool(labs))
 
     def shown_categories(doc: Document) -> list:
         return [(g.name, g.url) for g in (category_by_path[category_path(n)] for n in doc.categories)]
@@ -231,8 +232,22 @@ def site_pages(config: SiteConfig, posts: Sequence[RenderedDocument], pages: Seq
              entries=group.entries, heading=group.name, kicker="Month", page_title=group.name)
     page("archive/index.html", "archive.html", [(g.name, g.url, [listed(e) for e in g.entries]) for g in months],
          months=months, post_count=len(post_entries), page_title="Archive")
+    if labs:
+        rows = lab_rows(labs, post_entries + page_entries)
+        page("labs/index.html", "labs.html", rows, rows=rows, page_title="Labs",
+             description=f"Every lab of {config.title}: the post that runs it, where and how it ran, "
+                         "and the command that reruns it.")
     page("404.html", "404.html", (), page_title="Page not found")
     return out
+
+
+def lab_rows(labs: Sequence[LabRecord], entries: Sequence[Entry]) -> list[tuple]:
+    """(post title, lab URL, ref, args, device, torch, wall time, status, command) per lab block
+    of a published document, in site order."""
+    by_source = {e.document.source: e for e in entries}
+    return [(by_source[r.path].document.title, f"{by_source[r.path].url}#{r.anchor}", r.ref, r.args,
+             r.device_name, r.torch_version, r.wall, r.status, r.command)
+            for r in labs if r.path in by_source]
 
 
 @dataclass(frozen=True)

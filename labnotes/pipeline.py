@@ -16,12 +16,13 @@ from .config import load_config
 from .content import load_content
 from .errors import BuildError, BuildWarning
 from .feeds import render_rss, rss_items
-from .llms import (mirror_path, render_llms_full, render_llms_txt, render_markdown_mirror, render_series_mirror,
+from .llms import (mirror_path, render_labs_mirror, render_llms_full, render_llms_txt, render_markdown_mirror, render_series_mirror,
                    series_mirror_path)
 from .markdown import render_code_block, render_document
-from .model import BuildOptions, Content, Document, LabCounts, LabStage, RenderedDocument, SiteConfig
+from .model import (BuildOptions, Content, Document, LabCounts, LabRecord, LabStage, RenderedDocument,
+                    SiteConfig)
 from .output import OutputFile, write_site
-from .pages import base_path, group_categories, Entry, site_pages
+from .pages import base_path, group_categories, Entry, lab_rows, site_pages
 from .render_cache import CACHE_DIR, RenderCache, config_key, content_key, generator_version
 from .series import group_series
 from .sitemap import render_sitemap
@@ -72,7 +73,7 @@ def build(config_path: Path | str, content_dir: Path | str, out_dir: Path | str,
         renders = Renders(config, cache, generator_version(config.root / "templates"), content.series)
         posts = renders.documents(content.posts, labs.block_renderer, cite)
         pages = renders.documents(content.pages, labs.block_renderer, cite)
-        files = site_files(config, content, posts, pages, labs.files, renders)
+        files = site_files(config, content, posts, pages, labs.files, renders, labs.records)
         written = write_site(Path(out_dir), files, manifest=cache.manifest_path(out_dir))
     finally:
         cache.save()   # what was rendered stays useful even when a later stage failed
@@ -215,7 +216,8 @@ def _render_job(job: tuple[Document, dict, dict], base: str) -> tuple:
 
 
 def site_files(config: SiteConfig, content: Content, posts: list[RenderedDocument],
-               pages: list[RenderedDocument], lab_files: dict[str, bytes], renders: Renders) -> dict[str, OutputFile]:
+               pages: list[RenderedDocument], lab_files: dict[str, bytes], renders: Renders,
+               lab_records: Sequence[LabRecord] = ()) -> dict[str, OutputFile]:
     """Every output file, keyed by output-relative path, in a stable order; each is rendered
     only if the write stage finds no copy of it from the last build."""
     files: dict[str, OutputFile] = {}
@@ -225,7 +227,11 @@ def site_files(config: SiteConfig, content: Content, posts: list[RenderedDocumen
         files[path] = OutputFile.of(source.read_bytes())
     for path, data in lab_files.items():
         files[path] = OutputFile.of(data)
-    files.update(site_pages(config, posts, pages, renders.version))
+    pages_html = site_pages(config, posts, pages, renders.version, lab_records)
+    files.update(pages_html)
+    if "labs/index.html" in pages_html:
+        rows = lab_rows(lab_records, [Entry(d, d.document.url) for d in posts + pages])
+        files["labs/index.html.md"] = OutputFile.of(render_labs_mirror(config, rows).encode("utf-8"))
     feeds = [("feed.xml", None, posts)]
     feeds += [(group.path + "feed.xml", f"{config.title}: {group.name}", [e.rendered for e in group.entries])
               for group in group_categories([Entry(p, p.document.url) for p in posts], "")]
@@ -240,7 +246,8 @@ def site_files(config: SiteConfig, content: Content, posts: list[RenderedDocumen
     series = group_series([p.document for p in posts])
     for one in series:
         files[series_mirror_path(one)] = OutputFile.of(render_series_mirror(config, one).encode("utf-8"))
-    files["llms.txt"] = OutputFile.of(render_llms_txt(config, posts, pages, series).encode("utf-8"))
+    files["llms.txt"] = OutputFile.of(render_llms_txt(config, posts, pages, series,
+                                                      labs_page="labs/index.html.md" in files).encode("utf-8"))
     files["llms-full.txt"] = OutputFile(
         renders.key_of("llms-full", documents=posts + pages),
         lambda: render_llms_full(config, posts, pages, mirror_of=renders.mirror).encode("utf-8"))

@@ -22,8 +22,8 @@ from labnotes.labs.resolve import LabcodeIndex
 from labnotes.labs.runner import RunOutcome, RunRequest
 from labnotes.labs.runtime import (WORKER_IGNORE, choose_device, lab_seed, reusable_devices,
                                    torch_version, worker_env)
-from labnotes.model import (Document, FencedBlock, LabStage, LabValue, PublishedLab,
-                            RenderedBlock, SiteConfig)
+from labnotes.model import (Document, FencedBlock, LabRecord, LabStage, LabValue,
+                            PublishedLab, RenderedBlock, SiteConfig)
 
 
 class LabFailure(BuildError):
@@ -235,7 +235,22 @@ def run_lab_stage(documents: list[Document], config: SiteConfig, options) -> Lab
         result = replace(results[stem], call=call, source=_source(call, index))
         return RenderedBlock(renderer.lab_html(result), lab_markdown(result))
 
-    return LabStage(render_block, files, counts, values, published)
+    records = lab_records(site, results)
+    return LabStage(render_block, files, counts, values=values, published=published, records=records)
+
+
+def lab_records(site: SiteLabs, results: dict[str, LabResult]) -> tuple[LabRecord, ...]:
+    """Each lab block with its result's provenance, for the labs page."""
+    records = []
+    for (path, line), target in site.blocks.items():
+        if isinstance(target, SourceCall) or target[0] not in results:
+            continue
+        stem, call = target
+        result = replace(results[stem], call=call)
+        records.append(LabRecord(call.ref, result.args_text, path, line, result.anchor,
+                                 result.device_name, result.torch_version, result.wall_text,
+                                 result.status, result.command))
+    return tuple(records)
 
 
 def lab_values(site: SiteLabs, results: dict[str, LabResult]) -> dict[str, LabValue]:

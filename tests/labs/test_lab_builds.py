@@ -747,3 +747,25 @@ def test_check_names_a_cited_value_that_would_change_and_a_copied_number(project
     assert "content/posts/cited.md:11: {{ m.loss:.2f }}: cited value 2.50 -> 3.75" in \
         result.stdout
     assert "content/posts/cited.md:13: warning: 20,758 repeats a result of lab" in result.stdout
+
+
+def test_labs_page_lists_every_lab_with_its_post_provenance_status_and_rerun_command(project):
+    out = project / "output"
+    page = BeautifulSoup((out / "labs" / "index.html").read_text(), "html.parser")
+    rows = [[td.get_text(" ", strip=True) for td in tr.select("td")]
+            for tr in page.select("tbody tr")]
+    assert len(rows) == 3
+    attention = next(r for r in rows if "causal_weights_demo" in r[1])
+    assert attention[0] == "Causal attention" and attention[2] == "CPU"
+    assert attention[6] == "python build.py lab labcode.attention:causal_weights_demo " \
+                           "--arg seq_len=4"
+    link = page.select_one("tbody a")["href"]
+    assert link.startswith("/blog/posts/") and "#lab-" in link
+    assert {r[5] for r in rows} == {"ran"}            # the cold build ran them all
+    assert build(project).returncode == 0
+    again = BeautifulSoup((out / "labs" / "index.html").read_text(), "html.parser")
+    assert {td.get_text() for td in again.select("tbody td.lab-status-cached")} == {"reused"}
+    assert "https://example.org/blog/labs/index.html.md" in (out / "llms.txt").read_text()
+    mirror = (out / "labs" / "index.html.md").read_text()
+    assert "(https://example.org/blog/posts/" in mirror and "| reused |" in mirror
+    assert 'href="/blog/labs/"' in (out / "index.html").read_text()
