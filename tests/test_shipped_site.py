@@ -84,3 +84,21 @@ def test_feed_llms_txt_and_mirrors_carry_the_lab_results(shipped):
             mirror = out / url.split("/", 3)[3]
             assert "*Ran on CPU" in mirror.read_text()
     assert "Rerun:" in (out / "llms-full.txt").read_text()
+
+
+def test_every_number_the_posts_cite_comes_from_a_lab_and_none_is_copied(shipped):
+    project, result = shipped
+    assert ": warning:" not in result.stderr        # the copied-number lint: nothing copied
+    out = project / "output"
+    cited = 0
+    for page_file in (out / "posts").glob("*.html"):
+        page = BeautifulSoup(page_file.read_text(), "html5lib")
+        for cite in page.select(".lab-cite"):
+            assert cite["title"].split(":")[0].isidentifier() and " on CPU" in cite["title"]
+            cited += 1
+        for code in page.select("code, pre, .lab"):
+            code.decompose()
+        assert "{{" not in page.get_text(), page_file.name
+        mirror = (page_file.parent / (page_file.name + ".md")).read_text()
+        assert 'class="lab-cite"' not in mirror
+    assert cited >= 100
