@@ -144,3 +144,16 @@ def test_post_norm_keeps_the_stream_at_std_1_and_pre_norm_lets_it_grow(no_figure
     # pre-norm: the blocks near the input get the larger gradients
     assert result["pre_ratio_max"] < 0.6
 
+
+# -- the labs of "Shortcut connections and the gradients they carry" --------
+
+def test_shortcuts_keep_the_gradient_from_vanishing_in_a_deep_stack(no_figures):
+    from labcode.block import gradient_flow_demo
+
+    torch.manual_seed(0)
+    result = gradient_flow_demo(n_layers=16, width=16)
+    assert result["plain_bottom"] < 1e-6 * result["top"]  # vanished
+    assert result["plain_factor"] == pytest.approx(result["plain_factor_predicted"], rel=0.25)
+    assert result["full_bottom"] > result["top"]  # shortcuts alone: it grows instead
+    assert 0.5 < result["scaled_growth"] < 2  # scaled branches: it arrives about as it left
+    assert result["scaled_cosine"] > 0.8  # and mostly along the identity path
