@@ -75,3 +75,85 @@ def test_shortcuts_keep_the_first_layers_gradient_from_vanishing():
     result = shortcut_demo()
     assert result["with"][0] > 10 * result["without"][0]
     assert result["gain_min"] > 10
+
+
+# -- the labs of "Layer normalisation, measured" -------------------------------------------
+
+@pytest.fixture
+def no_figures():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    yield
+    plt.close("all")
+
+
+def test_layernorm_gives_every_token_mean_0_and_variance_1_unless_it_is_tiny(no_figures):
+    from labcode.layernorm import normalise_activations_demo
+
+    torch.manual_seed(0)
+    result = normalise_activations_demo(emb_dim=256)
+    assert result["var_ratio_before"] > 50  # the tokens really differ in size
+    assert result["after_mean_absmax"] < 1e-5
+    assert 0.99 < result["after_var_min"] <= result["after_var_max"] < 1.0 + 1e-4
+    # the tiny token's variance is comparable to eps, so it comes out below 1, as predicted
+    predicted = result["tiny_var_before"] / (result["tiny_var_before"] + 1e-5)
+    assert result["tiny_var_after"] == pytest.approx(predicted, rel=1e-3)
+    assert result["tiny_var_after"] < 0.99
+
+
+def test_uniform_scale_and_shift_set_each_tokens_std_and_mean():
+    from labcode.layernorm import scale_shift_demo
+
+    torch.manual_seed(0)
+    result = scale_shift_demo(emb_dim=128)
+    assert result["uniform_mean_min"] == pytest.approx(0.5, abs=1e-5)
+    assert result["uniform_mean_max"] == pytest.approx(0.5, abs=1e-5)
+    assert result["uniform_std_min"] == pytest.approx(2.0, abs=1e-3)
+    assert result["invariance_max_diff"] < 1e-4  # LN(3x + 1) == LN(x), up to eps
+
+
+def test_eps_follows_var_over_var_plus_eps_and_saves_a_constant_vector(no_figures):
+    from labcode.layernorm import eps_demo
+
+    result = eps_demo(emb_dim=128)
+    assert result["max_diff_from_formula"] < 1e-5
+    assert result["var_after_std_0_001"] == pytest.approx(1e-6 / (1e-6 + 1e-5), rel=1e-3)
+    assert result["constant_with_eps"] == 0.0
+    assert result["constant_without_eps_nan"]
+
+
+def test_our_layernorm_agrees_with_torch_nn_layernorm_forward_and_backward():
+    from labcode.layernorm import compare_with_torch
+
+    result = compare_with_torch()
+    assert result["forward_max_diff"] < 1e-5 and result["grad_max_diff"] < 1e-4
+    assert result["forward64_max_diff"] < 1e-12
+    assert result["unbiased_max_diff"] > 100 * result["forward_max_diff"]
+
+
+def test_post_norm_keeps_the_stream_at_std_1_and_pre_norm_lets_it_grow(no_figures):
+    from labcode.layernorm import pre_vs_post_norm_demo
+
+    result = pre_vs_post_norm_demo(n_layers=12, emb_dim=64, draws=2)
+    assert result["post_std_last_min"] == pytest.approx(1.0, abs=1e-3)
+    assert result["post_std_last_max"] == pytest.approx(1.0, abs=1e-3)
+    assert result["pre_std_last_min"] > 2 * result["pre_std_first"]
+    # pre-norm: the blocks near the input get the larger gradients
+    assert result["pre_ratio_max"] < 0.6
+
+
+# -- the labs of "Shortcut connections and the gradients they carry" --------
+
+def test_shortcuts_keep_the_gradient_from_vanishing_in_a_deep_stack(no_figures):
+    from labcode.block import gradient_flow_demo
+
+    torch.manual_seed(0)
+    result = gradient_flow_demo(n_layers=16, width=16)
+    assert result["plain_bottom"] < 1e-6 * result["top"]  # vanished
+    assert result["plain_factor"] == pytest.approx(result["plain_factor_predicted"], rel=0.25)
+    assert result["full_bottom"] > result["top"]  # shortcuts alone: it grows instead
+    assert 0.5 < result["scaled_growth"] < 2  # scaled branches: it arrives about as it left
+    assert result["scaled_cosine"] > 0.8  # and mostly along the identity path
