@@ -251,12 +251,13 @@ def decoding_on_tiny_gpt(checkpoint: str = ".cache/labs/tiny-gpt.pt", prompt: st
     start = ids.shape[1]
     assert start + max_new_tokens <= model.cfg.context_length, "keep the text inside one window"
 
-    rows = []
+    rows, firsts = [], []  # firsts: the new tokens of each setting's first sample
     with one_cpu_thread(device):
         for name, label, temperature, k, p in settings:
             torch.manual_seed(123)  # every setting draws from the same random numbers
             out = generate(model, ids, max_new_tokens, temperature, k, p)  # (S, T + N), no eos
             new = out[:, start:].tolist()
+            firsts.append(new[0])
             loss = -_text_log_probs(model, out, start).mean().item()
             row = {"name": name, "setting": label, "temperature": temperature,
                    "distinct_samples": len({tuple(r) for r in new}),
@@ -268,6 +269,9 @@ def decoding_on_tiny_gpt(checkpoint: str = ".cache/labs/tiny-gpt.pt", prompt: st
                 row.update(nucleus_min=min(sizes), nucleus_median=statistics.median(sizes),
                            nucleus_max=max(sizes))
             rows.append(row)
+    for row, first in zip(rows, firsts):  # new tokens shared with plain sampling's first sample
+        row["shared_with_plain"] = next((i for i, (a, b) in enumerate(zip(first, firsts[2]))
+                                         if a != b), max_new_tokens)
 
     for row in rows:
         print(f"{row['setting']}: {row['distinct_samples']} different of {num_samples}, "
