@@ -464,7 +464,7 @@ def kv_cache_measured(max_new_tokens: int = 160, context_length: int = 64, promp
     top.set_title(f"Greedy generation, cumulative time (each step: fastest of {repeats} runs)",
                   fontsize=10)
     bottom.plot(steps, plain["positions"], label="no cache")
-    bottom.plot(steps, cached["positions"], label="KV cache")
+    bottom.plot(steps, cached["positions"], label="KV cache", linestyle="--")
     bottom.set_ylabel("positions fed to the model")
     bottom.set_xlabel("tokens generated")
     for ax in (top, bottom):
@@ -482,10 +482,13 @@ def kv_cache_measured(max_new_tokens: int = 160, context_length: int = 64, promp
     return {
         "new_tokens": max_new_tokens, "context_length": context_length,
         "prompt_tokens": prompt_tokens, "layers": cfg.n_layers, "width": cfg.emb_dim,
-        "steps_before_slide": full, "tokens_past_context": tokens_past,
+        "vocab_size": cfg.vocab_size, "steps_before_slide": full,
+        "tokens_past_context": tokens_past,
         "positions_no_cache": sum(plain["positions"]), "positions_cache": sum(cached["positions"]),
         "positions_no_cache_before_slide": sum(plain["positions"][:full]),
         "positions_cache_before_slide": sum(cached["positions"][:full]),
+        "positions_ratio_before_slide":
+            sum(plain["positions"][:full]) / sum(cached["positions"][:full]),
         "rebuilds": cached["prefills"] - 1, "mismatches": mismatches,
         "mismatches_past_context": mismatches_past, "identical": mismatches == 0,
         "rolling_mismatches_past_context": rolling_mismatches,
