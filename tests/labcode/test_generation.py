@@ -125,3 +125,112 @@ def test_kv_cache_demo_reports_both_paths():
     assert result["identical"]
     assert result["seconds_no_cache"] > 0 and result["seconds_cache"] > 0
     assert result["speedup"] == result["seconds_no_cache"] / result["seconds_cache"]
+
+
+# -- the decoding post's labs ------------------------------------------------------------
+
+@pytest.fixture
+def no_figures():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    yield
+    plt.close("all")
+
+
+def test_decoding_demo_top_p_keeps_the_smallest_set_whose_mass_reaches_p(no_figures):
+    from labcode.generation import decoding_distribution_demo
+
+    r = decoding_distribution_demo(top_k=3, top_p=0.9)
+    # the kept tokens are the most likely ones, and one token fewer would fall short of p
+    assert r["top_p_kept"] == r["tokens"][:r["top_p_kept_count"]]
+    assert r["top_p_mass"] >= 0.9 > r["top_p_mass_one_fewer"]
+    assert r["top_k_kept"] == r["tokens"][:3]
+    assert r["top_k_first_prob"] == pytest.approx(r["probs"][0] / r["top_k_mass"])
+    assert r["greedy"] == r["tokens"][0]
+
+
+def test_decoding_demo_higher_temperature_flattens_and_widens_the_nucleus(no_figures):
+    from labcode.generation import decoding_distribution_demo
+
+    rows = decoding_distribution_demo(temperatures=(0.5, 1.0, 2.0))["by_temperature"]
+    assert [sum(r["probs"]) for r in rows] == pytest.approx([1.0, 1.0, 1.0])
+    top, entropy, nucleus = ([r[k] for r in rows] for k in ("top_prob", "entropy", "nucleus_size"))
+    assert top == sorted(top, reverse=True) and entropy == sorted(entropy)
+    assert nucleus == sorted(nucleus) and nucleus[0] < nucleus[-1]
+
+
+@pytest.fixture(scope="module")
+def tiny_checkpoint(tmp_path_factory):
+    from labcode.tiny_gpt import save_tiny_gpt, train_tiny_gpt
+
+    text = "Attention lets every token look back. The model learns the next one. " * 40
+    folder = tmp_path_factory.mktemp("tiny")
+    (folder / "corpus.txt").write_text(text, encoding="utf-8")
+    save_tiny_gpt(folder / "tiny.pt", train_tiny_gpt(text, steps=3, vocab_size=300))
+    return folder
+
+
+def test_decoding_on_tiny_gpt_greedy_writes_one_text_and_sampling_is_seeded(tiny_checkpoint):
+    from labcode.generation import decoding_on_tiny_gpt
+
+    args = dict(checkpoint=str(tiny_checkpoint / "tiny.pt"), prompt="The model",
+                max_new_tokens=12, num_samples=3)
+    first, again = decoding_on_tiny_gpt(**args), decoding_on_tiny_gpt(**args)
+    assert first == again
+    assert first["greedy"]["distinct_samples"] == 1
+    assert [r["name"] for r in first["settings"]] == ["greedy", "cool", "plain", "top_k",
+                                                      "top_p", "hot"]
+    assert all(r["text"].startswith("The model") and r["own_loss"] > 0 for r in first["settings"])
+    top_p = first["top_p"]
+    assert 1 <= top_p["nucleus_min"] <= top_p["nucleus_median"] <= top_p["nucleus_max"] <= 300
+
+
+def test_stopped_rows_match_the_unstopped_run_up_to_the_stop_then_pad(tiny_checkpoint):
+    from labcode.generation import stop_at_end_of_text
+
+    r = stop_at_end_of_text(str(tiny_checkpoint / "tiny.pt"), prompt="The model",
+                            max_new_tokens=20, num_samples=4, stop=".",
+                            corpus=str(tiny_checkpoint / "corpus.txt"))
+    assert r["same_prefix"]
+    assert r["eot_in_corpus"] == 0 and 0 <= r["eot_rows"] <= 4
+    assert r["steps_run"] == r["longest"] <= 20
+    assert r["padding"] == r["steps_run"] - r["shortest"]
+
+
+# -- the KV-cache post's lab -------------------------------------------------------------
+
+def test_kv_cache_measured_is_identical_and_rebuilds_once_per_slid_step(no_figures):
+    from labcode.generation import kv_cache_measured
+
+    torch.manual_seed(0)
+    r = kv_cache_measured(max_new_tokens=24, context_length=16, prompt_tokens=4, repeats=1)
+    assert r["mismatches"] == 0 and r["identical"]
+    assert r["steps_before_slide"] == 16 - 4 + 1
+    assert r["rebuilds"] == r["tokens_past_context"] == 24 - 13
+    # before the slide the cache feeds the prompt once, then one position a step
+    assert r["positions_cache_before_slide"] == 4 + 12
+    assert r["positions_no_cache_before_slide"] == sum(range(4, 17))
+    assert r["positions_cache"] == 16 + 11 * 16
+    assert len(r["seconds_cache"]) == len(r["token_counts"]) == 1
+
+
+def test_a_rolling_cache_agrees_until_the_window_slides_then_drifts(model):
+    from labcode.generation import greedy_with_rolling_cache
+
+    torch.manual_seed(3)
+    prompt = torch.randint(0, 100, (1, 6))
+    exact = generate(model, prompt, max_new_tokens=40)
+    rolling = greedy_with_rolling_cache(model, prompt, max_new_tokens=40)
+    assert torch.equal(rolling[:, :17], exact[:, :17])  # 17 tokens: the window never slid
+    assert not torch.equal(rolling, exact)
+
+
+def test_step_log_counts_what_generate_feeds_the_model(model):
+    from labcode.generation import StepLog
+
+    log = StepLog(model)
+    generate(log, torch.zeros(1, 5, dtype=torch.long), max_new_tokens=4)
+    assert log.positions == [5, 1, 1, 1] and log.prefills == 1 and len(log.ends) == 4
