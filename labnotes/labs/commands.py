@@ -230,7 +230,9 @@ def _block_changes(where, call, old, new: LabResult, old_cache, new_cache, rende
     old_figures = [old_cache.figures / f["file"] for f in before.figures]
     new_figures = [new_cache.figures / f["file"] for f in after.figures]
     if "figures" in call.show and not _same_figures(old_figures, new_figures):
-        changes.append(Change(where, call.ref, "a figure would change"))
+        # a figure that plots measurements (`measured: figures`) moves with them
+        changes.append(Change(where, call.ref, "a figure would change",
+                              measured="figures" in call.measured))
     return changes
 
 

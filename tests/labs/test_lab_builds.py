@@ -609,14 +609,19 @@ def test_check_on_an_untouched_build_exits_0(project):
 
 
 TIMED = '''\
-"""A lab that measures time (a test module of this project)."""
+"""A lab that measures time and plots it (a test module of this project)."""
 import time
+
+import matplotlib.pyplot as plt
 
 
 def timed():
     start = time.perf_counter()
     sum(range(10_000))
-    return {"items": 10000, "seconds": time.perf_counter() - start}
+    seconds = time.perf_counter() - start
+    plt.figure()
+    plt.plot([0, 1], [0, seconds])
+    return {"items": 10000, "seconds": seconds}
 '''
 
 
@@ -624,12 +629,13 @@ def test_check_reports_declared_measurements_apart_and_still_exits_0(project):
     write(project / "labcode" / "timed.py", TIMED)
     write(project / "content" / "posts" / "timed.md",
           "---\ntitle: Timed\ndate: 2026-10-08\n---\n\n```lab\nlabcode.timed:timed\n"
-          "show: value\nname: t\nmeasured: seconds\n```\n\nIt took {{ t.seconds:.9f }} s.\n")
+          "show: value, figures\nname: t\nmeasured: seconds, figures\n```\n\nIt took {{ t.seconds:.9f }} s.\n")
     assert build(project).returncode == 0
     result = build(project, "check")
     assert result.returncode == 0, result.stdout
     assert "seconds:" in result.stdout and "(measured; not a change)" in result.stdout
     assert "{{ t.seconds:.9f }}: cited value" in result.stdout   # a cited measurement, apart
+    assert "a figure would change (measured; not a change)" in result.stdout
 
 
 def test_check_and_hand_runs_leave_the_next_build_nothing_to_rerun(project):
