@@ -1,0 +1,65 @@
+"""The site_stats lab counts what a reader sees: labs that run, sources shown, citations in prose."""
+from pathlib import Path
+
+from labcode.site_stats import count_post, post_slug, series_counts
+
+POST = '''---
+title: "A post"
+series: Notes
+---
+Intro cites {{ a.x:.2f }} and {{ a.y }}, but not `{{ a.z }}` in code, nor \\{{ a.w }}.
+Maths is not prose: $x_{{ a.q }}$ and $$ {{ a.r }} $$.
+
+```lab
+labcode.m:f
+name: a
+```
+
+```labsource
+labcode.m:f
+```
+
+````markdown
+```lab
+labcode.m:g
+name: shown_not_run
+```
+{{ a.inside_fence }}
+````
+
+```lab
+labcode.m:g
+```
+Last line cites {{ a.x }}.
+'''
+
+
+def test_counts_labs_sources_names_and_prose_citations_only():
+    counts = count_post(POST, "a-post")
+    assert (counts.labs, counts.sources, counts.named, counts.citations) == (2, 1, 1, 3)
+    assert counts.series == "Notes" and counts.title == "A post"
+
+
+def test_post_slug_drops_the_date():
+    assert post_slug(Path("content/posts/2026-09-07-tokens-from-text-to-ids.md")) == \
+        "tokens-from-text-to-ids"
+
+
+def test_series_counts_totals_only_the_series(tmp_path, capsys):
+    (tmp_path / "2026-01-01-one.md").write_text(POST, encoding="utf-8")
+    (tmp_path / "2026-01-02-two.md").write_text(POST.replace("series: Notes", "series: Other"),
+                                                encoding="utf-8")
+    (tmp_path / "2026-01-03-three.md").write_text(POST.replace("{{ a.y }}", "y"),
+                                                  encoding="utf-8")
+    result = series_counts(posts=str(tmp_path), series="Notes")
+    assert result["posts"] == 2 and result["files_read"] == 3
+    assert result["lab_blocks"] == 4 and result["citations"] == 5
+    assert result["most_cited"] == "one"
+    assert "all 2 posts" in capsys.readouterr().out
+
+
+def test_drafts_are_not_counted(tmp_path):
+    (tmp_path / "2026-01-01-one.md").write_text(POST, encoding="utf-8")
+    (tmp_path / "2026-01-02-draft.md").write_text(POST.replace("---\n", "---\ndraft: true\n", 1),
+                                                  encoding="utf-8")
+    assert series_counts(posts=str(tmp_path), series="Notes")["posts"] == 1
