@@ -34,7 +34,7 @@ class CacheEntry:
     torch_version: str
     modules: dict[str, str]                 # module name -> digest of its code
     definitions: dict[str, dict[str, str]]  # module name -> {top-level name: digest}
-    reads: dict[str, str]                   # project data file (relative) -> sha256
+    reads: dict[str, str]                   # project data file or listed folder (relative) -> sha256
     resources: dict[str, str]               # other file read, by name -> sha256
     writes: dict[str, str]                  # file the lab wrote (relative) -> sha256
     after: dict[str, str]                   # {"ref": upstream ref, "digest": its digest}
@@ -55,10 +55,13 @@ def instance_id(ref: str, args, quick: bool) -> str:
 
 
 def file_digest(path: Path) -> str | None:
-    """sha256 of a file's bytes, None when there is no such file."""
+    """sha256 of a file's bytes, or of a folder's sorted names; None when there is neither."""
+    path = Path(path)
     try:
-        return hashlib.sha256(Path(path).read_bytes()).hexdigest()
-    except (FileNotFoundError, IsADirectoryError, NotADirectoryError, PermissionError):
+        if path.is_dir():
+            return hashlib.sha256("\n".join(sorted(os.listdir(path))).encode()).hexdigest()
+        return hashlib.sha256(path.read_bytes()).hexdigest()
+    except (FileNotFoundError, NotADirectoryError, PermissionError):
         return None
 
 

@@ -59,15 +59,17 @@ class FileWatch:
     safetensors write from C++/Rust) are wrapped by `wrap_writers` once torch is imported.
     """
 
-    def __init__(self, ignore: list[Path]):
+    def __init__(self, ignore: list[Path], root: Path | None = None):
         self.ignore = [str(p) for p in ignore]
+        self.root = str(root) if root is not None else None
         self.active = False
         self.reads: set[str] = set()
         self.writes: set[str] = set()
+        self.listed: set[str] = set()
         sys.addaudithook(self._hook)
 
     def start(self) -> None:
-        self.reads, self.writes, self.active = set(), set(), True
+        self.reads, self.writes, self.listed, self.active = set(), set(), set(), True
 
     def stop(self) -> None:
         self.active = False
@@ -82,6 +84,22 @@ class FileWatch:
             self.saw(path, bool(writing))
         elif event in ("os.rename", "os.replace") and len(args) >= 2:
             self.saw(args[1], True)
+        elif event in ("os.listdir", "os.scandir") and args:
+            self.saw_listing(args[0])
+
+    def saw_listing(self, path) -> None:
+        """Record a folder the lab listed (a glob over posts): adding a file there is a change.
+
+        Only folders inside the project count, not the project root or anything on sys.path,
+        which Python's importer lists on its own.
+        """
+        if self.root is None or not isinstance(path, (str, bytes, os.PathLike)):
+            return
+        path = os.path.abspath(os.fsdecode(path))
+        if not path.startswith(self.root + os.sep) or path in sys.path:
+            return
+        if not any(path == p or path.startswith(p + os.sep) for p in self.ignore):
+            self.listed.add(path)
 
     def saw(self, path, writing: bool) -> None:
         """Record one access to `path` (reading unless `writing`)."""

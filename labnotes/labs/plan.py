@@ -234,7 +234,11 @@ def stale_reasons(entry: CacheEntry, facts: Facts, upstream: CacheEntry | None,
     for rel, digest in sorted(entry.reads.items()):
         now = facts.files.get(rel)
         if now != digest:
-            reasons.append(f"data file {rel} " + ("is gone" if now is None else "changed"))
+            if rel.endswith("/"):
+                reasons.append(f"folder {rel} " + ("is gone" if now is None else
+                                                   "has other files now"))
+            else:
+                reasons.append(f"data file {rel} " + ("is gone" if now is None else "changed"))
     if upstream_ref and not entry.after:
         reasons.append(f"it now runs after {upstream_ref}")
     elif entry.after:

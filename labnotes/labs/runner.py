@@ -47,6 +47,7 @@ class RunOutcome:
     modules: list[str] = field(default_factory=list)
     reads: list[str] = field(default_factory=list)
     writes: list[str] = field(default_factory=list)
+    listed: list[str] = field(default_factory=list)     # folders it listed
     device_name: str = ""
     torch_version: str = ""
     leftovers: list[str] = field(default_factory=list)   # threads/processes the lab left running

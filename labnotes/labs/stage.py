@@ -162,9 +162,11 @@ def make_entry(call: LabCall, outcome: RunOutcome, run: Run,
         digest = file_digest(Path(path))
         if rel is not None and digest is not None:
             writes[rel] = digest
-    for path in outcome.reads:
+    for path in [*outcome.reads, *outcome.listed]:
         digest = file_digest(Path(path))
         rel = _inside(Path(path), root)
+        if rel is not None and path in outcome.listed:
+            rel += "/"                       # a folder: keyed by the names in it
         if digest is None or rel in upstream_writes:
             continue
         if rel is not None and not rel.startswith(".cache/"):

@@ -42,7 +42,7 @@ def main() -> None:
     import matplotlib
     matplotlib.use("Agg")
 
-    watch = FileWatch([root / PACKAGE] + [root / p for p in opts.ignore])
+    watch = FileWatch([root / PACKAGE] + [root / p for p in opts.ignore], root)
     watch.wrap_writers()
     state = LabState()
     send = lambda message: protocol.write(json.dumps(message) + "\n")  # noqa: E731
@@ -89,6 +89,7 @@ def run_lab(request: dict, root: Path, watch: FileWatch, state: LabState, send) 
                                if m == PACKAGE or m.startswith(PACKAGE + "."))
     result["reads"] = sorted(watch.reads)
     result["writes"] = sorted(watch.writes)
+    result["listed"] = sorted(watch.listed)
     result["leftovers"] = state.leftovers()
     result["device_name"] = device_name(device)
     result["torch_version"] = torch.__version__

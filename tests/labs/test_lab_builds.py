@@ -758,20 +758,44 @@ def test_check_names_a_cited_value_that_would_change_and_a_copied_number(project
 def test_labs_page_lists_every_lab_with_its_post_provenance_status_and_rerun_command(project):
     out = project / "output"
     page = BeautifulSoup((out / "labs" / "index.html").read_text(), "html.parser")
-    rows = [[td.get_text(" ", strip=True) for td in tr.select("td")]
-            for tr in page.select("tbody tr")]
-    assert len(rows) == 3
-    attention = next(r for r in rows if "causal_weights_demo" in r[1])
-    assert attention[0] == "Causal attention" and attention[2] == "CPU"
-    assert attention[6] == "python build.py lab labcode.attention:causal_weights_demo " \
-                           "--arg seq_len=4"
-    link = page.select_one("tbody a")["href"]
+    entries = page.select(".labs-entry")
+    assert len(entries) == 3
+    attention = next(e for e in entries if "causal_weights_demo" in e.get_text())
+    assert attention.select_one(".labs-where").get_text(strip=True) == "Causal attention"
+    assert attention.select_one(".labs-device").get_text() == "CPU"
+    assert attention.select_one(".labs-command").get_text() == \
+        "python build.py lab labcode.attention:causal_weights_demo --arg seq_len=4"
+    link = attention.select_one(".labs-where a")["href"]
     assert link.startswith("/blog/posts/") and "#lab-" in link
-    assert {r[5] for r in rows} == {"ran"}            # the cold build ran them all
+    assert len(page.select(".lab-status-ran")) == 3           # the cold build ran them all
     assert build(project).returncode == 0
     again = BeautifulSoup((out / "labs" / "index.html").read_text(), "html.parser")
-    assert {td.get_text() for td in again.select("tbody td.lab-status-cached")} == {"reused"}
+    assert [s.get_text() for s in again.select(".lab-status-cached")] == ["reused"] * 3
     assert "https://example.org/blog/labs/index.html.md" in (out / "llms.txt").read_text()
     mirror = (out / "labs" / "index.html.md").read_text()
     assert "(https://example.org/blog/posts/" in mirror and "| reused |" in mirror
     assert 'href="/blog/labs/"' in (out / "index.html").read_text()
+
+
+LISTING = '''\
+"""Counts the text files of a folder (a test module of this project)."""
+from pathlib import Path
+
+
+def count_files(folder: str = "data"):
+    return {"files": len(sorted(Path(folder).glob("*.txt")))}
+'''
+
+
+def test_a_file_added_to_a_folder_a_lab_listed_reruns_it(project):
+    write(project / "labcode" / "listing.py", LISTING)
+    write(project / "content" / "posts" / "listing.md",
+          "---\ntitle: Listing\ndate: 2026-10-08\n---\n\n```lab\nlabcode.listing:count_files\n"
+          "show: value\n```\n")
+    assert labs_line(build(project)).endswith("labs: 1 run, 3 cached, 0 failed")
+    assert labs_line(build(project)).endswith("labs: 0 run, 4 cached, 0 failed")
+    write(project / "data" / "more.txt", "another file")
+    result = build(project, "build", "--why")
+    assert labs_line(result).endswith("labs: 1 run, 3 cached, 0 failed")
+    assert "folder data/ has other files now" in result.stderr
+    assert "| files | 2 |" in build(project, "lab", "labcode.listing:count_files").stdout
