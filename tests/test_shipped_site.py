@@ -11,6 +11,8 @@ import pytest
 from bs4 import BeautifulSoup
 from llms_txt import parse_llms_file
 
+from labnotes.fences import find_fences
+
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -31,7 +33,9 @@ def shipped(tmp_path_factory):
 
 
 def lab_blocks(post: Path) -> int:
-    return len(re.findall(r"^```lab(source)?\s*$", post.read_text(), flags=re.M))
+    """Lab and labsource blocks, as the generator finds them (not examples inside a fence)."""
+    return sum(f.info in ("lab", "labsource")
+               for f in find_fences(post.read_text(encoding="utf-8").split("\n")))
 
 
 def test_every_lab_of_the_shipped_posts_runs_without_failure(shipped):
