@@ -94,3 +94,14 @@ def test_command_line_trains_and_explains_itself(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "step 3/3" in out and "final val loss" in out
     assert (tmp_path / "cli.pt").exists() and (tmp_path / "model.pt").exists()
+
+
+def test_lab_torchrun_two_ranks_end_with_the_weights_of_one_process():
+    from labcode.distributed import ddp_matches_one_process
+
+    r = ddp_matches_one_process(steps=3, batch_size=8)
+    assert r["per_rank_batch"] == 4
+    assert r["rank_vs_rank_max_diff"] == 0.0          # DDP keeps the copies bit-identical
+    assert r["ddp_vs_single_max_diff"] < 1e-5         # and equal to one process, up to rounding
+    assert r["loss_max_diff"] < 1e-5
+    assert r["seconds_train_2proc"] > 0 and r["seconds_train_1proc"] > 0

@@ -169,3 +169,26 @@ def test_missing_config_key_and_missing_files_are_clear(tmp_path):
         (tmp_path / "b").mkdir()
         (tmp_path / "b" / "config.json").write_text(json.dumps(HF_CONFIG))
         load_gpt2(tmp_path / "b")
+
+
+def test_lab_loads_its_own_checkpoint_and_matches_the_raw_tensors():
+    from labcode.gpt2_weights import load_tiny_gpt2_checkpoint
+
+    torch.manual_seed(0)
+    r = load_tiny_gpt2_checkpoint(n_layers=2)
+    assert r["max_abs_diff"] < 1e-4 and r["same_argmax"]
+    assert r["untransposed_c_proj_diff"] > 1000 * r["max_abs_diff"]  # the square transpose matters
+    assert r["weights_stored"] == 12 * 2 + 4 and r["mask_buffers"] == 2
+    keys = [row["checkpoint key"] for row in r["mapping"]]
+    assert "transformer.h.0.attn.c_attn.weight" in keys and len(keys) == 16
+    assert r["transposed_per_block"] == 4
+    assert r["parameters_loaded"] == r["numbers_stored"]  # tied head: nothing extra, nothing lost
+
+
+def test_reference_forward_agrees_with_the_test_reference(tmp_path):
+    from labcode.gpt2_weights import gpt2_reference_logits
+
+    sd = hf_state_dict(seed=3)
+    ids = torch.randint(0, V, (2, 7))
+    torch.testing.assert_close(gpt2_reference_logits(sd, ids, n_heads=H, n_layers=L),
+                               reference_logits(sd, ids))
