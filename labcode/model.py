@@ -254,7 +254,8 @@ def training_memory_table(gpu_gib: float = 80.0) -> dict:
                "fp32_gib": n * 4 / gib, "bf16_gib": n * 2 / gib,
                **{f"train_{k}_gib": n * b / gib for k, b in per_param.items()},
                "untied_fp32_gib": fp32_bytes / gib, "untied_bf16_gib": bf16_bytes / gib,
-               **where, "embedding_share": where["embeddings"] / n}
+               **where, "embedding_share": where["embeddings"] / n,
+               "head_if_untied": counts[(False, True)] - n, "qkv_bias": n - counts[(True, False)]}
         rows.append(row)
         result[key] = row
 
@@ -277,8 +278,8 @@ def training_memory_table(gpu_gib: float = 80.0) -> dict:
         f"{k} {b:g}" for k, b in per_param.items()) + " (activations not included)")
 
     # the largest model whose weights, grads and moments fit on one GPU (no activations)
-    result["max_params"] = {k: gpu_gib * gib / b for k, b in per_param.items()}
-    result["max_params"]["bf16_weights_only"] = gpu_gib * gib / 2
+    result["max_billions"] = {k: gpu_gib * gib / b / 1e9 for k, b in per_param.items()}
+    result["max_billions"]["bf16_weights_only"] = gpu_gib * gib / 2 / 1e9
     result["xl_train_fp32_share_of_gpu"] = result["xl"]["train_fp32_gib"] / gpu_gib
     result["embedding_share_drop"] = result["small"]["embedding_share"] / result["xl"]["embedding_share"]
 
