@@ -189,3 +189,184 @@ def untrained_loss_demo(device: str = "cpu") -> dict:
             "excess": loss - ln_v, "layers": UNTRAINED_TINY.n_layers,
             "width": UNTRAINED_TINY.emb_dim}
 
+
+
+def _where_parameters_live(model: GPTModel) -> dict:
+    """Parameters of a GPTModel by place: embeddings, blocks, final norm, head (0 if tied)."""
+    tied = model.out_head.weight is model.embed.tok_emb.weight
+    return {"embeddings": count_parameters(model.embed),  # token table + position table
+            "blocks": count_parameters(model.trf_blocks),
+            "final_norm": count_parameters(model.final_norm),
+            "head": 0 if tied else model.out_head.weight.numel()}
+
+
+def _adamw_state_bytes(model: nn.Module) -> int:
+    """Bytes AdamW keeps after one step: its two moments (and a step counter per tensor)."""
+    for p in model.parameters():
+        p.grad = torch.zeros_like(p)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    opt.step()
+    return sum(t.numel() * t.element_size() for state in opt.state.values()
+               for t in state.values() if torch.is_tensor(t) and t.dim() > 0)  # moments only
+
+
+def training_memory_table(gpu_gib: float = 80.0) -> dict:
+    """Parameters and memory of every GPT-2 preset, built on the meta device.
+
+    Each preset is built with and without a tied head, with and without Q/K/V biases.
+    Memory is weights only (fp32, bf16), then what training with AdamW holds before any
+    activation: weights + gradients + AdamW's two moments, measured on a tiny model.
+    """
+    import matplotlib.pyplot as plt
+
+    gib = 2**30
+    # AdamW's moments, measured: a tiny real model, one step, count the state it allocated
+    tiny_cfg = GPTConfig(vocab_size=100, context_length=16, emb_dim=32, n_heads=2, n_layers=2)
+    moments = {}  # bytes of AdamW state per parameter, for fp32 and bf16 weights
+    for dtype in (torch.float32, torch.bfloat16):
+        tiny = GPTModel(tiny_cfg).to(dtype)
+        moments[dtype] = _adamw_state_bytes(tiny) / count_parameters(tiny)
+    # bytes per parameter: weights + gradients + AdamW's moments (+ an fp32 master copy)
+    per_param = {"fp32": 4 + 4 + moments[torch.float32],
+                 "mixed": 2 + 2 + 4 + moments[torch.float32],  # bf16 weights and grads
+                 "bf16": 2 + 2 + moments[torch.bfloat16]}  # everything in bf16
+    result = {"moments_fp32_bytes": moments[torch.float32],
+              "moments_bf16_bytes": moments[torch.bfloat16],
+              "train_bytes": per_param, "gpu_gib": gpu_gib}
+    rows = []
+    for key, name in PRESETS.items():
+        counts = {}
+        for bias in (True, False):
+            with torch.device("meta"):
+                model = GPTModel(GPTConfig.preset(name, qkv_bias=bias))
+            counts[(False, bias)] = count_parameters(model)
+            if bias:  # bytes of the untied weights, as stored
+                fp32_bytes = sum(p.numel() * p.element_size() for p in model.parameters())
+                bf16_bytes = sum(p.numel() * 2 for p in model.parameters())
+            model.out_head.weight = model.embed.tok_emb.weight  # one tensor, two roles
+            counts[(True, bias)] = count_parameters(model)
+            if bias:
+                where = _where_parameters_live(model)
+        n = counts[(True, True)]  # GPT-2 as released: tied head, Q/K/V biases
+        row = {"preset": name, "untied": counts[(False, True)], "tied": n,
+               "tied_no_qkv_bias": counts[(True, False)],
+               "untied_no_qkv_bias": counts[(False, False)],
+               "fp32_gib": n * 4 / gib, "bf16_gib": n * 2 / gib,
+               **{f"train_{k}_gib": n * b / gib for k, b in per_param.items()},
+               "untied_fp32_gib": fp32_bytes / gib, "untied_bf16_gib": bf16_bytes / gib,
+               **where, "embedding_share": where["embeddings"] / n,
+               "head_if_untied": counts[(False, True)] - n, "qkv_bias": n - counts[(True, False)]}
+        rows.append(row)
+        result[key] = row
+
+    print(f"GPT-2 as released (tied head, Q/K/V biases); GiB = 2**30 bytes")
+    print(f"{'':<12}{'':>14}{'weights':^14}{'training with AdamW':^21}{'embed':>7}")
+    print(f"{'preset':<12}{'parameters':>14}{'fp32':>7}{'bf16':>7}{'fp32':>7}{'mixed':>7}"
+          f"{'bf16':>7}{'share':>7}")
+    for r in rows:
+        print(f"{r['preset']:<12}{r['tied']:>14,}{r['fp32_gib']:>7.2f}{r['bf16_gib']:>7.2f}"
+              f"{r['train_fp32_gib']:>7.2f}{r['train_mixed_gib']:>7.2f}{r['train_bf16_gib']:>7.2f}"
+              f"{r['embedding_share']:>7.1%}")
+    print(f"\n{'preset':<12}{'untied':>15}{'tied, no QKV bias':>19}{'untied, no QKV bias':>21}")
+    for r in rows:
+        print(f"{r['preset']:<12}{r['untied']:>15,}{r['tied_no_qkv_bias']:>19,}"
+              f"{r['untied_no_qkv_bias']:>21,}")
+    print(f"\nAdamW's two moments, measured after one step: "
+          f"{moments[torch.float32]:g} bytes a parameter for fp32 weights, "
+          f"{moments[torch.bfloat16]:g} for bf16")
+    print("bytes a parameter in training: " + ", ".join(
+        f"{k} {b:g}" for k, b in per_param.items()) + " (activations not included)")
+
+    # the largest model whose weights, grads and moments fit on one GPU (no activations)
+    result["max_billions"] = {k: gpu_gib * gib / b / 1e9 for k, b in per_param.items()}
+    result["max_billions"]["bf16_weights_only"] = gpu_gib * gib / 2 / 1e9
+    result["xl_train_fp32_share_of_gpu"] = result["xl"]["train_fp32_gib"] / gpu_gib
+    result["embedding_share_drop"] = result["small"]["embedding_share"] / result["xl"]["embedding_share"]
+
+    fig, axes = plt.subplots(1, 2, figsize=(7, 3))
+    names = [r["preset"].removeprefix("gpt2-") for r in rows]
+    parts = [("embeddings", "C0"), ("blocks", "C1"), ("head", "C2")]
+    for ax, scale, ylabel in ((axes[0], 1e6, "parameters (millions)"), (axes[1], None, "share")):
+        bottom = [0.0] * len(rows)
+        for part, colour in parts:
+            # the untied head is drawn on top of the tied model, in its own colour
+            values = [(r[part] if part != "head" else r["untied"] - r["tied"]) for r in rows]
+            if scale:
+                values = [v / scale for v in values]
+            else:
+                values = [v / r["untied"] for v, r in zip(values, rows)]
+            ax.bar(names, values, bottom=bottom, color=colour,
+                   label=part if part != "head" else "head (if untied)")
+            bottom = [b + v for b, v in zip(bottom, values)]
+        ax.set_ylabel(ylabel)
+        ax.grid(True, axis="y")
+    axes[1].set_ylim(0, 1)
+    axes[0].legend(fontsize=8)
+    axes[0].set_title("where the parameters live")
+    axes[1].set_title("as a share of the untied model")
+    fig.tight_layout()
+    return result
+
+
+def tied_head_demo(vocab_size: int = 2000, emb_dim: int = 128, n_tokens: int = 256,
+                   device: str = "cpu") -> dict:
+    """Tie a small GPT's output head to its token embedding, and see what tying does at init.
+
+    Two models from the same seed: one keeps its own head, one points the head at the token
+    table. For `n_tokens` tokens, the head is applied to the final norm of the token's own
+    embedding: under tying, the token's logit for itself is a squared norm, not a random number.
+    """
+    cfg = GPTConfig(vocab_size=vocab_size, context_length=64, emb_dim=emb_dim, n_heads=4,
+                    n_layers=2, drop_rate=0.0)
+    torch.manual_seed(123)
+    untied = GPTModel(cfg).to(device).eval()
+    torch.manual_seed(123)
+    tied = GPTModel(cfg).to(device).eval()
+    tied.out_head.weight = tied.embed.tok_emb.weight  # one Parameter, used twice
+
+    same_tensor = tied.out_head.weight is tied.embed.tok_emb.weight
+    same_memory = tied.out_head.weight.data_ptr() == tied.embed.tok_emb.weight.data_ptr()
+    n_untied, n_tied = count_parameters(untied), count_parameters(tied)
+    print(f"tied: out_head.weight is tok_emb.weight: {same_tensor}; same data_ptr: {same_memory}")
+    print(f"parameters: untied {n_untied:,}, tied {n_tied:,}, saved {n_untied - n_tied:,} "
+          f"= {vocab_size} x {emb_dim}")
+    print(f"state_dict keys still name both: "
+          f"{'out_head.weight' in tied.state_dict() and 'embed.tok_emb.weight' in tied.state_dict()}")
+
+    ids = torch.arange(n_tokens, device=device)  # the first n_tokens of the vocabulary
+    result = {"same_tensor": same_tensor, "same_data_ptr": same_memory,
+              "params_untied": n_untied, "params_tied": n_tied,
+              "params_saved": n_untied - n_tied, "vocab_size": vocab_size, "width": emb_dim,
+              "n_tokens": n_tokens}
+    print(f"\n{'model':<8}{'own logit':>12}{'other logits':>14}{'own is top-1':>14}"
+          f"{'next = input':>14}")
+    with torch.no_grad():
+        for name, model in (("untied", untied), ("tied", tied)):
+            # 1. the head applied straight to a token's own (normalised) embedding
+            logits = model.out_head(model.final_norm(model.embed.tok_emb(ids)))  # (n, V)
+            own = logits[ids, ids]  # (n,): token i's logit for token i
+            others = logits.clone()
+            others[ids, ids] = float("nan")
+            top1 = (logits.argmax(dim=-1) == ids).float().mean().item()
+            # 2. the whole untrained model: how often is the predicted next token the input?
+            seqs = torch.randint(0, vocab_size, (8, cfg.context_length), device=device)
+            full = model(seqs)  # (8, T, V)
+            repeat = (full.argmax(dim=-1) == seqs).float().mean().item()
+            result[name] = {"own_logit_mean": own.mean().item(),
+                            "own_logit_std": own.std().item(),
+                            "other_logit_mean": others.nanmean().item(),
+                            "other_logit_std": (others[~others.isnan()]).std().item(),
+                            "own_is_top1": top1, "next_is_input": repeat}
+            r = result[name]
+            print(f"{name:<8}{r['own_logit_mean']:>7.2f} ±{r['own_logit_std']:.2f}"
+                  f"{r['other_logit_mean']:>7.2f} ±{r['other_logit_std']:.2f}"
+                  f"{top1:>14.1%}{repeat:>14.1%}")
+    emb_std = tied.embed.tok_emb.weight.std().item()
+    result["emb_std"] = emb_std
+    result["predicted_own_logit"] = emb_dim * emb_std  # |e|^2 / std(e) = d * std(e)
+    result["predicted_other_std"] = emb_dim ** 0.5 * emb_std
+    result["chance_top1"] = 1 / vocab_size
+    result["own_in_other_stds"] = ((result["tied"]["own_logit_mean"]
+                                    - result["tied"]["other_logit_mean"])
+                                   / result["tied"]["other_logit_std"])
+    return result

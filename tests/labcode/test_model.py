@@ -132,3 +132,30 @@ def test_sequences_longer_than_the_context_are_refused():
     model = GPTModel(GPTConfig(**TINY))
     with pytest.raises(ValueError, match="context length"):
         model(torch.zeros(1, 17, dtype=torch.long))
+
+
+def test_training_memory_table_counts_and_bytes():
+    from labcode.model import training_memory_table
+
+    t = training_memory_table()
+    assert t["moments_fp32_bytes"] == 8 and t["moments_bf16_bytes"] == 4  # two moments
+    assert t["train_bytes"] == {"fp32": 16, "mixed": 16, "bf16": 8}
+    small = t["small"]
+    assert small["tied"] == 124_439_808 and small["untied"] == 163_037_184
+    assert small["untied_no_qkv_bias"] == 163_009_536
+    assert small["embeddings"] + small["blocks"] + small["final_norm"] == small["tied"]
+    assert small["train_fp32_gib"] == pytest.approx(16 * small["tied"] / 2**30)
+    shares = [t[k]["embedding_share"] for k in ("small", "medium", "large", "xl")]
+    assert shares == sorted(shares, reverse=True)  # embeddings matter less as models grow
+    assert t["xl"]["train_fp32_gib"] < t["gpu_gib"]
+
+
+def test_tied_head_is_one_tensor_and_favours_the_input_token():
+    from labcode.model import tied_head_demo
+
+    r = tied_head_demo(vocab_size=500, emb_dim=64, n_tokens=64)
+    assert r["same_tensor"] and r["same_data_ptr"]
+    assert r["params_saved"] == 500 * 64 == r["params_untied"] - r["params_tied"]
+    assert r["tied"]["own_is_top1"] > 0.9 and r["untied"]["own_is_top1"] < 0.1
+    assert r["tied"]["own_logit_mean"] == pytest.approx(r["predicted_own_logit"], rel=0.1)
+    assert r["tied"]["next_is_input"] > 0.5 > r["untied"]["next_is_input"]
