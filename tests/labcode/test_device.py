@@ -50,3 +50,21 @@ def test_device_names_are_human():
 def test_cuda_device_name_comes_from_torch(monkeypatch):
     monkeypatch.setattr(torch.cuda, "get_device_name", lambda d=None: "NVIDIA H100 80GB HBM3")
     assert device_name("cuda") == "NVIDIA H100 80GB HBM3"
+
+
+def test_bf16_keeps_about_three_digits_and_its_matmul_is_far_less_exact_than_fp32():
+    from labcode.device import bf16_beside_fp32
+
+    result = bf16_beside_fp32(size=64)
+    assert result["bf16_eps"] == 2 ** -7 and result["fp32_eps"] == 2 ** -23
+    assert all(row["bf16 relative error"] <= result["bf16_eps"] / 2 for row in result["rows"])
+    assert result["matmul_bf16_error"] > 100 * result["matmul_fp32_error"]
+    assert result["autocast_logits_dtype"] == "bfloat16"
+    assert result["loss_difference"] < 1e-2
+
+
+def test_compile_with_the_eager_backend_gives_the_same_logits():
+    from labcode.device import compile_beside_eager
+
+    result = compile_beside_eager(repeats=2)
+    assert result["identical"] and result["max_diff"] == 0.0

@@ -229,3 +229,64 @@ def test_train_on_blog_quick_mode_saves_a_checkpoint_that_samples(tmp_path, caps
     assert 0 <= first["invented_words"] <= first["sampled_words"]
     assert all(s.startswith("The model") for s in [first["greedy"], *first["samples"]])
     plt.close("all")
+
+
+# -- the training loop's extras -------------------------------------------------------
+
+def test_weight_decay_groups_decay_every_matrix_and_no_vector():
+    from labcode.training import weight_decay_groups
+
+    result = weight_decay_groups(emb_dim=32, n_layers=2)
+    for row in result["rows"]:
+        is_matrix = "x" in row["shape"]
+        assert (row["weight_decay"] > 0) == is_matrix, row
+    model = GPTModel(GPTConfig(vocab_size=256, context_length=32, emb_dim=32, n_heads=4,
+                               n_layers=2, qkv_bias=True))
+    assert result["decayed_tensors"] == sum(p.dim() >= 2 for p in model.parameters())
+    assert result["plain_tensors"] == sum(p.dim() < 2 for p in model.parameters())
+    assert result["decayed_numbers"] + result["plain_numbers"] == result["total_numbers"]
+
+
+def _byte_corpus(tmp_path):
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text(BLOG_TEXT * 4, encoding="utf-8")
+    return str(corpus)
+
+
+def test_exact_resume_gives_the_same_weights_and_forgetting_adamw_does_not(tmp_path, capsys):
+    from labcode.training import exact_resume
+
+    result = exact_resume(_byte_corpus(tmp_path), chars=4000, steps=8,
+                          checkpoint=str(tmp_path / "resume.pt"))
+    assert result["resumed_max_weight_diff"] == 0.0 and result["identical_losses"]
+    assert result["resumed_final_loss"] == result["whole_final_loss"]
+    assert result["forgetful_max_weight_diff"] > 0
+    assert "saved and resumed" in capsys.readouterr().out
+
+
+def test_gradient_norms_counts_the_steps_above_the_clip_line(tmp_path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from labcode.training import gradient_norms
+
+    result = gradient_norms(_byte_corpus(tmp_path), chars=4000, steps=12, clip=1.0)
+    norms = plt.gcf().axes[0].lines[0].get_ydata()
+    assert len(norms) == 12 and result["max_norm"] == max(norms)
+    assert result["clipped_steps"] == sum(n > 1.0 for n in norms)
+    plt.close("all")
+
+
+def test_warmup_or_not_starts_every_run_from_the_same_loss(tmp_path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from labcode.training import warmup_or_not
+
+    result = warmup_or_not(_byte_corpus(tmp_path), chars=4000, steps=6, peak_lrs=(1e-2,),
+                           warmup_steps=2)
+    first = [line.get_ydata()[0] for line in plt.gcf().axes[0].lines]
+    assert len(first) == 2 and first[0] == first[1] == result["first_loss"]
+    plt.close("all")
