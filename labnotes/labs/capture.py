@@ -175,6 +175,8 @@ class LabState:
         torch.set_float32_matmul_precision(self.matmul)
         torch.use_deterministic_algorithms(self.deterministic)
         torch.set_grad_enabled(True)
+        if "torch._dynamo" in sys.modules:   # torch.compile's caches and hooks from a lab before
+            sys.modules["torch._dynamo"].reset()
         torch.set_printoptions(profile="default")
         if torch.backends.cudnn.is_available():
             torch.backends.cudnn.benchmark = False
