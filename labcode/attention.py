@@ -581,3 +581,223 @@ def view_reshape_demo(heads: int = 2, seq_len: int = 3, head_dim: int = 2) -> di
             "reshape_equals_contiguous_view": torch.equal(fixed, reshaped),
             "merged_first_token": fixed[0, 0].tolist(), "wrong_first_token": wrong[0, 0].tolist(),
             "wrong_max_diff": (wrong - fixed).abs().max().item()}
+
+
+def retrieval_by_content(n_pairs: int = 8, key_dim: int = 16, value_dim: int = 8,
+                         steps: int = 300, batch: int = 64, lr: float = 0.01,
+                         log_every: int = 25, threads: int = 1) -> dict:
+    """Train one attention layer to fetch the value whose key matches the query.
+
+    Each example holds `n_pairs` tokens [key; value] with random keys and values, and a
+    query token [key of one pair; zeros]. The layer's output must be that pair's value.
+    Averaging (every weight 1/n_pairs) is the baseline: the best it can output is the mean
+    value. Logs, on a fixed test batch, the mean weight on the matching pair, how often it is
+    the largest weight, the score gap (matching score minus the largest other) and the error.
+    Runs on `threads` CPU threads: tensors this small gain nothing from more, and lose a lot
+    when the machine is busy.
+    """
+    import matplotlib.pyplot as plt
+
+    d_in = key_dim + value_dim
+
+    def make_batch(n):
+        keys = torch.randn(n, n_pairs, key_dim)
+        values = torch.randn(n, n_pairs, value_dim)
+        target = torch.randint(n_pairs, (n,))
+        tokens = torch.cat([keys, values], dim=-1)  # (n, P, d_in)
+        query = torch.cat([keys[torch.arange(n), target], torch.zeros(n, value_dim)], dim=-1)
+        return tokens, query, values[torch.arange(n), target], target
+
+    torch.manual_seed(123)
+    W_query = nn.Linear(d_in, key_dim, bias=False)
+    W_key = nn.Linear(d_in, key_dim, bias=False)
+    W_value = nn.Linear(d_in, value_dim, bias=False)
+
+    def attend(tokens, query):
+        q = W_query(query).unsqueeze(1)  # (n, 1, dk)
+        k, v = W_key(tokens), W_value(tokens)  # (n, P, dk), (n, P, dv)
+        scores = (q @ k.transpose(1, 2)).squeeze(1) / key_dim ** 0.5  # (n, P)
+        weights = torch.softmax(scores, dim=-1)
+        return (weights.unsqueeze(1) @ v).squeeze(1), weights, scores  # (n, dv), (n, P)
+
+    test_tokens, test_query, test_value, test_target = make_batch(512)
+    # averaging: the best output that ignores the query is the mean of the values
+    average = test_tokens[..., key_dim:].mean(dim=1)
+    average_error = (average - test_value).square().mean().item()
+    rows = torch.arange(len(test_target))
+
+    def evaluate(step):
+        with torch.no_grad():
+            out, w, s = attend(test_tokens, test_query)
+        others = s.clone()
+        others[rows, test_target] = float("-inf")
+        return {"step": step,
+                "target_weight": w[rows, test_target].mean().item(),
+                "accuracy": (w.argmax(dim=-1) == test_target).float().mean().item(),
+                "score_gap": (s[rows, test_target] - others.max(dim=-1).values).mean().item(),
+                "error": (out - test_value).square().mean().item()}, w
+
+    previous_threads = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    params = [*W_query.parameters(), *W_key.parameters(), *W_value.parameters()]
+    optimizer = torch.optim.Adam(params, lr=lr)
+    history, first = [], None
+    for step in range(steps + 1):
+        if step % log_every == 0:
+            record, w = evaluate(step)
+            history.append(record)
+            first = w if first is None else first
+        if step == steps:
+            break
+        tokens, query, value, _ = make_batch(batch)
+        loss = (attend(tokens, query)[0] - value).square().mean()
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    torch.set_num_threads(previous_threads)
+    last = w
+
+    print(f"{n_pairs} key/value pairs per example; the query is one of the keys")
+    print(f"{'step':>6}{'weight on match':>17}{'match is max':>14}{'score gap':>11}{'error':>8}")
+    for r in history:
+        print(f"{r['step']:>6}{r['target_weight']:>17.3f}{r['accuracy']:>14.1%}"
+              f"{r['score_gap']:>11.2f}{r['error']:>8.3f}")
+    print(f"averaging (every weight 1/{n_pairs}): error {average_error:.3f}")
+
+    shown = 12  # test examples drawn in the heatmaps
+    fig, axes = plt.subplots(1, 3, figsize=(10, 3.4), gridspec_kw={"width_ratios": [1, 1, 1.3]})
+    for ax, w, title in ((axes[0], first, "step 0"), (axes[1], last, f"step {steps}")):
+        ax.imshow(w[:shown].numpy(), cmap="viridis", vmin=0, vmax=1, aspect="auto")
+        ax.scatter(test_target[:shown], range(shown), marker="o", facecolors="none",
+                   edgecolors="red", s=60, label="matching key")
+        ax.set_title(f"attention weights, {title}", fontsize=10)
+        ax.set_xlabel("position of the pair")
+        ax.set_xticks(range(n_pairs))
+    axes[0].set_ylabel("test example")
+    axes[0].legend(fontsize=7, loc="lower left")
+    ax = axes[2]
+    logged = [r["step"] for r in history]
+    ax.plot(logged, [r["error"] for r in history], "-o", markersize=3, label="attention: error")
+    ax.axhline(average_error, color="grey", linestyle="--", label="averaging: error")
+    ax.plot(logged, [r["target_weight"] for r in history], "-s", markersize=3,
+            label="weight on the match")
+    ax.set_xlabel("training step")
+    ax.set_ylim(bottom=0)
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    return {"n_pairs": n_pairs, "key_dim": key_dim, "value_dim": value_dim, "steps": steps,
+            "uniform_weight": 1 / n_pairs, "average_error": average_error,
+            "value_variance": test_value.var().item(), "history": history,
+            "start": history[0], "end": history[-1],
+            "error_ratio": average_error / history[-1]["error"]}
+
+
+def attention_cost(lengths=(64, 128, 256, 512, 1024), heads: int = 4, head_dim: int = 64,
+                   repeats: int = 7, fit_from: int = 256, threads: int = 1,
+                   device: str = "cpu") -> dict:
+    """Time causal attention forward + backward, explicit and sdpa, as the context T grows.
+
+    Only the attention itself runs (queries, keys and values are given, no projections), so
+    nothing linear in T hides the T^2 part. Times are the fastest of `repeats` runs; the
+    exponent is the slope of log time against log T over the lengths >= `fit_from`. Memory
+    is exact, not measured: the float32 bytes of one T x T score matrix per head, and of the
+    scores and weights the explicit path keeps for the backward pass, over all heads.
+    """
+    import math
+    import time
+
+    import matplotlib.pyplot as plt
+
+    def explicit(q, k, v):
+        T = q.shape[-2]
+        mask = torch.triu(torch.ones(T, T, dtype=torch.bool, device=q.device), diagonal=1)
+        scores = (q @ k.transpose(-2, -1)).masked_fill(mask, float("-inf"))  # (B, nh, T, T)
+        return torch.softmax(scores / q.shape[-1] ** 0.5, dim=-1) @ v  # (B, nh, T, hs)
+
+    def sdpa(q, k, v):
+        return F.scaled_dot_product_attention(q, k, v, is_causal=True)
+
+    def sync():
+        if device.startswith("cuda"):
+            torch.cuda.synchronize()
+
+    def seconds(fn, q, k, v):
+        q.grad = k.grad = v.grad = None
+        sync()
+        start = time.perf_counter()
+        fn(q, k, v).sum().backward()
+        sync()
+        return time.perf_counter() - start
+
+    previous_threads = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    torch.manual_seed(123)
+    inputs = {T: [torch.randn(1, heads, T, head_dim, device=device, requires_grad=True)
+                  for _ in range(3)] for T in lengths}
+    best = {(T, name): float("inf") for T in lengths for name in ("explicit", "sdpa")}
+    # rounds over every (T, path) pair, so a burst of load on a shared machine hits them all;
+    # round 0 warms up and is not counted, then each keeps its fastest run
+    for round_ in range(repeats + 1):
+        for T, (q, k, v) in inputs.items():
+            for name, fn in (("explicit", explicit), ("sdpa", sdpa)):
+                elapsed = seconds(fn, q, k, v)
+                if round_ > 0:
+                    best[T, name] = min(best[T, name], elapsed)
+    torch.set_num_threads(previous_threads)
+    rows = []
+    for T in lengths:
+        score_bytes = T * T * 4  # one float32 T x T matrix for one head
+        rows.append({"T": T, "explicit_ms": 1e3 * best[T, "explicit"],
+                     "sdpa_ms": 1e3 * best[T, "sdpa"],
+                     "score_matrix_bytes": score_bytes,
+                     "score_matrix_mib": score_bytes / 2 ** 20,
+                     "all_heads_mib": heads * score_bytes / 2 ** 20,
+                     "qkv_mib": 3 * heads * T * head_dim * 4 / 2 ** 20})
+
+    def slope(key):
+        fit = [(math.log(r["T"]), math.log(r[key])) for r in rows if r["T"] >= fit_from]
+        mx = sum(x for x, _ in fit) / len(fit)
+        my = sum(y for _, y in fit) / len(fit)
+        return (sum((x - mx) * (y - my) for x, y in fit)
+                / sum((x - mx) ** 2 for x, _ in fit))
+
+    exponents = {"explicit": slope("explicit_ms"), "sdpa": slope("sdpa_ms")}
+    on = f"{threads} CPU thread{'s' if threads > 1 else ''}" if device == "cpu" else device
+    print(f"causal attention, {heads} heads of {head_dim}, batch 1, forward + backward, {on}")
+    print("float32 memory, exact:")
+    print(f"{'T':>6}{'one T x T, one head':>22}{'T x T, all heads':>19}{'q, k, v':>12}")
+    for r in rows:
+        print(f"{r['T']:>6}{r['score_matrix_bytes']:>16,} bytes{r['all_heads_mib']:>15.2f} MiB"
+              f"{r['qkv_mib']:>8.2f} MiB")
+    print("times: see the figure (measured on the machine that built this page)")
+
+    Ts = [r["T"] for r in rows]
+    fig, (ax_t, ax_m) = plt.subplots(1, 2, figsize=(9, 3.4))
+    ax_t.plot(Ts, [r["explicit_ms"] for r in rows], "-o", markersize=4, label="explicit")
+    ax_t.plot(Ts, [r["sdpa_ms"] for r in rows], "-s", markersize=4, label="sdpa")
+    ref = rows[-1]["explicit_ms"]
+    ax_t.plot(Ts, [ref * (t / Ts[-1]) ** 2 for t in Ts], ":", color="grey", label="∝ T²")
+    ax_t.set_ylabel("forward + backward (ms)")
+    ax_t.set_title("time (measured)", fontsize=10)
+    ax_m.plot(Ts, [r["score_matrix_mib"] for r in rows], "-o", markersize=4,
+              label="one T×T matrix, one head")
+    ax_m.plot(Ts, [r["qkv_mib"] for r in rows], "-s", markersize=4, label="q, k, v, all heads")
+    ax_m.set_ylabel("MiB (float32)")
+    ax_m.set_title("memory (exact)", fontsize=10)
+    for ax in (ax_t, ax_m):
+        ax.set_xscale("log", base=2)
+        ax.set_yscale("log")
+        ax.set_xlabel("context length T")
+        ax.grid(True, alpha=0.3, which="both")
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    return {"heads": heads, "head_dim": head_dim, "fit_from": fit_from, "rows": rows,
+            "explicit_exponent": exponents["explicit"], "sdpa_exponent": exponents["sdpa"],
+            "explicit_ms_longest": rows[-1]["explicit_ms"], "sdpa_ms_longest": rows[-1]["sdpa_ms"],
+            "speedup_longest": rows[-1]["explicit_ms"] / rows[-1]["sdpa_ms"],
+            "score_mib_longest": rows[-1]["score_matrix_mib"],
+            "score_bytes_shortest": rows[0]["score_matrix_bytes"],
+            "all_heads_mib_longest": rows[-1]["all_heads_mib"],
+            "memory_ratio": rows[-1]["score_matrix_bytes"] / rows[0]["score_matrix_bytes"],
+            "length_ratio": lengths[-1] / lengths[0]}

@@ -232,3 +232,35 @@ def test_view_reshape_demo_shows_view_fails_and_the_missing_transpose_scrambles(
     # token 0 is head 0's vector then head 1's; without the transpose it is head 0's tokens 0 and 1
     assert result["merged_first_token"] == [0.0, 1.0, 6.0, 7.0]
     assert result["wrong_first_token"] == [0.0, 1.0, 2.0, 3.0]
+
+
+def test_trained_attention_concentrates_on_the_matching_key_and_beats_averaging():
+    from labcode.attention import retrieval_by_content
+
+    result = retrieval_by_content(steps=150, log_every=50)
+    start, end = result["start"], result["end"]
+    assert abs(start["target_weight"] - result["uniform_weight"]) < 0.05  # starts near an average
+    assert end["target_weight"] > 0.8 and end["accuracy"] > 0.9
+    assert end["score_gap"] > start["score_gap"] + 3
+    assert end["error"] < result["average_error"] / 5
+    # averaging's error is 1 - 1/P for unit-variance values
+    assert abs(result["average_error"] - (1 - 1 / result["n_pairs"])) < 0.05
+
+
+def test_attention_cost_counts_the_score_matrix_exactly():
+    from labcode.attention import attention_cost
+
+    result = attention_cost(lengths=(32, 64, 128), repeats=1, fit_from=32)
+    for row in result["rows"]:
+        assert row["score_matrix_bytes"] == 4 * row["T"] ** 2
+        assert row["all_heads_mib"] == result["heads"] * row["score_matrix_bytes"] / 2 ** 20
+        assert row["explicit_ms"] > 0 and row["sdpa_ms"] > 0
+    assert result["memory_ratio"] == result["length_ratio"] ** 2
+
+
+def test_attention_cost_puts_the_thread_count_back():
+    from labcode.attention import attention_cost
+
+    before = torch.get_num_threads()
+    attention_cost(lengths=(16, 32), repeats=1, fit_from=16, threads=1)
+    assert torch.get_num_threads() == before
