@@ -33,7 +33,7 @@ site: setup
 	$(BIN)/python build.py
 
 test: setup
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n 2
 
 bench: setup
 	$(BIN)/python bench/bench_shipped_build.py
