@@ -66,7 +66,17 @@ def file_digest(path: Path) -> str | None:
 
 
 def module_digests(root: Path, modules) -> tuple[dict[str, str | None], dict[str, dict]]:
-    """Code digests of labcode modules as they are on disk now (None: the module is gone)."""
+    """Code digests of labcode modules as they are on disk now (None: the module is gone).
+
+    Parsing is the slow part of a build that runs no lab, so digests are remembered in
+    .cache/code-digests.json by the sha256 of each file's bytes (safe to delete).
+    """
+    memo_path = Path(root) / ".cache" / "code-digests.json"
+    try:
+        memo = json.loads(memo_path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        memo = {}
+    known = len(memo)
     whole: dict[str, str | None] = {}
     parts: dict[str, dict] = {}
     for name in modules:
@@ -74,10 +84,23 @@ def module_digests(root: Path, modules) -> tuple[dict[str, str | None], dict[str
         if file is None:
             whole[name] = None
             continue
+        data = file.read_bytes()
+        key = hashlib.sha256(data).hexdigest()
+        if key not in memo:
+            try:
+                memo[key] = list(code_digests(data.decode("utf-8")))
+            except (SyntaxError, UnicodeDecodeError, ValueError):
+                memo[key] = [key, {}]
+        whole[name], parts[name] = memo[key][0], memo[key][1]
+    if len(memo) != known:
         try:
-            whole[name], parts[name] = code_digests(file.read_text(encoding="utf-8"))
-        except (SyntaxError, UnicodeDecodeError):
-            whole[name], parts[name] = file_digest(file), {}
+            memo_path.parent.mkdir(parents=True, exist_ok=True)
+            fd, temp = tempfile.mkstemp(dir=memo_path.parent, prefix=".digests-")
+            with os.fdopen(fd, "w", encoding="utf-8") as handle:
+                json.dump(memo, handle)
+            os.replace(temp, memo_path)
+        except OSError:
+            pass            # a cache that cannot be written only costs time
     return whole, parts
 
 
