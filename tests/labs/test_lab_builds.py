@@ -459,13 +459,18 @@ def sample(path: str = ".cache/labs/weights.pt"):
 '''
 
 
-def test_fresh_clone_without_a_checkpoint_reuses_results_then_retrains_when_needed(project):
+def add_checkpoint_post(project: Path) -> None:
+    """A post whose second lab samples from the checkpoint its first lab saved."""
     write(project / "labcode" / "checkpoints.py", CHECKPOINT_WRITER)
     write(project / "labcode" / "sampling.py", CHECKPOINT_READER)
     write(project / "content" / "posts" / "ckpt.md",
           "---\ntitle: Checkpoint\ndate: 2026-10-08\n---\n\n"
           "```lab\nlabcode.checkpoints:train\n```\n\n"
           "```lab\nlabcode.sampling:sample\nafter: labcode.checkpoints:train\n```\n")
+
+
+def test_fresh_clone_without_a_checkpoint_reuses_results_then_retrains_when_needed(project):
+    add_checkpoint_post(project)
     assert labs_line(build(project)).endswith("labs: 2 run, 3 cached, 0 failed")
     (project / ".cache" / "labs" / "weights.pt").unlink()     # as on a fresh clone
     assert labs_line(build(project)).endswith("labs: 0 run, 5 cached, 0 failed")
@@ -639,12 +644,7 @@ def test_check_reports_declared_measurements_apart_and_still_exits_0(project):
 
 
 def test_check_and_hand_runs_leave_the_next_build_nothing_to_rerun(project):
-    write(project / "labcode" / "checkpoints.py", CHECKPOINT_WRITER)
-    write(project / "labcode" / "sampling.py", CHECKPOINT_READER)
-    write(project / "content" / "posts" / "ckpt.md",
-          "---\ntitle: Checkpoint\ndate: 2026-10-08\n---\n\n"
-          "```lab\nlabcode.checkpoints:train\n```\n\n"
-          "```lab\nlabcode.sampling:sample\nafter: labcode.checkpoints:train\n```\n")
+    add_checkpoint_post(project)
     assert labs_line(build(project)).endswith("labs: 2 run, 3 cached, 0 failed")
     before = cache_files(project)
     assert build(project, "check").returncode == 0
