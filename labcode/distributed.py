@@ -165,30 +165,58 @@ def train_tiny_and_save(out_dir: str, steps: int, batch_size: int, lr: float = 3
     cleanup_distributed()
 
 
-def _torchrun(nproc: int, out_dir: str, steps: int, batch_size: int) -> float:
-    """Launch `train_tiny_and_save` on `nproc` CPU processes with torchrun; wait for all of them."""
+def _loopback_interface() -> str | None:
+    """The name of this machine's loopback interface ("lo" on Linux, "lo0" on macOS), if any."""
+    import socket
+
+    names = [name for _, name in socket.if_nameindex()] if hasattr(socket, "if_nameindex") else []
+    return next((n for n in ("lo", "lo0") if n in names), None)
+
+
+def _torchrun(nproc: int, out_dir: str, steps: int, batch_size: int, attempts: int = 2) -> float:
+    """Launch `train_tiny_and_save` on `nproc` CPU processes with torchrun; wait for all of them.
+
+    Every rank is on this machine, so gloo talks over the loopback interface, whatever the host
+    name resolves to. Each rank's output goes to a log file; if the launch fails, the error
+    carries the tail of every rank's log (torchrun's own report only names the signal). A
+    failed launch is tried once more on a fresh port, and says so on stderr.
+    """
     import socket
     import subprocess
     import sys
     import time
     from pathlib import Path
 
-    with socket.socket() as s:  # a free port on the loopback interface for the rendezvous
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    command = [sys.executable, "-m", "torch.distributed.run", "--nnodes", "1",
-               "--nproc_per_node", str(nproc), "--master_addr", "127.0.0.1",
-               "--master_port", str(port), "-m", "labcode.distributed",
-               out_dir, str(steps), str(batch_size)]
     repo = str(Path(__file__).resolve().parents[1])
     env = dict(os.environ, OMP_NUM_THREADS="1",
                PYTHONPATH=os.pathsep.join([repo, os.environ.get("PYTHONPATH", "")]))
-    start = time.perf_counter()
-    done = subprocess.run(command, env=env, cwd=repo, capture_output=True, text=True, timeout=120)
-    seconds = time.perf_counter() - start
-    if done.returncode != 0:
-        raise RuntimeError(f"torchrun --nproc_per_node {nproc} failed:\n{done.stderr[-2000:]}")
-    return seconds
+    loopback = _loopback_interface()
+    if loopback:
+        env["GLOO_SOCKET_IFNAME"] = loopback
+    failures = []
+    for attempt in range(1, attempts + 1):
+        with socket.socket() as s:  # a free port on the loopback interface for the rendezvous
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        logs = Path(out_dir) / f"torchrun-logs-{attempt}"
+        command = [sys.executable, "-m", "torch.distributed.run", "--nnodes", "1",
+                   "--nproc_per_node", str(nproc), "--master_addr", "127.0.0.1",
+                   "--master_port", str(port), "--log-dir", str(logs), "--redirects", "3",
+                   "-m", "labcode.distributed", out_dir, str(steps), str(batch_size)]
+        start = time.perf_counter()
+        done = subprocess.run(command, env=env, cwd=repo, capture_output=True, text=True,
+                              timeout=120)
+        seconds = time.perf_counter() - start
+        if done.returncode == 0:
+            return seconds
+        ranks = [f"--- rank {log.parent.name} "
+                 f"{log.name} ---\n{log.read_text(errors='replace')[-1500:]}"
+                 for log in sorted(logs.glob("**/attempt_*/*/std*.log")) if log.stat().st_size]
+        headline = f"torchrun --nproc_per_node {nproc} failed (exit {done.returncode})"
+        failures.append(headline + ":\n" + ("\n".join(ranks) or done.stderr[-2000:]))
+        if attempt < attempts:
+            print(f"warning: {headline}; trying once more on a new port", file=sys.stderr)
+    raise RuntimeError("\n".join(failures))
 
 
 def ddp_matches_one_process(steps: int = 10, batch_size: int = 16) -> dict:

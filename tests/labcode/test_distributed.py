@@ -105,3 +105,14 @@ def test_lab_torchrun_two_ranks_end_with_the_weights_of_one_process():
     assert r["ddp_vs_single_max_diff"] < 1e-5         # and equal to one process, up to rounding
     assert r["loss_max_diff"] < 1e-5
     assert r["seconds_train_2proc"] > 0 and r["seconds_train_1proc"] > 0
+
+
+def test_a_failed_torchrun_launch_reports_what_the_ranks_said(tmp_path):
+    from labcode.distributed import _torchrun
+
+    with pytest.raises(RuntimeError) as failure:
+        _torchrun(2, str(tmp_path), steps=1, batch_size=3, attempts=1)  # 3 rows cannot split in 2
+    message = str(failure.value)
+    assert "torchrun --nproc_per_node 2 failed" in message
+    assert "--- rank 0 stderr.log ---" in message and "--- rank 1 stderr.log ---" in message
+    assert "must be divisible by the number of processes (2)" in message
