@@ -48,7 +48,7 @@ _MARKDOWN_SPECIAL = re.compile(r"([\\`*_\[\]<>|$&])")
 CITE_HTML = '<span class="lab-cite" title="{title}">{text}</span>'
 _DISPLAY_MATH_PARAGRAPH = re.compile(r"<p>(LabNotesMath\d+x)</p>")
 _HEADING = re.compile(r"<h([1-6])>(.*?)</h\1>", re.S)
-_ROOT_RELATIVE = re.compile(r"""(\s(?:href|src)=)(["'])/(?!/)""")
+_ROOT_RELATIVE = re.compile(r"""(\s(?:href|src|data-preview)=)(["'])/(?!/)""")
 _FRAGMENT_LINK = re.compile(r"""(\shref=)(["'])#""")
 
 

@@ -260,20 +260,26 @@ class Figure:
 
 _RASTER = (".png", ".jpg", ".jpeg", ".gif", ".webp")
 _IMG_TAG = re.compile(r"<img\b[^>]*>", re.IGNORECASE)
-_IMG_ATTR = re.compile(r"""\s(?P<name>src|alt)\s*=\s*(?P<quote>["'])(?P<value>.*?)(?P=quote)""", re.IGNORECASE | re.DOTALL)
+_IMG_ATTR = re.compile(r"""\s(?P<name>src|alt|data-preview)\s*=\s*(?P<quote>["'])(?P<value>.*?)(?P=quote)""", re.IGNORECASE | re.DOTALL)
 
 
 def first_figure(body_html: str, page_url: str) -> Figure | None:
-    """The image a link preview should show for a page: its first raster image, else its
-    first image (preview cards of the big sites do not show SVG), as an absolute URL."""
+    """The image a link preview should show for a page, as an absolute URL: its first raster
+    image, where a lab plot counts by its PNG `data-preview` (preview cards of the big sites do
+    not show SVG); else its first image."""
     from .feeds import resolve_url
 
-    images = []
+    images, raster = [], []
     for tag in _IMG_TAG.finditer(body_html):   # code shows `<img` escaped: only real tags match
         attrs = {m["name"].lower(): html.unescape(m["value"]) for m in _IMG_ATTR.finditer(tag.group(0))}
-        if attrs.get("src"):
-            images.append(Figure(resolve_url(page_url, attrs["src"].strip()), attrs.get("alt", "")))
-    raster = [image for image in images if urlsplit(image.url).path.lower().endswith(_RASTER)]
+        src = attrs.get("src", "").strip()
+        if not src:
+            continue
+        images.append(Figure(resolve_url(page_url, src), attrs.get("alt", "")))
+        if urlsplit(src).path.lower().endswith(_RASTER):
+            raster.append(images[-1])
+        elif attrs.get("data-preview", "").strip():
+            raster.append(Figure(resolve_url(page_url, attrs["data-preview"].strip()), images[-1].alt))
     return (raster or images or [None])[0]
 
 

@@ -104,6 +104,11 @@ def module_digests(root: Path, modules) -> tuple[dict[str, str | None], dict[str
     return whole, parts
 
 
+def figure_files(figures: list[dict]) -> set[str]:
+    """The files under figures/ a lab's figures name: each figure, and its preview if any."""
+    return {name for f in figures for name in (f["file"], f.get("preview")) if name}
+
+
 class LabCache:
     """Reads and writes entries under `folder`."""
 
@@ -152,7 +157,7 @@ class LabCache:
             handle.write(text)
         os.replace(temp, self.path(stem, entry.device))
         if replaced is not None:
-            old = {f["file"] for f in replaced.result.get("figures", [])}
+            old = figure_files(replaced.result.get("figures", []))
             for name in old - self._named_figures():
                 (self.figures / name).unlink(missing_ok=True)
 
@@ -161,7 +166,7 @@ class LabCache:
         for path in self.folder.glob("*.json"):
             try:
                 data = json.loads(path.read_text(encoding="utf-8"))
-                named.update(f["file"] for f in data["result"].get("figures", []))
+                named.update(figure_files(data["result"].get("figures", [])))
             except (ValueError, KeyError, TypeError, AttributeError, UnicodeDecodeError):
                 continue
         return named
@@ -177,7 +182,7 @@ class LabCache:
                 continue
             try:
                 data = json.loads(path.read_text(encoding="utf-8"))
-                named.update(f["file"] for f in data["result"].get("figures", []))
+                named.update(figure_files(data["result"].get("figures", [])))
             except (ValueError, KeyError, TypeError, AttributeError, UnicodeDecodeError):
                 continue
         if self.figures.is_dir():

@@ -219,7 +219,11 @@ def _figures_of(value) -> list:
 
 
 def save_figures(value, figdir: Path, ref: str) -> list[dict]:
-    """Save every figure the lab made: SVG for line plots, PNG when it shows an image."""
+    """Save every figure the lab made: SVG for line plots, PNG when it shows an image.
+
+    An SVG figure also gets a small PNG `preview`: link previews (OpenGraph, Twitter cards)
+    do not show SVG, so a page whose first figure is a plot shares this image instead.
+    """
     figures = _figures_of(value)
     saved = []
     if figures:
@@ -227,18 +231,24 @@ def save_figures(value, figdir: Path, ref: str) -> list[dict]:
     for number, figure in enumerate(figures, start=1):
         raster = any(ax.images or any(type(c).__name__ == "QuadMesh" for c in ax.collections)
                      for ax in figure.axes)
-        buffer = io.BytesIO()
-        if raster:
-            figure.savefig(buffer, format="png", dpi=120, bbox_inches="tight",
-                           metadata={"Software": None})
-        else:
-            figure.savefig(buffer, format="svg", bbox_inches="tight", metadata={"Date": None})
-        data = buffer.getvalue()
-        name = f"{hashlib.sha256(data).hexdigest()[:16]}.{'png' if raster else 'svg'}"
-        (figdir / name).write_bytes(data)
-        saved.append({"file": name, "alt": _figure_title(figure) or f"Figure {number} of {ref}"})
+        entry = {"file": _save(figure, figdir, "png" if raster else "svg", dpi=120),
+                 "alt": _figure_title(figure) or f"Figure {number} of {ref}"}
+        if not raster:
+            entry["preview"] = _save(figure, figdir, "png", dpi=100)
+        saved.append(entry)
     close_figures()
     return saved
+
+
+def _save(figure, figdir: Path, fmt: str, dpi: int) -> str:
+    """Write `figure` as `fmt` under a name made from its bytes (no dates: same plot, same file)."""
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format=fmt, dpi=dpi, bbox_inches="tight",
+                   metadata={"Software": None} if fmt == "png" else {"Date": None})
+    data = buffer.getvalue()
+    name = f"{hashlib.sha256(data).hexdigest()[:16]}.{fmt}"
+    (figdir / name).write_bytes(data)
+    return name
 
 
 def _figure_title(figure) -> str:

@@ -242,7 +242,8 @@ def _seen(renderer: LabRenderer, result: LabResult, measured) -> str:
     if value and value.get("kind") == "table" and measured:
         value = _mask_table(value, set(measured))
     shown = replace(result, value=value, wall_s=0.0,
-                    figures=[{**f, "file": f"figure-{i}"} for i, f in enumerate(result.figures)])
+                    figures=[{**f, "file": f"figure-{i}", "preview": f"preview-{i}"}
+                             for i, f in enumerate(result.figures)])
     return renderer.lab_html(shown)
 
 

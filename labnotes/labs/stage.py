@@ -11,7 +11,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from labnotes.errors import BuildError
-from labnotes.labs.cache import CacheEntry, LabCache, file_digest, module_digests
+from labnotes.labs.cache import CacheEntry, LabCache, figure_files, file_digest, module_digests
 from labnotes.labs.directive import LabCall, SourceCall
 from labnotes.labs.executor import WorkerPool, execute
 from labnotes.labs.plan import Facts, Plan, SiteLabs, collect_labs, count, plan_labs
@@ -221,8 +221,8 @@ def run_lab_stage(documents: list[Document], config: SiteConfig, options) -> Lab
     results = carry_out(plan, site, facts, run, index) if plan.steps else {}
     counts = count([results[s.stem].status for s in plan.steps if s.stem in results])
     renderer = LabRenderer(config.root / "templates")
-    files = {f"labs/{figure['file']}": (cache.figures / figure["file"]).read_bytes()
-             for result in results.values() for figure in result.figures}
+    files = {f"labs/{name}": (cache.figures / name).read_bytes()
+             for result in results.values() for name in figure_files(result.figures)}
     values = lab_values(site, results)
     published = published_labs(site, results)
 

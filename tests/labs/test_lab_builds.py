@@ -348,6 +348,19 @@ def test_result_made_on_a_gpu_is_republished_on_a_cpu_machine(project):
     assert "NVIDIA H100 80GB HBM3" in page.select_one(".lab-provenance").get_text()
 
 
+def test_a_plotted_figure_is_shared_in_link_previews_as_its_png_preview(project):
+    out = project / "output"
+    page = BeautifulSoup((out / "posts" / "gelu.html").read_text(), "html.parser")
+    img = page.select_one(".lab img")
+    assert img["src"].endswith(".svg") and img["data-preview"].endswith(".png")
+    preview = out / img["data-preview"].removeprefix("/blog/")
+    assert preview.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    meta = {m.get("property") or m.get("name"): m["content"] for m in page.select("meta[content]")}
+    # cards do not show SVG: the page shares the plot's PNG, with the plot's title as alt text
+    assert meta["og:image"] == meta["twitter:image"] == "https://example.org" + img["data-preview"]
+    assert meta["og:image:alt"] == img["alt"]
+
+
 def test_lab_command_runs_one_lab_prints_output_and_saves_figures(project, tmp_path):
     figures = tmp_path / "figs"
     result = build(project, "lab", "labcode.attention:causal_weights_demo", "--arg", "seq_len=3",
