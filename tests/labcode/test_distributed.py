@@ -48,14 +48,18 @@ def free_port() -> int:
 
 
 def test_two_gloo_processes_match_one_process_on_the_combined_batch(tmp_path):
+    from labcode.distributed import _loopback_interface
+
     script = tmp_path / "worker.py"
     script.write_text(WORKER)
     port = free_port()
+    interface = _loopback_interface()  # both ranks are here: gloo talks over loopback
+    loopback = {"GLOO_SOCKET_IFNAME": interface} if interface else {}
     procs = []
     for rank in range(2):
         env = dict(os.environ, RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE="2",
                    MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), OMP_NUM_THREADS="1",
-                   PYTHONPATH=str(REPO))
+                   PYTHONPATH=str(REPO), **loopback)
         procs.append(subprocess.Popen([sys.executable, str(script), str(tmp_path / f"rank{rank}.pt")],
                                       env=env, cwd=REPO, stdout=subprocess.PIPE,
                                       stderr=subprocess.STDOUT, text=True))
