@@ -31,12 +31,12 @@ def add_commands(commands, add_site_options) -> None:
     prune.set_defaults(run=_prune)
 
 
-def _site(args):
+def _site(args, drafts: bool = False):
     from labnotes.config import load_config
     from labnotes.content import load_content
 
     config = load_config(args.config)
-    return config, list(load_content(Path(args.content), config).documents)
+    return config, list(load_content(Path(args.content), config, drafts=drafts).documents)
 
 
 def _lab(args: argparse.Namespace) -> int:
@@ -50,7 +50,7 @@ def _lab(args: argparse.Namespace) -> int:
 def _prune(args: argparse.Namespace) -> int:
     from labnotes.labs.commands import prune_cache
 
-    config, documents = _site(args)
+    config, documents = _site(args, drafts=True)  # a draft's results are kept for its day
     prune_cache(config, documents, dry_run=args.dry_run)
     return 0
 

@@ -528,6 +528,16 @@ def test_prune_lists_what_it_removes_and_keeps_what_the_site_shows(project):
     assert labs_line(build(project)).endswith("labs: 0 run, 3 cached, 0 failed")
 
 
+
+def test_prune_keeps_the_results_of_drafts(project):
+    post = project / "content" / "posts" / "gelu.md"
+    post.write_text(post.read_text().replace('summary: "GELU against ReLU."',
+                                             'summary: "GELU against ReLU."\ndraft: true'))
+    before = cache_files(project)
+    result = build(project, "prune")
+    assert "prune: 0 files removed" in result.stdout, result.stdout
+    assert cache_files(project) == before  # the draft's plot is still there when it is published
+
 CONSUMERS = '''\
 """Two labs that read what labcode.pipeline:make wrote (a test module of this project)."""
 from pathlib import Path
