@@ -35,7 +35,7 @@ if __name__ == "__main__":      # before anything of ours is imported
 
 from labnotes.errors import BuildError  # noqa: E402
 
-COMMANDS = ("build", "new", "clean", "serve", "lab", "check", "prune")
+COMMANDS = ("build", "new", "clean", "serve", "lab", "check", "prune", "corpus")
 DEFAULT_CONFIG = Path("site.toml")   # may be absent: the defaults then
 
 
@@ -119,6 +119,13 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--future", action="store_true", help="preview posts dated in the future too")
     serve.set_defaults(run=_serve)
 
+    corpus = commands.add_parser("corpus", help="regenerate content/data/corpus.txt, the training text, "
+                                 "from the posts' prose (a deliberate act: the next build retrains)")
+    corpus.add_argument("--config", type=Path, metavar="FILE", help=f"site settings (default {DEFAULT_CONFIG})")
+    corpus.add_argument("--content", type=Path, default=Path("content"), metavar="DIR")
+    corpus.add_argument("--yes", action="store_true", help="write it (without: only say what would change)")
+    corpus.set_defaults(run=_corpus)
+
     _add_lab_commands(commands)
     return parser
 
@@ -190,6 +197,36 @@ def _clean(args) -> int:
     from labnotes.output import remove_site
 
     print(f"removed {args.out}" if remove_site(args.out) else f"nothing to remove at {args.out}")
+    return 0
+
+
+def _corpus(args) -> int:
+    from datetime import datetime, timezone
+    from zoneinfo import ZoneInfo
+
+    from labnotes.config import load_config
+    from labnotes.content import load_content
+    from labnotes.corpus import compare_with_disk, make_corpus, write_corpus
+
+    config = load_config(args.config)
+    now = datetime.now(timezone.utc)
+    snapshot = make_corpus(load_content(args.content, config, until=now).posts)
+    first, last = (snapshot.posts[0][0], snapshot.posts[-1][0]) if snapshot.posts else ("-", "-")
+    print(f"corpus: the prose of {len(snapshot.posts)} posts ({first} to {last}), "
+          f"{snapshot.size:,} bytes, {snapshot.digest}")
+    up_to_date, lines = compare_with_disk(args.content, snapshot)
+    for line in lines:
+        print(f"  {line}")
+    if up_to_date:
+        return 0
+    if not args.yes:
+        print("nothing written: a new corpus changes the training data, so the training lab and the "
+              "labs after it retrain on the next build; run `build.py corpus --yes` to write it")
+        return 1
+    written = write_corpus(args.content, snapshot, now.astimezone(ZoneInfo(config.timezone)).date())
+    print(f"wrote {' and '.join(map(str, written))}")
+    print("the next build retrains: every lab that reads the corpus (the training lab and the labs "
+          "after it) reruns")
     return 0
 
 

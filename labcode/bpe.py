@@ -123,10 +123,11 @@ def train_bpe_demo(corpus: str = "content/data/corpus.txt", vocab_size: int = 30
 
     `probe` is a word whose encoding we compare under both vocabularies.
     """
-    from labcode.data import read_text
+    from labcode.data import corpus_snapshot, read_text
     from labcode.tokenizer import gpt2_tokenizer, visible
 
     text = read_text(corpus)
+    snapshot = corpus_snapshot(corpus, text)
     merges = learn_merges(text, vocab_size)
     enc = encoding_from_merges(merges)
     gpt2 = gpt2_tokenizer()
@@ -150,7 +151,7 @@ def train_bpe_demo(corpus: str = "content/data/corpus.txt", vocab_size: int = 30
           f"GPT-2 {'|'.join(visible(p) for p in probe_gpt2)}")
     return {"vocab_size": enc.n_vocab, "byte_tokens": 256, "merges": len(merges),
             "special_tokens": len(enc.special_tokens_set), "gpt2_merges": gpt2_merges,
-            "first_merges": rows, "corpus_bytes": corpus_bytes, "tokens_ours": ours,
+            "first_merges": rows, "corpus": snapshot, "corpus_bytes": corpus_bytes, "tokens_ours": ours,
             "tokens_gpt2": theirs, "ratio": ours / theirs,
             "probe": {"text": probe, "ours": probe_ours, "ours_count": len(probe_ours),
                       "gpt2": probe_gpt2, "gpt2_count": len(probe_gpt2)}}

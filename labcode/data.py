@@ -28,6 +28,31 @@ def read_text(path) -> str:
     return path.read_text(encoding="utf-8")
 
 
+def corpus_snapshot(corpus, text: str) -> dict:
+    """Which snapshot of the blog `text`, read from `corpus`, is: the record beside it, checked.
+
+    `python build.py corpus --yes` writes the blog's corpus.txt from the posts' prose and
+    corpus.toml beside it (the day it was taken, the posts, a digest). A text without a record
+    is reported as such; one that no longer matches its record is an error, since the record
+    would then name data the model did not see.
+    """
+    import hashlib
+    import tomllib
+
+    digest = "sha256:" + hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
+    record_path = Path(corpus).with_suffix(".toml")
+    if not record_path.is_file():
+        return {"taken": "unrecorded", "digest": digest, "posts": 0, "first": "", "last": ""}
+    record = tomllib.loads(read_text(record_path))
+    if record["digest"] != digest:
+        raise ValueError(f"{corpus} ({digest}) is not the snapshot {record_path} records "
+                         f"({record['digest']}): regenerate both with `python build.py corpus --yes`")
+    posts = record["posts"]
+    return {"taken": record["taken"], "digest": digest, "posts": len(posts),
+            "first": posts[0]["title"], "last": posts[-1]["title"],
+            "first_date": posts[0]["date"], "last_date": posts[-1]["date"]}
+
+
 def encode(tokenizer, text: str) -> list[int]:
     """Encode with any of our tokenizers; tiktoken needs to be told `<|endoftext|>` is allowed."""
     if isinstance(tokenizer, tiktoken.Encoding):

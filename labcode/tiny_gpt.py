@@ -182,10 +182,11 @@ def train_on_blog(corpus: str = "content/data/corpus.txt",
     """
     import matplotlib.pyplot as plt
 
-    from labcode.data import read_text
+    from labcode.data import corpus_snapshot, read_text
 
     steps = min(steps, 20) if quick else steps
     text = read_text(corpus)
+    snapshot = corpus_snapshot(corpus, text)
     run = train_tiny_gpt(text, steps=steps, vocab_size=vocab_size, device=device,
                          progress=progress)
     save_tiny_gpt(checkpoint, run)
@@ -194,7 +195,8 @@ def train_on_blog(corpus: str = "content/data/corpus.txt",
     train_tokens = len(loaders.train.dataset.token_ids)
     parameters = sum(p.numel() for p in run.model.parameters())
     batches = len(loaders.train)
-    print(f"corpus: {len(text):,} characters, a {cfg.vocab_size}-token BPE")
+    print(f"corpus: {len(text):,} characters (snapshot {snapshot['digest']} of "
+          f"{snapshot['taken']}), a {cfg.vocab_size}-token BPE")
     print(f"tokens: {train_tokens:,} for training, {len(loaders.val.dataset.token_ids):,} "
           "for validation")
     print(f"model: {parameters:,} parameters ({cfg.n_layers} layers, width {cfg.emb_dim}, "
@@ -220,7 +222,7 @@ def train_on_blog(corpus: str = "content/data/corpus.txt",
     val, tr = h.eval_val_loss[-1], h.eval_train_loss[-1]
     mid = min(range(len(h.eval_step)), key=lambda i: abs(h.eval_step[i] - steps / 2))
     return {
-        "corpus_chars": len(text), "vocab_size": cfg.vocab_size, "train_tokens": train_tokens,
+        "corpus": snapshot, "corpus_chars": len(text), "vocab_size": cfg.vocab_size, "train_tokens": train_tokens,
         "val_tokens": len(loaders.val.dataset.token_ids), "parameters": parameters,
         "params_per_token": parameters / train_tokens,
         "layers": cfg.n_layers, "width": cfg.emb_dim, "heads": cfg.n_heads,

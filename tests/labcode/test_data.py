@@ -108,3 +108,41 @@ def test_sliding_window_demo_shows_inputs_and_targets(gpt2_env, capsys):
     assert rows[0]["input"] == "In the heart of"
     assert rows[1]["input_ids"][0] == rows[0]["input_ids"][1]
     assert "target" in capsys.readouterr().out
+
+
+def _written_corpus(tmp_path):
+    """A corpus and its record as `build.py corpus --yes` writes them."""
+    from datetime import date
+
+    from labnotes.corpus import CorpusSnapshot, write_corpus
+
+    snapshot = CorpusSnapshot("Tokens\n\nSome prose.\n\nAttention\n\nMore prose.\n",
+                              (("2026-03-01", "tokens", "Tokens"),
+                               ("2026-03-08", "attention", 'Attention, "quoted"')))
+    corpus, _ = write_corpus(tmp_path, snapshot, date(2026, 3, 9))
+    return corpus, snapshot
+
+
+def test_corpus_snapshot_is_the_record_the_corpus_command_wrote(tmp_path):
+    from labcode.data import corpus_snapshot, read_text
+
+    corpus, written = _written_corpus(tmp_path)
+    snapshot = corpus_snapshot(corpus, read_text(corpus))
+    assert snapshot["digest"] == written.digest
+    assert (snapshot["taken"], snapshot["posts"], snapshot["first"], snapshot["last"]) == \
+        ("2026-03-09", 2, "Tokens", 'Attention, "quoted"')
+
+
+def test_corpus_snapshot_refuses_a_corpus_edited_after_its_snapshot(tmp_path):
+    from labcode.data import corpus_snapshot
+
+    corpus, _ = _written_corpus(tmp_path)
+    with pytest.raises(ValueError, match="build.py corpus --yes"):
+        corpus_snapshot(corpus, corpus.read_text(encoding="utf-8") + "hand-made extra\n")
+
+
+def test_corpus_snapshot_of_a_text_without_a_record_says_so(tmp_path):
+    from labcode.data import corpus_snapshot
+
+    (tmp_path / "notes.txt").write_text("some text", encoding="utf-8")
+    assert corpus_snapshot(tmp_path / "notes.txt", "some text")["taken"] == "unrecorded"
