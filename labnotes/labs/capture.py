@@ -207,7 +207,8 @@ def close_figures() -> None:
         sys.modules["matplotlib.pyplot"].close("all")
 
 
-def _figures_of(value) -> list:
+def lab_figures(value) -> list:
+    """Every matplotlib figure a lab made: those pyplot holds open, then figures it returned."""
     if "matplotlib.pyplot" not in sys.modules:
         return []
     import matplotlib.pyplot as plt
@@ -218,25 +219,35 @@ def _figures_of(value) -> list:
     return figures
 
 
+def figure_image(figure) -> tuple[bytes, str]:
+    """A figure as published: (bytes, "svg") for line plots, (bytes, "png") when it shows an image."""
+    raster = any(ax.images or any(type(c).__name__ == "QuadMesh" for c in ax.collections)
+                 for ax in figure.axes)
+    buffer = io.BytesIO()
+    if raster:
+        figure.savefig(buffer, format="png", dpi=120, bbox_inches="tight",
+                       metadata={"Software": None})
+    else:
+        figure.savefig(buffer, format="svg", bbox_inches="tight", metadata={"Date": None})
+    return buffer.getvalue(), "png" if raster else "svg"
+
+
+def figure_alt(figure, number: int, ref: str) -> str:
+    """A figure's alt text: its title, else its place among the lab's figures."""
+    return _figure_title(figure) or f"Figure {number} of {ref}"
+
+
 def save_figures(value, figdir: Path, ref: str) -> list[dict]:
     """Save every figure the lab made: SVG for line plots, PNG when it shows an image."""
-    figures = _figures_of(value)
+    figures = lab_figures(value)
     saved = []
     if figures:
         figdir.mkdir(parents=True, exist_ok=True)
     for number, figure in enumerate(figures, start=1):
-        raster = any(ax.images or any(type(c).__name__ == "QuadMesh" for c in ax.collections)
-                     for ax in figure.axes)
-        buffer = io.BytesIO()
-        if raster:
-            figure.savefig(buffer, format="png", dpi=120, bbox_inches="tight",
-                           metadata={"Software": None})
-        else:
-            figure.savefig(buffer, format="svg", bbox_inches="tight", metadata={"Date": None})
-        data = buffer.getvalue()
-        name = f"{hashlib.sha256(data).hexdigest()[:16]}.{'png' if raster else 'svg'}"
+        data, kind = figure_image(figure)
+        name = f"{hashlib.sha256(data).hexdigest()[:16]}.{kind}"
         (figdir / name).write_bytes(data)
-        saved.append({"file": name, "alt": _figure_title(figure) or f"Figure {number} of {ref}"})
+        saved.append({"file": name, "alt": figure_alt(figure, number, ref)})
     close_figures()
     return saved
 
