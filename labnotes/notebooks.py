@@ -20,7 +20,8 @@ import keyword
 from collections.abc import Callable, Sequence
 
 from .feeds import absolute_url
-from .llms import _inline, _link_text, _safe_url, absolutize_markdown
+from .llms import _inline, _link_text, _safe_url, _split_code, absolutize_markdown
+from .maths import code_span_end, maths_end
 from .model import Document, FencedBlock, NotebookLab, RenderedBlock, SiteConfig
 
 # What the set-up cell defines: a lab's result is never bound to one of these names.
@@ -112,7 +113,7 @@ def render_notebook(config: SiteConfig, doc: Document, pieces: Sequence[str | No
     ran: list[tuple] = []                     # (ref, args) of the labs the notebook has run so far
 
     def end_prose() -> None:
-        text = absolutize_markdown("\n".join(prose), page_url, config.base_url).strip()
+        text = absolutize_markdown(_dollars_outside_maths("\n".join(prose)), page_url, config.base_url).strip()
         if text:
             cells.append(("markdown", text, []))
         prose.clear()
@@ -230,6 +231,29 @@ def _intro(config: SiteConfig, doc: Document, labs: Sequence[NotebookLab]) -> st
         "Run the cells in order, the set-up cell first. On the device the post names, the labs print "
         "what the post shows; elsewhere, and for timings, the numbers differ.",
     ])
+
+
+def _dollars_outside_maths(markdown: str) -> str:
+    """`$` that the site reads as prose ("$5 and $10") escaped, since Jupyter would read maths
+    there; maths, code and `\\$` stay as written."""
+    out = []
+    for is_code, chunk in _split_code(markdown):
+        i = 0
+        while not is_code and "$" in chunk[i:]:
+            j = min(k for k in (chunk.find("$", i), chunk.find("`", i), chunk.find("\\", i)) if k >= 0)
+            out.append(chunk[i:j])
+            if chunk[j] == "`":
+                i = code_span_end(chunk, j)
+            elif chunk[j] == "\\":
+                i = j + 2
+            else:
+                end = maths_end(chunk, j)
+                i = end if end is not None else j + 1
+                if end is None:
+                    out.append("\\")
+            out.append(chunk[j:i])
+        out.append(chunk[i:])
+    return "".join(out)
 
 
 def _identity(lab: NotebookLab) -> tuple:

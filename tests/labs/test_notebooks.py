@@ -38,7 +38,7 @@ date: 2026-10-02T10:00:00+00:00
 categories: [Attention]
 ---
 The mask sets $w_{ij} = 0$ for $j > i$, so no word attends to a later one; the
-[numbers post](/posts/numbers.html) is unrelated.
+[numbers post](/posts/numbers.html) is unrelated. Renting a GPU costs $5 and $10 an hour.
 
 <!--more-->
 
@@ -209,6 +209,7 @@ def test_prose_cells_show_cited_values_as_text_and_keep_latex_maths_and_absolute
     attention = "\n".join(c.source for c in notebook(built, "attention").cells[2:] if c.cell_type == "markdown")
     assert "$w_{ij} = 0$ for $j > i$" in attention and "$$\\mathrm{GELU}(x) = x\\,\\Phi(x)$$" in attention
     assert "(https://example.org/blog/posts/numbers.html)" in attention
+    assert "costs \\$5 and \\$10 an hour" in attention     # prices, as on the page, not maths to Jupyter
     assert "<!--more-->" not in attention
     assert "class CausalAttention" in attention        # the labsource block, as source to read
 
