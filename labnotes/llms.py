@@ -134,6 +134,9 @@ def render_markdown_mirror(config: SiteConfig, doc: RenderedDocument, series: Se
         meta.append(f"- Series: [{_link_text(series.name)}]({_safe_url(absolute_url(config, series_mirror_path(series)))}), "
                     f"part {series.part_of(d)} of {len(series.posts)}")
     meta.append(f"- HTML version: <{_safe_url(page_url)}>")
+    from .notebooks import has_notebook, notebook_path   # notebooks.py builds on this module
+    if has_notebook(d):
+        meta.append(f"- Jupyter notebook (each lab a code cell to rerun): <{_safe_url(absolute_url(config, notebook_path(d)))}>")
     parts = [f"# {_inline(d.title)}", "\n".join(meta)]
     if d.summary:
         parts.append(f"> {_inline(d.summary)}")

@@ -65,7 +65,6 @@ def render_document(doc: Document, block_renderer: BlockRenderer, base_path: str
     lines = body.split("\n")
     fences = find_fences(lines)
     md_parts: list[str] = []        # what markdown2 sees
-    mirror_parts: list[str] = []    # the Markdown mirror
     maths = []
     blocks: list[FencedBlock] = []
     code_blocks: list[RenderedBlock | None] = []   # None: a lab block, rendered below
@@ -95,7 +94,6 @@ def render_document(doc: Document, block_renderer: BlockRenderer, base_path: str
                 text, found = protect_maths(text, math_placeholder, doc.source, doc.body_line + cursor)
                 maths.extend(found)
             md_parts.append(text)
-            mirror_parts.append(_without_fold(prose_lines))
         if fence is None:
             break
         # Every fence is cut out and highlighted here: markdown2 never sees code, so nothing
@@ -108,12 +106,11 @@ def render_document(doc: Document, block_renderer: BlockRenderer, base_path: str
             rendered = RenderedBlock(highlight_code(_dedent(fence.inner(lines), fence.indent), fence.info), "")
         code_blocks.append(rendered)
         md_parts.append(f"\n{indent}LabNotesBlock{len(code_blocks) - 1}x\n")
-        mirror_parts.append(f"LabNotesBlock{len(code_blocks) - 1}x" if rendered is None else
-                            "\n".join(lines[fence.start:fence.end + 1]))
         cursor = fence.end + 1
 
     body_html = _markdown().convert("\n".join(md_parts))
-    lab_blocks = iter([block_renderer(block) for block in blocks])
+    lab_rendered = [block_renderer(block) for block in blocks]
+    lab_blocks = iter(lab_rendered)
     rendered_blocks = [code if code is not None else next(lab_blocks) for code in code_blocks]
     body_html = _DISPLAY_MATH_PARAGRAPH.sub(r"\1", body_html)
     body_html = _MATH.sub(lambda m: maths[int(m.group(1))].mathml, body_html)
@@ -130,12 +127,39 @@ def render_document(doc: Document, block_renderer: BlockRenderer, base_path: str
     else:
         intro_html = body_html
 
-    mirror = "\n".join(mirror_parts)
-    mirror = re.sub(r"LabNotesBlock(\d+)x", lambda m: rendered_blocks[int(m.group(1))].markdown, mirror)
-    if cited:
-        mirror = _CITE.sub(lambda m: _MARKDOWN_SPECIAL.sub(r"\\\1", cited[int(m.group(1))].text), mirror)
+    shown = {(block.path, block.line): rendered for block, rendered in zip(blocks, lab_rendered)}
+    mirror = "\n".join(piece if isinstance(piece, str) else shown[(piece.path, piece.line)].markdown
+                       for piece in _mirror_pieces(doc, lines, fences, cited))
     document = doc if doc.summary else dataclasses.replace(doc, summary=summarise(intro_html))
     return RenderedDocument(document, body_html, intro_html, has_more, mirror.strip("\n") + "\n")
+
+
+def mirror_pieces(doc: Document, cite: Cite | None = None) -> list[str | FencedBlock]:
+    """The body as its Markdown mirror reads, cut at its ```lab and ```labsource blocks: prose
+    (fold marker dropped, citations as plain text, other fenced code as written) and the blocks
+    between. A notebook makes its Markdown cells from the prose."""
+    body, cited = _mark_citations(doc, cite or (lambda citation: cite_from_values(citation, {})))
+    lines = body.split("\n")
+    return _mirror_pieces(doc, lines, find_fences(lines), cited)
+
+
+def _mirror_pieces(doc: Document, lines: list[str], fences, cited: list[CitedValue]) -> list[str | FencedBlock]:
+    pieces: list[str | FencedBlock] = []
+    cursor = 0
+    for fence in fences + [None]:
+        prose_end = fence.start if fence else len(lines)
+        if cursor < prose_end:
+            prose = _without_fold(lines[cursor:prose_end])
+            pieces.append(_CITE.sub(lambda m: _MARKDOWN_SPECIAL.sub(r"\\\1", cited[int(m.group(1))].text), prose)
+                          if cited else prose)
+        if fence is None:
+            break
+        if fence.info in LAB_KINDS:
+            pieces.append(FencedBlock(fence.info, doc.source, doc.body_line + fence.start, fence.inner(lines)))
+        else:
+            pieces.append("\n".join(lines[fence.start:fence.end + 1]))
+        cursor = fence.end + 1
+    return pieces
 
 
 def _mark_citations(doc: Document, cite: Cite) -> tuple[str, list[CitedValue]]:

@@ -220,6 +220,19 @@ class LabRecord:
 
 
 @dataclass(frozen=True)
+class NotebookLab:
+    """A lab block as its post's notebook shows it: the call, what the build filled in, and
+    what it published."""
+
+    result: object            # labnotes.labs.render.LabResult of this block (its own call)
+    fills: tuple[str, ...]    # parameters the build filled in besides the block's: "device", "quick"
+    figures: tuple[bytes, ...]   # the bytes of result.figures, in order
+    post_title: str           # the post holding the block, and its site-relative URL
+    post_url: str
+    upstream: NotebookLab | None = None   # the lab it runs `after:`
+
+
+@dataclass(frozen=True)
 class LabStage:
     """What the lab stage hands the render stage."""
 
@@ -229,3 +242,4 @@ class LabStage:
     values: dict[str, LabValue] = field(default_factory=dict)   # by lab name
     records: tuple[LabRecord, ...] = ()     # every lab block, in site order
     published: tuple[PublishedLab, ...] = ()                    # every lab of the site, in run order
+    notebook_lab: Callable[[FencedBlock], NotebookLab] | None = None   # a ```lab block for notebooks

@@ -18,6 +18,7 @@ from zoneinfo import ZoneInfo
 import markupsafe
 
 from .model import Document, LabRecord, RenderedDocument, SiteConfig
+from .notebooks import has_notebook, notebook_path
 from .output import OutputFile
 from .render_cache import config_key, content_key
 from .series import group_series
@@ -201,9 +202,11 @@ def site_pages(config: SiteConfig, posts: Sequence[RenderedDocument], pages: Seq
         older = post_entries[i + 1] if i + 1 < len(post_entries) else None
         doc = entry.document
         place = place_of.get(entry.url)
+        notebook = root + notebook_path(doc) if has_notebook(doc) else None
         page(doc.output_path, "post.html",
-             (meta(entry), doc.summary, _digest(entry.html), link(newer), link(older), series_shown(place)),
-             entry=entry, newer=newer, older=older, series=place, page_title=doc.title, description=doc.summary)
+             (meta(entry), doc.summary, _digest(entry.html), link(newer), link(older), series_shown(place), notebook),
+             entry=entry, newer=newer, older=older, series=place, page_title=doc.title, description=doc.summary,
+             notebook=notebook)
     for entry in page_entries:
         doc = entry.document
         page(doc.output_path, "page.html", (meta(entry), doc.summary, _digest(entry.html)),

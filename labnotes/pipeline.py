@@ -19,6 +19,7 @@ from .feeds import render_rss, rss_items
 from .llms import (mirror_path, render_labs_mirror, render_llms_full, render_llms_txt, render_markdown_mirror, render_series_mirror,
                    series_mirror_path)
 from .markdown import render_code_block, render_document
+from .notebooks import has_notebook, notebook_key, notebook_path, notebook_pieces, render_notebook
 from .model import (BuildOptions, Content, Document, LabCounts, LabRecord, LabStage, RenderedDocument,
                     SiteConfig)
 from .output import OutputFile, write_site
@@ -73,7 +74,8 @@ def build(config_path: Path | str, content_dir: Path | str, out_dir: Path | str,
         renders = Renders(config, cache, generator_version(config.root / "templates"), content.series)
         posts = renders.documents(content.posts, labs.block_renderer, cite)
         pages = renders.documents(content.pages, labs.block_renderer, cite)
-        files = site_files(config, content, posts, pages, labs.files, renders, labs.records)
+        files = site_files(config, content, posts, pages, labs.files, renders, labs.records,
+                           notebook_files(config, posts, labs, cite, renders))
         written = write_site(Path(out_dir), files, manifest=cache.manifest_path(out_dir))
     finally:
         cache.save()   # what was rendered stays useful even when a later stage failed
@@ -215,9 +217,26 @@ def _render_job(job: tuple[Document, dict, dict], base: str) -> tuple:
     return ("ok", (r.html, r.intro_html, r.has_more, r.markdown, r.document.summary))
 
 
+def notebook_files(config: SiteConfig, posts: list[RenderedDocument], labs: LabStage, cite,
+                   renders: Renders) -> dict[str, OutputFile]:
+    """The notebook of each post with labs, keyed on its document and the labs it shows."""
+    files: dict[str, OutputFile] = {}
+    for post in posts:
+        doc = post.document
+        if labs.notebook_lab is None or not has_notebook(doc):
+            continue
+        shown = [notebook_key(labs.notebook_lab(block)) for block in doc.blocks if block.kind == "lab"]
+        files[notebook_path(doc)] = OutputFile(
+            renders.key_of("notebook", shown, documents=[post]),
+            lambda doc=doc: render_notebook(config, doc, notebook_pieces(
+                doc, labs.block_renderer, labs.notebook_lab, cite(doc).__getitem__)))
+    return files
+
+
 def site_files(config: SiteConfig, content: Content, posts: list[RenderedDocument],
                pages: list[RenderedDocument], lab_files: dict[str, bytes], renders: Renders,
-               lab_records: Sequence[LabRecord] = ()) -> dict[str, OutputFile]:
+               lab_records: Sequence[LabRecord] = (),
+               notebooks: dict[str, OutputFile] | None = None) -> dict[str, OutputFile]:
     """Every output file, keyed by output-relative path, in a stable order; each is rendered
     only if the write stage finds no copy of it from the last build."""
     files: dict[str, OutputFile] = {}
@@ -227,6 +246,7 @@ def site_files(config: SiteConfig, content: Content, posts: list[RenderedDocumen
         files[path] = OutputFile.of(source.read_bytes())
     for path, data in lab_files.items():
         files[path] = OutputFile.of(data)
+    files.update(notebooks or {})
     pages_html = site_pages(config, posts, pages, renders.version, lab_records)
     files.update(pages_html)
     if "labs/index.html" in pages_html:

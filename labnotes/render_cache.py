@@ -26,7 +26,8 @@ FORMAT = b"labnotes-render-cache-1\n"
 _PACKAGE = Path(__file__).resolve().parent
 _BUILTIN_TEMPLATES = _PACKAGE.parent / "templates"
 # The libraries whose output ends up in the site: a new version may render other bytes.
-_RENDERING_LIBRARIES = ("markdown2", "pygments", "jinja2", "markupsafe", "feedgen", "lxml", "latex2mathml")
+_RENDERING_LIBRARIES = ("markdown2", "pygments", "jinja2", "markupsafe", "feedgen", "lxml", "latex2mathml",
+                        "nbformat")
 
 
 def content_key(*parts: Any) -> str:

@@ -1,4 +1,5 @@
 """End to end: build the real content/ with every lab executed (labcode's quick mode)."""
+import json
 import os
 import re
 import shutil
@@ -7,11 +8,14 @@ import sys
 from pathlib import Path
 
 import feedparser
+import nbformat
 import pytest
 from bs4 import BeautifulSoup
 from llms_txt import parse_llms_file
 
 from labnotes.fences import find_fences
+from labnotes.labs.directive import parse_block
+from labnotes.model import FencedBlock
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -106,3 +110,69 @@ def test_every_number_the_posts_cite_comes_from_a_lab_and_none_is_copied(shipped
         mirror = (page_file.parent / (page_file.name + ".md")).read_text()
         assert 'class="lab-cite"' not in mirror
     assert cited >= 100
+
+
+def this_python_as_kernel(folder: Path, monkeypatch) -> str:
+    """A Jupyter kernel running this Python (the project's .venv), found through a private
+    JUPYTER_PATH: no user-level Jupyter set-up is read or needed, nothing is downloaded."""
+    spec = folder / "jupyter" / "kernels" / "labnotes-test"
+    spec.mkdir(parents=True)
+    (spec / "kernel.json").write_text(json.dumps({
+        "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+        "display_name": "Lab Notes (test)", "language": "python"}))
+    for name, sub in [("JUPYTER_PATH", "jupyter"), ("JUPYTER_DATA_DIR", "data"), ("JUPYTER_CONFIG_DIR", "config"),
+                      ("JUPYTER_RUNTIME_DIR", "runtime"), ("IPYTHONDIR", "ipython")]:
+        monkeypatch.setenv(name, str(folder / sub))
+    monkeypatch.setenv("TIKTOKEN_CACHE_DIR", os.environ.get("TIKTOKEN_CACHE_DIR", str(REPO / ".cache" / "tiktoken")))
+    return "labnotes-test"
+
+
+def without_measurements(table: str, measured: set[str]) -> str:
+    """A value table (Markdown) with the rows or columns a lab declares `measured:` blanked."""
+    rows = [[cell.strip() for cell in line.strip("|").split("|")] for line in table.strip().splitlines()]
+    if not rows or not measured:
+        return table
+    if rows[0] == ["name", "value"]:
+        rows = [[n, "(measured)" if n in measured else v] for n, v in rows]
+    else:
+        masked = [i for i, column in enumerate(rows[0]) if column in measured]
+        rows = [rows[0]] + [["(measured)" if i in masked else c for i, c in enumerate(row)] for row in rows[1:]]
+    return "\n".join(" | ".join(row) for row in rows)
+
+
+def test_a_shipped_notebook_run_by_a_kernel_of_this_environment_shows_what_its_post_published(
+        shipped, tmp_path, monkeypatch):
+    # The training loop's extras: its labs print, return a value table and draw figures, and
+    # take seconds on a CPU.
+    from nbclient import NotebookClient
+    project, _ = shipped
+    slug = "the-training-loops-extras"
+    published = nbformat.read(project / "output" / "posts" / f"{slug}.ipynb", as_version=4)
+    ran = nbformat.read(project / "output" / "posts" / f"{slug}.ipynb", as_version=4)
+    post = next((project / "content" / "posts").glob(f"*-{slug}.md"))
+    lines = post.read_text(encoding="utf-8").split("\n")
+    measured = {call.ref: set(call.measured) for call in
+                (parse_block(FencedBlock("lab", post, f.start + 1, f.inner(lines)))
+                 for f in find_fences(lines) if f.info == "lab")}
+
+    client = NotebookClient(ran, kernel_name=this_python_as_kernel(tmp_path, monkeypatch), timeout=600,
+                            resources={"metadata": {"path": str(project)}})
+    client.execute()
+
+    labs = 0
+    for before, after in zip(published.cells, ran.cells):
+        if before.cell_type != "code" or "lab.start(\"" not in before.source:   # the set-up cell runs no lab
+            continue
+        labs += 1
+        keys = measured[re.search(r'lab\.start\("([^"]+)"\)', before.source).group(1)]
+        assert [o.output_type for o in after.outputs if o.output_type == "error"] == []
+        text = lambda cell: "".join(o.text for o in cell.outputs if o.output_type == "stream")  # noqa: E731
+        assert text(after) == text(before)
+        kinds = lambda cell: [sorted(o.data) for o in cell.outputs if o.output_type == "display_data"]  # noqa: E731
+        assert kinds(after) == kinds(before)
+        values = lambda cell: [without_measurements(o.data["text/plain"], keys)  # noqa: E731
+                               for o in cell.outputs if o.output_type == "execute_result"]
+        assert values(after) == values(before)
+    assert labs == len(measured) >= 3
+    assert any(o.output_type == "execute_result" for cell in published.cells for o in cell.get("outputs", []))
+    assert any(o.output_type == "display_data" for cell in published.cells for o in cell.get("outputs", []))

@@ -207,7 +207,8 @@ def close_figures() -> None:
         sys.modules["matplotlib.pyplot"].close("all")
 
 
-def _figures_of(value) -> list:
+def lab_figures(value) -> list:
+    """Every matplotlib figure a lab made: those pyplot holds open, then figures it returned."""
     if "matplotlib.pyplot" not in sys.modules:
         return []
     import matplotlib.pyplot as plt
@@ -218,35 +219,50 @@ def _figures_of(value) -> list:
     return figures
 
 
+def figure_image(figure) -> tuple[bytes, str]:
+    """A figure as published: (bytes, "svg") for line plots, (bytes, "png") when it shows an image."""
+    raster = any(ax.images or any(type(c).__name__ == "QuadMesh" for c in ax.collections)
+                 for ax in figure.axes)
+    buffer = io.BytesIO()
+    if raster:
+        figure.savefig(buffer, format="png", dpi=120, bbox_inches="tight",
+                       metadata={"Software": None})
+    else:
+        figure.savefig(buffer, format="svg", bbox_inches="tight", metadata={"Date": None})
+    return buffer.getvalue(), "png" if raster else "svg"
+
+
+def figure_alt(figure, number: int, ref: str) -> str:
+    """A figure's alt text: its title, else its place among the lab's figures."""
+    return _figure_title(figure) or f"Figure {number} of {ref}"
+
+
 def save_figures(value, figdir: Path, ref: str) -> list[dict]:
     """Save every figure the lab made: SVG for line plots, PNG when it shows an image.
 
     An SVG figure also gets a small PNG `preview`: link previews (OpenGraph, Twitter cards)
     do not show SVG, so a page whose first figure is a plot shares this image instead.
     """
-    figures = _figures_of(value)
+    figures = lab_figures(value)
     saved = []
     if figures:
         figdir.mkdir(parents=True, exist_ok=True)
     for number, figure in enumerate(figures, start=1):
-        raster = any(ax.images or any(type(c).__name__ == "QuadMesh" for c in ax.collections)
-                     for ax in figure.axes)
-        entry = {"file": _save(figure, figdir, "png" if raster else "svg", dpi=120),
-                 "alt": _figure_title(figure) or f"Figure {number} of {ref}"}
-        if not raster:
-            entry["preview"] = _save(figure, figdir, "png", dpi=100)
+        data, kind = figure_image(figure)
+        entry = {"file": _write_named(figdir, data, kind), "alt": figure_alt(figure, number, ref)}
+        if kind == "svg":
+            buffer = io.BytesIO()
+            figure.savefig(buffer, format="png", dpi=100, bbox_inches="tight",
+                           metadata={"Software": None})
+            entry["preview"] = _write_named(figdir, buffer.getvalue(), "png")
         saved.append(entry)
     close_figures()
     return saved
 
 
-def _save(figure, figdir: Path, fmt: str, dpi: int) -> str:
-    """Write `figure` as `fmt` under a name made from its bytes (no dates: same plot, same file)."""
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format=fmt, dpi=dpi, bbox_inches="tight",
-                   metadata={"Software": None} if fmt == "png" else {"Date": None})
-    data = buffer.getvalue()
-    name = f"{hashlib.sha256(data).hexdigest()[:16]}.{fmt}"
+def _write_named(figdir: Path, data: bytes, kind: str) -> str:
+    """Write a figure's bytes under a name made from them (same plot, same file)."""
+    name = f"{hashlib.sha256(data).hexdigest()[:16]}.{kind}"
     (figdir / name).write_bytes(data)
     return name
 

@@ -221,3 +221,12 @@ def markdown_table(columns: list[str], rows: list[list]) -> str:
     lines += ["| " + " | ".join(cell(c) for c in row) + " |"
               for row in format_rows(columns, rows)]
     return "\n".join(lines)
+
+
+def value_text(value: dict | None) -> str:
+    """A lab's value as the page shows it, as text."""
+    if not value:
+        return ""
+    if value.get("kind") == "table":
+        return markdown_table(value["columns"], value["rows"])
+    return value.get("text", "")

@@ -16,14 +16,14 @@ from labnotes.labs.directive import LabCall, SourceCall
 from labnotes.labs.executor import WorkerPool, execute
 from labnotes.labs.plan import Facts, Plan, SiteLabs, collect_labs, count, plan_labs
 from labnotes.labs.progress import Progress
-from labnotes.labs.render import (LabRenderer, LabResult, lab_markdown, markdown_table,
-                                  output_with_note, source_markdown)
+from labnotes.labs.render import (LabRenderer, LabResult, lab_markdown, output_with_note,
+                                  source_markdown, value_text)
 from labnotes.labs.resolve import LabcodeIndex
 from labnotes.labs.runner import RunOutcome, RunRequest
 from labnotes.labs.runtime import (WORKER_IGNORE, choose_device, lab_seed, reusable_devices,
                                    torch_version, worker_env)
 from labnotes.model import (Document, FencedBlock, LabRecord, LabStage, LabValue,
-                            PublishedLab, RenderedBlock, SiteConfig)
+                            NotebookLab, PublishedLab, RenderedBlock, SiteConfig)
 
 
 class LabFailure(BuildError):
@@ -237,8 +237,22 @@ def run_lab_stage(documents: list[Document], config: SiteConfig, options) -> Lab
         result = replace(results[stem], call=call, source=_source(call, index))
         return RenderedBlock(renderer.lab_html(result), lab_markdown(result))
 
+    docs = {doc.source: doc for doc in documents}
+
+    def notebook_lab(stem: str, call: LabCall) -> NotebookLab:
+        result = replace(results[stem], call=call, source=_source(call, index))
+        found = index.callables.get(call.ref)
+        params = found.params if found is not None else ()
+        fills = tuple(p for p in ("device", "quick") if p in params and (p == "device" or quick))
+        upstream = site.instance(stem).upstream
+        doc = docs.get(call.path)
+        return NotebookLab(result, fills, tuple(files[f"labs/{f['file']}"] for f in result.figures),
+                           doc.title if doc else "", doc.url if doc else "",
+                           notebook_lab(upstream, site.instance(upstream).call) if upstream else None)
+
     records = lab_records(site, results)
-    return LabStage(render_block, files, counts, values=values, published=published, records=records)
+    return LabStage(render_block, files, counts, values=values, published=published, records=records,
+                    notebook_lab=lambda block: notebook_lab(*site.blocks[(block.path, block.line)]))
 
 
 def lab_records(site: SiteLabs, results: dict[str, LabResult]) -> tuple[LabRecord, ...]:
@@ -275,12 +289,3 @@ def published_labs(site: SiteLabs, results: dict[str, LabResult]) -> tuple[Publi
         shown.append(PublishedLab(call.ref, names.get(instance.stem), result.output,
                                   value_text(result.value), result.data, call.path, call.line))
     return tuple(shown)
-
-
-def value_text(value: dict | None) -> str:
-    """A lab's value as the page shows it, as text."""
-    if not value:
-        return ""
-    if value.get("kind") == "table":
-        return markdown_table(value["columns"], value["rows"])
-    return value.get("text", "")
