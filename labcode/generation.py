@@ -78,6 +78,26 @@ def generate(model, idx, max_new_tokens: int, temperature: float = 0.0, top_k=No
     return idx
 
 
+def repeating_phrase(text: str, max_words: int = 8) -> dict:
+    """The loop greedy decoding falls into: the run of words repeated back to back that covers
+    the most text (the shorter run on a tie), and how many times in a row it comes.
+
+    "a b, a b, a b, c" -> {"phrase": "a b", "repeats": 3}; text with no repeat -> repeats 1.
+    """
+    words = text.split()
+    best = (1, 0, [])  # (words covered, -length, unit)
+    for length in range(1, max_words + 1):
+        for start in range(len(words) - 2 * length + 1):
+            unit, repeats = words[start:start + length], 1
+            while words[start + repeats * length:start + (repeats + 1) * length] == unit:
+                repeats += 1
+            if repeats > 1 and (repeats * length, -length) > best[:2]:
+                best = (repeats * length, -length, unit)
+    covered, negative_length, unit = best
+    return {"phrase": " ".join(unit).strip(" ,.;:"),
+            "repeats": covered // -negative_length if unit else 1}
+
+
 # === Lab entry points: the functions the posts run ==================================
 
 def untrained_text_demo(prompt: str = "The next token is", max_new_tokens: int = 15,
@@ -263,6 +283,7 @@ def decoding_on_tiny_gpt(checkpoint: str = ".cache/labs/tiny-gpt.pt", prompt: st
                    "distinct_samples": len({tuple(r) for r in new}),
                    "distinct_token_share": statistics.mean(len(set(r)) / len(r) for r in new),
                    "own_loss": loss, "text": enc.decode(out[0].tolist())}
+            row["loop"] = repeating_phrase(row["text"])  # the phrase it repeats, if it does
             if p is not None:  # how many tokens the nucleus held at each step of the first sample
                 logits = model(out[:1, :-1])[0, start - 1:, :] / temperature  # (N, V)
                 sizes = torch.isfinite(top_p_filter(logits, p)).sum(dim=-1).tolist()

@@ -256,6 +256,7 @@ def sample_from_checkpoint(checkpoint: str = ".cache/labs/tiny-gpt.pt",
     import re
 
     from labcode.data import read_text
+    from labcode.generation import repeating_phrase
 
     model, enc = load_tiny_gpt(checkpoint, device)
     torch.manual_seed(123)
@@ -279,7 +280,9 @@ def sample_from_checkpoint(checkpoint: str = ".cache/labs/tiny-gpt.pt",
             "greedy": greedy, "samples": samples, "sampled_words": len(sampled),
             "invented_words": len(invented),
             "invented_fraction": len(invented) / max(1, len(sampled)),
-            "invented": sorted(set(invented))}
+            "invented": sorted(set(invented)),
+            "longest_invented": sorted(set(invented), key=lambda w: (-len(w), w)),
+            "loop": repeating_phrase(greedy)}  # the phrase greedy repeats, and how often
 
 
 # -- 5. command line -------------------------------------------------------------------

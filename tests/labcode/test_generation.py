@@ -234,3 +234,15 @@ def test_step_log_counts_what_generate_feeds_the_model(model):
     log = StepLog(model)
     generate(log, torch.zeros(1, 5, dtype=torch.long), max_new_tokens=4)
     assert log.positions == [5, 1, 1, 1] and log.prefills == 1 and len(log.ends) == 4
+
+
+def test_repeating_phrase_finds_the_loop_greedy_decoding_fell_into():
+    from labcode.generation import repeating_phrase
+
+    looped = "The model is the same perate, and the same size, and the same size, and the same " \
+             "size, and the same size, and the same sumns"
+    assert repeating_phrase(looped) == {"phrase": "and the same size", "repeats": 4}
+    assert repeating_phrase("to be or not to be") == {"phrase": "", "repeats": 1}
+    # the loop that covers the most text wins: 9 words of "c" over 8 of "x y z w,"
+    assert repeating_phrase("x y z w, x y z w, c c c c c c c c c") == {"phrase": "c", "repeats": 9}
+    assert repeating_phrase("x y z w, x y z w, c c c") == {"phrase": "x y z w", "repeats": 2}
