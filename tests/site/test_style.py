@@ -97,6 +97,31 @@ LAB = """
 </div>
 """.replace("SAMPLE", "the model is the model " * 10)
 
+# A lab as the renderer writes it: a printed table wider than a phone between lines of text,
+# and a value table of numbers and text; then prose citing a value.
+TABLE_OUTPUT = """gradient norms at each layer's input, 32 layers of width 32; a long line of text that wraps
+layer  no shortcuts   shortcuts  branch/sqrt(L)   ratio, no shortcuts   ratio, shortcuts
+    0      1.91e-17    6.89e+01        1.29e+00              1.00e+00           1.00e+00
+   32      1.31e+00    1.31e+00        1.31e+00              6.86e+16           1.90e-02
+done: every layer was measured, and the text after the table wraps again like prose does
+"""
+
+
+def _rendered_lab() -> str:
+    from labnotes.labs.directive import LabCall
+    from labnotes.labs.render import LabRenderer, LabResult
+    call = LabCall(ref="labcode.block:shortcut_demo", args=(), show=("output", "value"),
+                   path=Path("content/posts/lab.md"), line=77)
+    value = {"kind": "table", "columns": ["parameter", "shape", "numbers"],
+             "rows": [["embed.tok_emb.weight", "256x64", 16384], ["final_norm.scale", "64", 64]]}
+    result = LabResult(call=call, status="ran", output=TABLE_OUTPUT, value=value, wall_s=0.1,
+                       device_name="CPU", torch_version="2.13.0+cpu")
+    return LabRenderer(REPO / "templates").lab_html(result)
+
+
+CITE = ('<p>The gradient falls from <span class="lab-cite" title="demo">6.89e+01</span> to '
+        '<span class="lab-cite" title="demo">-1.234e-04</span> across the stack.</p>')
+
 MEASURE = """<!DOCTYPE html><html><body>
 <iframe id="wide" src="posts/lab.html" style="width:1280px;height:1200px;border:0"></iframe>
 <iframe id="narrow" src="posts/lab.html" style="width:390px;height:1200px;border:0"></iframe>
@@ -113,7 +138,20 @@ function measure(frame) {
           sourceScrolls: css(".lab .highlight pre", "overflowX"),
           outputFits: output.scrollWidth <= output.clientWidth,
           background: css("body", "backgroundColor"), colour: css("body", "color"),
-          figureBackground: css(".lab img", "backgroundColor")};
+          figureBackground: css(".lab img", "backgroundColor"),
+          printed: printedTable(d, w), numberAlign: css("#lab-77 td.num", "textAlign"),
+          textAlign: css("#lab-77 td:not(.num)", "textAlign"),
+          cites: [...d.querySelectorAll(".lab-cite")].map(c => c.getClientRects().length),
+          citeWrap: css(".lab-cite", "whiteSpace")};
+}
+function printedTable(d, w) {
+  const band = d.querySelector("#lab-77 .lab-output-table"), pre = band.closest("pre");
+  const lineHeight = parseFloat(w.getComputedStyle(band).lineHeight);
+  const lines = band.textContent.replace(/\\n$/, "").split("\\n").length;
+  return {lines: lines, height: band.getBoundingClientRect().height, lineHeight: lineHeight,
+          clientWidth: band.clientWidth, scrollWidth: band.scrollWidth,
+          textFits: pre.scrollWidth <= pre.clientWidth,
+          proseLines: Math.round(pre.getBoundingClientRect().height / lineHeight)};
 }
 let loaded = 0;
 for (const f of document.querySelectorAll("iframe")) f.addEventListener("load", () => {
@@ -133,7 +171,8 @@ def measured(tmp_path_factory):
         pytest.skip("Chromium is not installed (apt-get install -y chromium)")
     from conftest import TinySite
     site = TinySite(tmp_path_factory.mktemp("layout"))
-    site.post("lab.md", post_text(title="A lab", body="A paragraph of prose.\n\n" + LAB + "\nMore prose."))
+    site.post("lab.md", post_text(title="A lab", body="A paragraph of prose.\n\n" + LAB + "\nMore prose.\n\n"
+                                  + _rendered_lab() + "\n\n" + CITE + "\n"))
     site.build()
     (site.out / "measure.html").write_text(MEASURE, encoding="utf-8")
     handler = functools.partial(_Quiet, directory=str(site.out))
@@ -186,3 +225,26 @@ def test_dark_mode_is_dark_with_light_text_and_figures_keep_a_light_backing(meas
     assert sum(_rgb(dark["background"])) < 150 and sum(_rgb(dark["colour"])) > 600
     assert sum(_rgb(light["background"])) > 700 and sum(_rgb(light["colour"])) < 150
     assert sum(_rgb(dark["figureBackground"])) > 650
+
+
+def test_a_printed_table_keeps_its_columns_and_scrolls_in_its_band_at_390(measured):
+    for width in ("narrow", "wide"):
+        printed = measured["light"][width]["printed"]
+        assert printed["height"] <= printed["lines"] * printed["lineHeight"] + 1, width   # no row wraps
+        assert printed["textFits"], width                     # the text around it still wraps
+    narrow = measured["light"]["narrow"]
+    assert narrow["printed"]["scrollWidth"] > narrow["printed"]["clientWidth"]   # scrolls in its band
+    assert narrow["scrollWidth"] <= narrow["viewport"]                           # not the page
+    wide = measured["light"]["wide"]["printed"]
+    assert wide["scrollWidth"] <= wide["clientWidth"]          # at 1280 the lab grows to show it all
+
+
+def test_numbers_in_a_value_table_are_flush_right_and_text_flush_left(measured):
+    for width in ("narrow", "wide"):
+        assert measured["light"][width]["numberAlign"] == "right"
+        assert measured["light"][width]["textAlign"] in ("left", "start")
+
+
+def test_a_cited_number_is_never_broken_across_lines(measured):
+    narrow = measured["light"]["narrow"]
+    assert narrow["citeWrap"] == "nowrap" and narrow["cites"] == [1, 1]
