@@ -142,7 +142,10 @@ function measure(frame) {
           printed: printedTable(d, w), numberAlign: css("#lab-77 td.num", "textAlign"),
           textAlign: css("#lab-77 td:not(.num)", "textAlign"),
           cites: [...d.querySelectorAll(".lab-cite")].map(c => c.getClientRects().length),
-          citeWrap: css(".lab-cite", "whiteSpace")};
+          citeWrap: css(".lab-cite", "whiteSpace"),
+          seriesShown: [...d.querySelectorAll(".series-parts li")].filter(li => li.getBoundingClientRect().height > 0)
+                       .map(li => li.textContent.trim()),
+          seriesItems: [...d.querySelectorAll(".series-parts li")].map(li => w.getComputedStyle(li).display)};
 }
 function printedTable(d, w) {
   const band = d.querySelector("#lab-77 .lab-output-table"), pre = band.closest("pre");
@@ -172,7 +175,9 @@ def measured(tmp_path_factory):
     from conftest import TinySite
     site = TinySite(tmp_path_factory.mktemp("layout"))
     site.post("lab.md", post_text(title="A lab", body="A paragraph of prose.\n\n" + LAB + "\nMore prose.\n\n"
-                                  + _rendered_lab() + "\n\n" + CITE + "\n"))
+                                  + _rendered_lab() + "\n\n" + CITE + "\n", series="Specimens"))
+    for number, date in enumerate(("2026-01-05", "2026-01-20", "2026-02-03", "2026-04-01", "2026-04-20")):
+        site.post(f"part{number}.md", post_text(title=f"Part {number}", date=date, series="Specimens"))
     site.build()
     (site.out / "measure.html").write_text(MEASURE, encoding="utf-8")
     handler = functools.partial(_Quiet, directory=str(site.out))
@@ -248,3 +253,10 @@ def test_numbers_in_a_value_table_are_flush_right_and_text_flush_left(measured):
 def test_a_cited_number_is_never_broken_across_lines(measured):
     narrow = measured["light"]["narrow"]
     assert narrow["citeWrap"] == "nowrap" and narrow["cites"] == [1, 1]
+
+
+def test_on_a_phone_the_series_box_lists_only_the_parts_either_side_of_this_one(measured):
+    narrow, wide = measured["light"]["narrow"], measured["light"]["wide"]
+    assert narrow["seriesShown"] == ["Part 2", "A lab", "Part 3"]   # part 4 of 6 and its neighbours
+    assert set(narrow["seriesItems"]) == {"list-item"}               # hidden ones still count
+    assert len(wide["seriesShown"]) == 6                             # at 1280 every part is listed
