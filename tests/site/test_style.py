@@ -119,6 +119,17 @@ def _rendered_lab() -> str:
     return LabRenderer(REPO / "templates").lab_html(result)
 
 
+# A prose table a little wider than the text column on a phone, and a display formula.
+PROSE_TABLE = """
+| path | materialises the weights | can return the weights | where we use it |
+|---|---|---|---|
+| wrapper of heads | yes, once per head | yes | reading the idea off the code |
+| explicit (batched heads) | yes | yes | heatmaps, teaching, tests |
+| sdpa | not necessarily | no | training and generation |
+
+$$ \\alpha_{ij} = \\frac{\\exp(x_i^\\top x_j)}{\\sum_k \\exp(x_i^\\top x_k)} $$
+"""
+
 CITE = ('<p>The gradient falls from <span class="lab-cite" title="demo">6.89e+01</span> to '
         '<span class="lab-cite" title="demo">-1.234e-04</span> across the stack.</p>')
 
@@ -127,7 +138,9 @@ MEASURE = """<!DOCTYPE html><html><body>
 <iframe id="narrow" src="posts/lab.html" style="width:390px;height:1200px;border:0"></iframe>
 <pre id="out"></pre>
 <script>
+let current = null;
 function measure(frame) {
+  current = frame.id;
   const d = frame.contentDocument, w = d.defaultView;
   const box = s => { const r = d.querySelector(s).getBoundingClientRect(); return {left: r.left, right: r.right, width: r.width}; };
   const css = (s, p) => w.getComputedStyle(d.querySelector(s))[p];
@@ -145,7 +158,18 @@ function measure(frame) {
           citeWrap: css(".lab-cite", "whiteSpace"),
           seriesShown: [...d.querySelectorAll(".series-parts li")].filter(li => li.getBoundingClientRect().height > 0)
                        .map(li => li.textContent.trim()),
+          proseTable: scrolls(".post-body > table"), maths: scrolls(".post-body > math"),
+          cellText: textLeft(".post-body > table td"), proseText: textLeft(".post-body > p"),
           seriesItems: [...d.querySelectorAll(".series-parts li")].map(li => w.getComputedStyle(li).display)};
+}
+function scrolls(selector) {
+  const e = document.getElementById(current).contentDocument.querySelector(selector);
+  return {clientWidth: e.clientWidth, scrollWidth: e.scrollWidth};
+}
+function textLeft(selector) {
+  const d = document.getElementById(current).contentDocument, range = d.createRange();
+  range.selectNodeContents(d.querySelector(selector));
+  return range.getBoundingClientRect().left;
 }
 function printedTable(d, w) {
   const band = d.querySelector("#lab-77 .lab-output-table"), pre = band.closest("pre");
@@ -175,7 +199,8 @@ def measured(tmp_path_factory):
     from conftest import TinySite
     site = TinySite(tmp_path_factory.mktemp("layout"))
     site.post("lab.md", post_text(title="A lab", body="A paragraph of prose.\n\n" + LAB + "\nMore prose.\n\n"
-                                  + _rendered_lab() + "\n\n" + CITE + "\n", series="Specimens"))
+                                  + _rendered_lab() + "\n\n" + CITE + "\n" + PROSE_TABLE,
+                                  series="Specimens"))
     for number, date in enumerate(("2026-01-05", "2026-01-20", "2026-02-03", "2026-04-01", "2026-04-20")):
         site.post(f"part{number}.md", post_text(title=f"Part {number}", date=date, series="Specimens"))
     site.build()
@@ -260,3 +285,13 @@ def test_on_a_phone_the_series_box_lists_only_the_parts_either_side_of_this_one(
     assert narrow["seriesShown"] == ["Part 2", "A lab", "Part 3"]   # part 4 of 6 and its neighbours
     assert set(narrow["seriesItems"]) == {"list-item"}               # hidden ones still count
     assert len(wide["seriesShown"]) == 6                             # at 1280 every part is listed
+
+
+def test_on_a_phone_a_prose_table_uses_the_margins_instead_of_scrolling_and_keeps_the_text_line(measured):
+    narrow = measured["light"]["narrow"]
+    table = narrow["proseTable"]
+    assert table["scrollWidth"] <= table["clientWidth"]               # fits: no sideways scrolling
+    assert abs(narrow["cellText"] - narrow["proseText"]) <= 1         # cells line up with the prose
+    maths = narrow["maths"]
+    assert maths["scrollWidth"] <= maths["clientWidth"]
+    assert narrow["scrollWidth"] <= narrow["viewport"]
