@@ -111,3 +111,14 @@ def test_a_figure_links_to_its_full_size_file_for_readers_on_small_screens():
     html = LabRenderer(REPO / "templates").lab_html(result())
     link = BeautifulSoup(html, "html.parser").select_one(".lab-figure a")
     assert link["href"] == "/labs/abc.svg" and link.img["src"] == "/labs/abc.svg"
+
+
+def test_a_long_reference_breaks_at_its_dots_and_colon_not_inside_a_name():
+    renderer = LabRenderer(REPO / "templates")
+    page = BeautifulSoup(renderer.lab_html(result()), "html.parser")
+    ref = page.select_one(".lab-ref code")
+    assert ref.get_text() == "labcode.tokenizer:gpt2_bpe_demo"
+    assert "labcode.<wbr/>tokenizer:<wbr/>gpt2_bpe_demo" in str(ref)
+    assert "labcode.tokenizer:<wbr/>gpt2_bpe_demo" in str(page.select_one(".lab-provenance code"))
+    source = BeautifulSoup(renderer.source_html("labcode.x:f", "def f(): pass", "x.py", 1), "html.parser")
+    assert "labcode.<wbr/>x:<wbr/>f" in str(source.select_one(".lab-ref code"))
