@@ -160,7 +160,16 @@ function measure(frame) {
                        .map(li => li.textContent.trim()),
           proseTable: scrolls(".post-body > table"), maths: scrolls(".post-body > math"),
           cellText: textLeft(".post-body > table td"), proseText: textLeft(".post-body > p"),
+          gaps: gaps(d),
           seriesItems: [...d.querySelectorAll(".series-parts li")].map(li => w.getComputedStyle(li).display)};
+}
+function gaps(d) {
+  const top = e => e.getBoundingClientRect().top, bottom = e => e.getBoundingClientRect().bottom;
+  const code = d.querySelector(".post-body > .codehilite"), pre = code.querySelector("pre");
+  const heading = d.querySelector("#lab-77 + h2"), p = d.querySelector(".post-body > p + p");
+  return {codeAbove: top(pre) - bottom(code.previousElementSibling), codeBelow: top(code.nextElementSibling) - bottom(pre),
+          headingAfterLab: top(heading) - bottom(heading.previousElementSibling),
+          paragraphs: top(p) - bottom(p.previousElementSibling)};
 }
 function scrolls(selector) {
   const e = document.getElementById(current).contentDocument.querySelector(selector);
@@ -199,7 +208,8 @@ def measured(tmp_path_factory):
     from conftest import TinySite
     site = TinySite(tmp_path_factory.mktemp("layout"))
     site.post("lab.md", post_text(title="A lab", body="A paragraph of prose.\n\n" + LAB + "\nMore prose.\n\n"
-                                  + _rendered_lab() + "\n\n" + CITE + "\n" + PROSE_TABLE,
+                                  + _rendered_lab() + "\n\n## After the lab\n\n" + CITE + "\n" + PROSE_TABLE
+                                  + "\nBefore the code.\n\n```python\nx = 1\n```\n\nAfter the code.\n",
                                   series="Specimens"))
     for number, date in enumerate(("2026-01-05", "2026-01-20", "2026-02-03", "2026-04-01", "2026-04-20")):
         site.post(f"part{number}.md", post_text(title=f"Part {number}", date=date, series="Specimens"))
@@ -295,3 +305,11 @@ def test_on_a_phone_a_prose_table_uses_the_margins_instead_of_scrolling_and_keep
     maths = narrow["maths"]
     assert maths["scrollWidth"] <= maths["clientWidth"]
     assert narrow["scrollWidth"] <= narrow["viewport"]
+
+
+def test_a_code_block_is_set_off_a_little_more_than_a_paragraph_and_a_heading_after_a_lab_keeps_its_space(measured):
+    for width in ("narrow", "wide"):
+        gaps = measured["light"][width]["gaps"]
+        assert gaps["paragraphs"] < gaps["codeAbove"] <= 1.5 * gaps["paragraphs"], (width, gaps)   # was 40 px
+        assert abs(gaps["codeAbove"] - gaps["codeBelow"]) < 1, (width, gaps)
+        assert gaps["headingAfterLab"] >= 38, (width, gaps)                                          # 2.4rem, was 1.8rem
