@@ -134,3 +134,12 @@ def test_sized_delimiters_show_their_character_not_their_command():
 def test_an_unknown_sized_delimiter_is_an_error_not_a_backslash_on_the_page():
     with pytest.raises(BuildError, match="unknown command"):
         render("$$\\Big\\foo x \\Big\\}$$")
+
+
+def test_inline_maths_keeps_the_punctuation_after_it_on_its_line():
+    # layer norm post at 390 px: "with γ = 1 and β = 0" then a line starting with ", follows"
+    html = soup(render("With $\\beta = 0$, it follows; and $x$. But $y$ is alone.\n\n$$z$$\n").html)
+    kept = html.select(".math-nowrap")
+    assert [span.get_text() for span in kept] == ["\u03b2=0,", "x."]    # MathML text, then the mark
+    assert [span.math["alttext"] for span in kept] == ["\\beta = 0", "x"]
+    assert html.find("math", alttext="y").parent.name == "p"           # nothing follows it: no span

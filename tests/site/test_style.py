@@ -160,7 +160,7 @@ function measure(frame) {
                        .map(li => li.textContent.trim()),
           proseTable: scrolls(".post-body > table"), maths: scrolls(".post-body > math"),
           cellText: textLeft(".post-body > table td"), proseText: textLeft(".post-body > p"),
-          gaps: gaps(d),
+          gaps: gaps(d), mathNowrap: css(".math-nowrap", "whiteSpace"),
           seriesItems: [...d.querySelectorAll(".series-parts li")].map(li => w.getComputedStyle(li).display)};
 }
 function gaps(d) {
@@ -209,7 +209,7 @@ def measured(tmp_path_factory):
     site = TinySite(tmp_path_factory.mktemp("layout"))
     site.post("lab.md", post_text(title="A lab", body="A paragraph of prose.\n\n" + LAB + "\nMore prose.\n\n"
                                   + _rendered_lab() + "\n\n## After the lab\n\n" + CITE + "\n" + PROSE_TABLE
-                                  + "\nBefore the code.\n\n```python\nx = 1\n```\n\nAfter the code.\n",
+                                  + "\nBefore the code, with $\\beta = 0$, a formula and its comma.\n\n```python\nx = 1\n```\n\nAfter the code.\n",
                                   series="Specimens"))
     for number, date in enumerate(("2026-01-05", "2026-01-20", "2026-02-03", "2026-04-01", "2026-04-20")):
         site.post(f"part{number}.md", post_text(title=f"Part {number}", date=date, series="Specimens"))
@@ -285,9 +285,10 @@ def test_numbers_in_a_value_table_are_flush_right_and_text_flush_left(measured):
         assert measured["light"][width]["textAlign"] in ("left", "start")
 
 
-def test_a_cited_number_is_never_broken_across_lines(measured):
+def test_a_cited_number_is_never_broken_across_lines_nor_a_formula_from_its_comma(measured):
     narrow = measured["light"]["narrow"]
     assert narrow["citeWrap"] == "nowrap" and narrow["cites"] == [1, 1]
+    assert narrow["mathNowrap"] == "nowrap"
 
 
 def test_on_a_phone_the_series_box_lists_only_the_parts_either_side_of_this_one(measured):
