@@ -160,6 +160,8 @@ function measure(frame) {
                        .map(li => li.textContent.trim()),
           proseTable: scrolls(".post-body > table"), maths: scrolls(".post-body > math"),
           cellText: textLeft(".post-body > table td"), proseText: textLeft(".post-body > p"),
+          valueTable: (() => { const band = d.querySelector("#lab-77 .lab-table");
+                               return {band: band.clientWidth, table: band.querySelector("tr").getBoundingClientRect().width}; })(),
           gaps: gaps(d), mathNowrap: css(".math-nowrap", "whiteSpace"),
           seriesItems: [...d.querySelectorAll(".series-parts li")].map(li => w.getComputedStyle(li).display)};
 }
@@ -280,6 +282,8 @@ def test_a_printed_table_keeps_its_columns_and_scrolls_in_its_band_at_390(measur
 
 
 def test_numbers_in_a_value_table_are_flush_right_and_text_flush_left(measured):
+    wide = measured["light"]["wide"]["valueTable"]
+    assert abs(wide["table"] - wide["band"]) < 1      # rows run the lab's width, no stub of stripes
     for width in ("narrow", "wide"):
         assert measured["light"][width]["numberAlign"] == "right"
         assert measured["light"][width]["textAlign"] in ("left", "start")
