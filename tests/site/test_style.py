@@ -136,6 +136,7 @@ CITE = ('<p>The gradient falls from <span class="lab-cite" title="demo">6.89e+01
 MEASURE = """<!DOCTYPE html><html><body>
 <iframe id="wide" src="posts/lab.html" style="width:1280px;height:1200px;border:0"></iframe>
 <iframe id="narrow" src="posts/lab.html" style="width:390px;height:1200px;border:0"></iframe>
+<iframe id="listing" src="index.html" style="width:390px;height:1200px;border:0"></iframe>
 <pre id="out"></pre>
 <script>
 let current = null;
@@ -165,6 +166,10 @@ function measure(frame) {
           gaps: gaps(d), mathNowrap: css(".math-nowrap", "whiteSpace"),
           seriesItems: [...d.querySelectorAll(".series-parts li")].map(li => w.getComputedStyle(li).display)};
 }
+function rules(d) {
+  const nav = d.querySelector(".pagination"), w = d.defaultView;
+  return [w.getComputedStyle(nav.previousElementSibling).borderBottomWidth, w.getComputedStyle(nav).borderTopWidth];
+}
 function gaps(d) {
   const top = e => e.getBoundingClientRect().top, bottom = e => e.getBoundingClientRect().bottom;
   const code = d.querySelector(".post-body > .codehilite"), pre = code.querySelector("pre");
@@ -193,8 +198,9 @@ function printedTable(d, w) {
 }
 let loaded = 0;
 for (const f of document.querySelectorAll("iframe")) f.addEventListener("load", () => {
-  if (++loaded === 2) document.getElementById("out").textContent =
-      JSON.stringify({wide: measure(document.getElementById("wide")), narrow: measure(document.getElementById("narrow"))});
+  if (++loaded === 3) document.getElementById("out").textContent =
+      JSON.stringify({wide: measure(document.getElementById("wide")), narrow: measure(document.getElementById("narrow")),
+                      listing: rules(document.getElementById("listing").contentDocument)});
 });
 </script></body></html>
 """
@@ -318,3 +324,7 @@ def test_a_code_block_is_set_off_a_little_more_than_a_paragraph_and_a_heading_af
         assert gaps["paragraphs"] < gaps["codeAbove"] <= 1.5 * gaps["paragraphs"], (width, gaps)   # was 40 px
         assert abs(gaps["codeAbove"] - gaps["codeBelow"]) < 1, (width, gaps)
         assert gaps["headingAfterLab"] >= 38, (width, gaps)                                          # 2.4rem, was 1.8rem
+
+
+def test_the_pagination_under_the_last_intro_has_one_rule_not_two(measured):
+    assert measured["light"]["listing"] == ["1px", "0px"]
