@@ -191,7 +191,12 @@ function printedTable(d, w) {
   const band = d.querySelector("#lab-77 .lab-output-table"), pre = band.closest("pre");
   const lineHeight = parseFloat(w.getComputedStyle(band).lineHeight);
   const lines = band.textContent.replace(/\\n$/, "").split("\\n").length;
-  return {lines: lines, height: band.getBoundingClientRect().height, lineHeight: lineHeight,
+  const range = d.createRange(), first = d.createRange();
+  range.selectNodeContents(band); first.selectNodeContents(pre.querySelector("code").firstChild);
+  const edges = e => { const r = e.getBoundingClientRect(); return [r.left, r.right]; };
+  return {band: edges(band), pre: edges(pre), bandText: range.getClientRects()[0].left,
+          outputText: first.getBoundingClientRect().left,
+          lines: lines, height: band.getBoundingClientRect().height, lineHeight: lineHeight,
           clientWidth: band.clientWidth, scrollWidth: band.scrollWidth,
           textFits: pre.scrollWidth <= pre.clientWidth,
           proseLines: Math.round(pre.getBoundingClientRect().height / lineHeight)};
@@ -280,7 +285,9 @@ def test_a_printed_table_keeps_its_columns_and_scrolls_in_its_band_at_390(measur
         printed = measured["light"][width]["printed"]
         assert printed["height"] <= printed["lines"] * printed["lineHeight"] + 1, width   # no row wraps
         assert printed["textFits"], width                     # the text around it still wraps
+        assert abs(printed["bandText"] - printed["outputText"]) < 1, width   # lines up with the text
     narrow = measured["light"]["narrow"]
+    assert narrow["printed"]["band"] == narrow["printed"]["pre"]   # runs to the box's edges and scrolls under them
     assert narrow["printed"]["scrollWidth"] > narrow["printed"]["clientWidth"]   # scrolls in its band
     assert narrow["scrollWidth"] <= narrow["viewport"]                           # not the page
     wide = measured["light"]["wide"]["printed"]
