@@ -46,6 +46,9 @@ _TAG = re.compile(r"<[^<>]*>")
 # Characters that would read as Markdown (or HTML) if a cited text held them.
 _MARKDOWN_SPECIAL = re.compile(r"([\\`*_\[\]<>|$&])")
 CITE_HTML = '<span class="lab-cite" title="{title}">{text}</span>'
+# Inline maths and the punctuation right after it: kept on one line (a browser may break between
+# a formula and its comma, leaving the comma to start the next line).
+_MATH_PUNCTUATION = re.compile(r"LabNotesMath(\d+)x([,.;:!?)\]\u2019\u201d]+)")
 _DISPLAY_MATH_PARAGRAPH = re.compile(r"<p>(LabNotesMath\d+x)</p>")
 _HEADING = re.compile(r"<h([1-6])>(.*?)</h\1>", re.S)
 _ROOT_RELATIVE = re.compile(r"""(\s(?:href|src|data-preview)=)(["'])/(?!/)""")
@@ -113,6 +116,9 @@ def render_document(doc: Document, block_renderer: BlockRenderer, base_path: str
     lab_blocks = iter(lab_rendered)
     rendered_blocks = [code if code is not None else next(lab_blocks) for code in code_blocks]
     body_html = _DISPLAY_MATH_PARAGRAPH.sub(r"\1", body_html)
+    body_html = _MATH_PUNCTUATION.sub(
+        lambda m: m.group(0) if maths[int(m.group(1))].display else
+        f'<span class="math-nowrap">LabNotesMath{m.group(1)}x{m.group(2)}</span>', body_html)
     body_html = _MATH.sub(lambda m: maths[int(m.group(1))].mathml, body_html)
     body_html = _BLOCK.sub(lambda m: rendered_blocks[int(m.group(2))].html, body_html)
     if cited:

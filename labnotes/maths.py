@@ -15,7 +15,14 @@ from dataclasses import dataclass
 from .errors import BuildError
 
 DOLLAR_ENTITY = "&#36;"
-_UNKNOWN_COMMAND = re.compile(r">(\\[A-Za-z]+)<")
+_UNKNOWN_COMMAND = re.compile(r">(\\[A-Za-z]+|\\[{}|])<")
+# latex2mathml writes a sized delimiter (\Big\{, \big\langle...) as its command's text
+# (`<mo ...>\{</mo>`): the character each stands for.
+_DELIMITERS = {"\\{": "{", "\\}": "}", "\\|": "\u2016", "\\lbrace": "{", "\\rbrace": "}",
+               "\\langle": "\u27e8", "\\rangle": "\u27e9", "\\vert": "|", "\\lvert": "|",
+               "\\rvert": "|", "\\Vert": "\u2016", "\\lVert": "\u2016", "\\rVert": "\u2016",
+               "\\lfloor": "\u230a", "\\rfloor": "\u230b", "\\lceil": "\u2308", "\\rceil": "\u2309"}
+_DELIMITER_TEXT = re.compile(r"(<mo[^>]*>)(\\(?:[A-Za-z]+|[{}|]))</mo>")
 _BLANK_LINE = re.compile(r"[ \t]*(\n|$)")
 
 
@@ -136,6 +143,9 @@ def to_mathml(latex: str, display: bool, path, line: int) -> Maths:
         except Exception as exc:  # latex2mathml raises many exception types, all meaning bad LaTeX
             problem = f"{type(exc).__name__}{': ' + str(exc) if str(exc) else ''}"
         else:
+            mathml = _DELIMITER_TEXT.sub(
+                lambda m: m.group(1) + html.escape(_DELIMITERS.get(m.group(2), m.group(2))) + "</mo>",
+                mathml)
             unknown = _UNKNOWN_COMMAND.search(mathml)
             if unknown:
                 problem = f"unknown command {unknown.group(1)}"

@@ -1,6 +1,7 @@
 """Turn lab results into HTML (template templates/lab.html) and Markdown (for mirrors)."""
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -105,6 +106,18 @@ def format_rows(columns: list[str], rows: list[list]) -> list[list[str]]:
     return formatted
 
 
+def numeric_columns(columns: list[str], rows: list[list]) -> list[bool]:
+    """Which columns hold numbers only (empty cells aside): they are set flush right, so
+    that digits of the same place line up down the column."""
+    def number(value) -> bool:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    flags = []
+    for c in range(len(columns)):
+        cells = [row[c] for row in rows if c < len(row) and row[c] is not None]
+        flags.append(bool(cells) and all(number(value) for value in cells))
+    return flags
+
+
 def _is_id(column: str) -> bool:
     name = column.lower().replace(" ", "_")
     return name in ("id", "ids", "token", "rank") or name.endswith(("_id", "_ids"))
@@ -130,6 +143,73 @@ def _fixed(value: float, decimals: int) -> str:
     return f"{value:,.{decimals}f}"
 
 
+_GAP = re.compile(r"(?<=\S) {2,}(?=\S)")   # two or more spaces between two words: a column break
+
+
+def _columns(line: str) -> int:
+    """How many column breaks a printed line has (aligned output puts two spaces or more
+    between its fields; prose and samples put one)."""
+    return len(_GAP.findall(line))
+
+
+def _edges(line: str) -> set[int]:
+    """Where the line's columns end and start (either side of each break)."""
+    return {edge for gap in _GAP.finditer(line) for edge in gap.span()}
+
+
+def output_blocks(output: str) -> list[tuple[bool, str]]:
+    """Printed output cut into runs of lines: (True, text) for a table the lab printed
+    (columns aligned with spaces), which must keep its alignment and scroll on a narrow
+    screen, (False, text) for everything else, which wraps.
+
+    A table holds at least two lines with two column breaks or more (three columns), the
+    lines next to them whose breaks line up with theirs, and up to two header lines just
+    above, which have a break or an indent."""
+    lines = output.split("\n")
+    table = [_columns(line) >= 2 for line in lines]
+    grown = True
+    while grown:                     # take in neighbours whose columns line up
+        grown = False
+        for i, line in enumerate(lines):
+            if not table[i] and _columns(line) and any(
+                    0 <= j < len(lines) and table[j] and _edges(line) & _edges(lines[j])
+                    for j in (i - 1, i + 1)):
+                table[i] = grown = True
+    blocks: list[list] = []          # [is a table, lines]
+    for line, in_table in zip(lines, table):
+        if blocks and blocks[-1][0] == in_table:
+            blocks[-1][1].append(line)
+        else:
+            blocks.append([in_table, [line]])
+    for number, block in enumerate(blocks):
+        if block[0] and sum(_columns(line) >= 2 for line in block[1]) < 2:
+            block[0] = False
+        elif block[0] and number > 0 and not blocks[number - 1][0]:   # its header lines
+            above = blocks[number - 1][1]
+            header = 0
+            while header < min(2, len(above)) and above[-1 - header].strip() and \
+                    (_columns(above[-1 - header]) or above[-1 - header].startswith("  ")):
+                header += 1
+            if header:
+                block[1][:0] = above[-header:]
+                del above[-header:]
+    return [(in_table, "\n".join(run)) for in_table, run in blocks if run]
+
+
+def output_html(output: str) -> Markup:
+    """Printed output for `<pre class="lab-output">`: each table in its own non-wrapping band,
+    `<span class="lab-output-table">`, the rest as text that wraps. The text is unchanged
+    (a band holds its lines' newlines, so no blank line appears around it)."""
+    blocks = output_blocks(output)
+    parts = []
+    for number, (table, text) in enumerate(blocks):
+        if number < len(blocks) - 1:
+            text += "\n"
+        parts.append(Markup('<span class="lab-output-table">{}</span>').format(text) if table
+                     else Markup.escape(text))
+    return Markup("").join(parts)
+
+
 def output_with_note(output: str, dropped: int) -> str:
     """Captured output, with a visible note when the lab printed too much."""
     if dropped:
@@ -153,6 +233,8 @@ class LabRenderer:
                                       autoescape=True, keep_trailing_newline=False)
         self.env.filters["cell"] = format_cell
         self.env.globals["format_rows"] = format_rows
+        self.env.globals["numeric_columns"] = numeric_columns
+        self.env.filters["output_html"] = output_html
         self.formatter = HtmlFormatter(cssclass="highlight")
 
     def _highlight(self, source: str) -> Markup:

@@ -788,6 +788,8 @@ def test_labs_page_lists_every_lab_with_its_post_provenance_status_and_rerun_com
     assert attention.select_one(".labs-device").get_text() == "CPU"
     assert attention.select_one(".labs-command").get_text() == \
         "python build.py lab labcode.attention:causal_weights_demo --arg seq_len=4"
+    # a phone breaks a long reference at its dots and colon, never inside a name
+    assert "labcode.<wbr/>attention:<wbr/>causal_weights_demo" in str(attention.select_one(".labs-ref code"))
     link = attention.select_one(".labs-where a")["href"]
     assert link.startswith("/blog/posts/") and "#lab-" in link
     assert len(page.select(".lab-status-ran")) == 3           # the cold build ran them all

@@ -65,3 +65,60 @@ def test_table_columns_read_consistently_counts_separated_ids_whole_floats_align
                                           ["11", "5", "10.500", "2.000e-06"]]
     assert format_rows(["name", "value"], [["tokens", 20758], ["loss", 3.75123]]) == \
         [["tokens", "20,758"], ["loss", "3.751"]]
+
+
+PRINTED = """mean |gradient| of each layer's weights
+layer   without shortcuts   with shortcuts
+    0            2.02e-04         2.22e-01
+    1            1.20e-04         2.07e-01
+greedy:  The next token is a long sample of text that should wrap on a phone like prose does
+         and its continuation, indented under the label
+done: True
+"""
+
+
+def test_a_printed_table_is_its_own_band_and_the_rest_of_the_output_stays_text():
+    from labnotes.labs.render import output_blocks
+    blocks = output_blocks(PRINTED)
+    assert [table for table, _ in blocks] == [False, True, False]
+    assert blocks[1][1].splitlines() == PRINTED.splitlines()[1:4]   # header and rows, not the title
+    assert "\n".join(text for _, text in blocks) == PRINTED         # nothing added, nothing lost
+
+
+def test_label_aligned_lines_and_one_gap_lines_are_not_tables():
+    from labnotes.labs.render import output_blocks
+    text = "prompt:  The next token is\ngreedy:  The next token is here\n  first 57 steps: 2,052 vs 64\n"
+    assert [table for table, _ in output_blocks(text)] == [False]
+
+
+def test_lab_page_shows_a_printed_table_in_a_band_with_the_output_text_unchanged():
+    html = LabRenderer(REPO / "templates").lab_html(result(output=PRINTED))
+    output = BeautifulSoup(html, "html.parser").select_one("pre.lab-output")
+    bands = output.select(".lab-output-table")
+    assert len(bands) == 1 and bands[0].get_text().startswith("layer   without shortcuts")
+    assert output.get_text() == PRINTED.rstrip("\n") or output.get_text() == PRINTED
+
+
+def test_numeric_value_columns_are_marked_for_right_alignment_text_columns_are_not():
+    html = LabRenderer(REPO / "templates").lab_html(result())   # id, piece, share (one empty cell)
+    page = BeautifulSoup(html, "html.parser")
+    assert [th.get("class") for th in page.select("thead th")] == [["num"], None, ["num"]]
+    first_row = page.select("tbody tr")[0].select("td")
+    assert [td.get("class") for td in first_row] == [["num"], None, ["num"]]
+
+
+def test_a_figure_links_to_its_full_size_file_for_readers_on_small_screens():
+    html = LabRenderer(REPO / "templates").lab_html(result())
+    link = BeautifulSoup(html, "html.parser").select_one(".lab-figure a")
+    assert link["href"] == "/labs/abc.svg" and link.img["src"] == "/labs/abc.svg"
+
+
+def test_a_long_reference_breaks_at_its_dots_and_colon_not_inside_a_name():
+    renderer = LabRenderer(REPO / "templates")
+    page = BeautifulSoup(renderer.lab_html(result()), "html.parser")
+    ref = page.select_one(".lab-ref code")
+    assert ref.get_text() == "labcode.tokenizer:gpt2_bpe_demo"
+    assert "labcode.<wbr/>tokenizer:<wbr/>gpt2_bpe_demo" in str(ref)
+    assert "labcode.tokenizer:<wbr/>gpt2_bpe_demo" in str(page.select_one(".lab-provenance code"))
+    source = BeautifulSoup(renderer.source_html("labcode.x:f", "def f(): pass", "x.py", 1), "html.parser")
+    assert "labcode.<wbr/>x:<wbr/>f" in str(source.select_one(".lab-ref code"))

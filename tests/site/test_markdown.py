@@ -120,3 +120,26 @@ def test_root_relative_links_get_the_base_path():
     html = soup(render("[x](/posts/a.html) ![i](/images/a.png) [y](https://o.org/) [z](#top)", base_path="/blog/").html)
     assert [a["href"] for a in html.find_all("a")] == ["/blog/posts/a.html", "https://o.org/", "#top"]
     assert html.find("img")["src"] == "/blog/images/a.png"
+
+
+def test_sized_delimiters_show_their_character_not_their_command():
+    # latex2mathml wrote `\Big\{` as the text "\{": the decoding post's top-p set read \{ n : ... \}
+    html = soup(render("$$m = \\min\\Big\\{\\, n : \\sum_{i=1}^{n} p_{(i)} \\ge p \\,\\Big\\}$$\n\n"
+                       "$$\\big\\langle q, k \\big\\rangle = \\Big\\| x \\Big\\|$$\n").html)
+    operators = [mo.get_text() for mo in html.find_all("mo")]
+    assert "{" in operators and "}" in operators and "\u27e8" in operators and "\u2016" in operators
+    assert "\\" not in "".join(operators)
+
+
+def test_an_unknown_sized_delimiter_is_an_error_not_a_backslash_on_the_page():
+    with pytest.raises(BuildError, match="unknown command"):
+        render("$$\\Big\\foo x \\Big\\}$$")
+
+
+def test_inline_maths_keeps_the_punctuation_after_it_on_its_line():
+    # layer norm post at 390 px: "with γ = 1 and β = 0" then a line starting with ", follows"
+    html = soup(render("With $\\beta = 0$, it follows; and $x$. But $y$ is alone.\n\n$$z$$\n").html)
+    kept = html.select(".math-nowrap")
+    assert [span.get_text() for span in kept] == ["\u03b2=0,", "x."]    # MathML text, then the mark
+    assert [span.math["alttext"] for span in kept] == ["\\beta = 0", "x"]
+    assert html.find("math", alttext="y").parent.name == "p"           # nothing follows it: no span

@@ -97,12 +97,51 @@ LAB = """
 </div>
 """.replace("SAMPLE", "the model is the model " * 10)
 
+# A lab as the renderer writes it: a printed table wider than a phone between lines of text,
+# and a value table of numbers and text; then prose citing a value.
+TABLE_OUTPUT = """gradient norms at each layer's input, 32 layers of width 32; a long line of text that wraps
+layer  no shortcuts   shortcuts  branch/sqrt(L)   ratio, no shortcuts   ratio, shortcuts
+    0      1.91e-17    6.89e+01        1.29e+00              1.00e+00           1.00e+00
+   32      1.31e+00    1.31e+00        1.31e+00              6.86e+16           1.90e-02
+done: every layer was measured, and the text after the table wraps again like prose does
+"""
+
+
+def _rendered_lab() -> str:
+    from labnotes.labs.directive import LabCall
+    from labnotes.labs.render import LabRenderer, LabResult
+    call = LabCall(ref="labcode.block:shortcut_demo", args=(), show=("output", "value"),
+                   path=Path("content/posts/lab.md"), line=77)
+    value = {"kind": "table", "columns": ["parameter", "shape", "numbers"],
+             "rows": [["embed.tok_emb.weight", "256x64", 16384], ["final_norm.scale", "64", 64]]}
+    result = LabResult(call=call, status="ran", output=TABLE_OUTPUT, value=value, wall_s=0.1,
+                       device_name="CPU", torch_version="2.13.0+cpu")
+    return LabRenderer(REPO / "templates").lab_html(result)
+
+
+# A prose table a little wider than the text column on a phone, and a display formula.
+PROSE_TABLE = """
+| path | materialises the weights | can return the weights | where we use it |
+|---|---|---|---|
+| wrapper of heads | yes, once per head | yes | reading the idea off the code |
+| explicit (batched heads) | yes | yes | heatmaps, teaching, tests |
+| sdpa | not necessarily | no | training and generation |
+
+$$ \\alpha_{ij} = \\frac{\\exp(x_i^\\top x_j)}{\\sum_k \\exp(x_i^\\top x_k)} $$
+"""
+
+CITE = ('<p>The gradient falls from <span class="lab-cite" title="demo">6.89e+01</span> to '
+        '<span class="lab-cite" title="demo">-1.234e-04</span> across the stack.</p>')
+
 MEASURE = """<!DOCTYPE html><html><body>
 <iframe id="wide" src="posts/lab.html" style="width:1280px;height:1200px;border:0"></iframe>
 <iframe id="narrow" src="posts/lab.html" style="width:390px;height:1200px;border:0"></iframe>
+<iframe id="listing" src="index.html" style="width:390px;height:1200px;border:0"></iframe>
 <pre id="out"></pre>
 <script>
+let current = null;
 function measure(frame) {
+  current = frame.id;
   const d = frame.contentDocument, w = d.defaultView;
   const box = s => { const r = d.querySelector(s).getBoundingClientRect(); return {left: r.left, right: r.right, width: r.width}; };
   const css = (s, p) => w.getComputedStyle(d.querySelector(s))[p];
@@ -113,12 +152,60 @@ function measure(frame) {
           sourceScrolls: css(".lab .highlight pre", "overflowX"),
           outputFits: output.scrollWidth <= output.clientWidth,
           background: css("body", "backgroundColor"), colour: css("body", "color"),
-          figureBackground: css(".lab img", "backgroundColor")};
+          figureBackground: css(".lab img", "backgroundColor"),
+          printed: printedTable(d, w), numberAlign: css("#lab-77 td.num", "textAlign"),
+          textAlign: css("#lab-77 td:not(.num)", "textAlign"),
+          cites: [...d.querySelectorAll(".lab-cite")].map(c => c.getClientRects().length),
+          citeWrap: css(".lab-cite", "whiteSpace"),
+          seriesShown: [...d.querySelectorAll(".series-parts li")].filter(li => li.getBoundingClientRect().height > 0)
+                       .map(li => li.textContent.trim()),
+          proseTable: scrolls(".post-body > table"), maths: scrolls(".post-body > math"),
+          cellText: textLeft(".post-body > table td"), proseText: textLeft(".post-body > p"),
+          valueTable: (() => { const band = d.querySelector("#lab-77 .lab-table");
+                               return {band: band.clientWidth, table: band.querySelector("tr").getBoundingClientRect().width}; })(),
+          gaps: gaps(d), mathNowrap: css(".math-nowrap", "whiteSpace"),
+          seriesItems: [...d.querySelectorAll(".series-parts li")].map(li => w.getComputedStyle(li).display)};
+}
+function rules(d) {
+  const nav = d.querySelector(".pagination"), w = d.defaultView;
+  return [w.getComputedStyle(nav.previousElementSibling).borderBottomWidth, w.getComputedStyle(nav).borderTopWidth];
+}
+function gaps(d) {
+  const top = e => e.getBoundingClientRect().top, bottom = e => e.getBoundingClientRect().bottom;
+  const code = d.querySelector(".post-body > .codehilite"), pre = code.querySelector("pre");
+  const heading = d.querySelector("#lab-77 + h2"), p = d.querySelector(".post-body > p + p");
+  return {codeAbove: top(pre) - bottom(code.previousElementSibling), codeBelow: top(code.nextElementSibling) - bottom(pre),
+          headingAfterLab: top(heading) - bottom(heading.previousElementSibling),
+          paragraphs: top(p) - bottom(p.previousElementSibling)};
+}
+function scrolls(selector) {
+  const e = document.getElementById(current).contentDocument.querySelector(selector);
+  return {clientWidth: e.clientWidth, scrollWidth: e.scrollWidth};
+}
+function textLeft(selector) {
+  const d = document.getElementById(current).contentDocument, range = d.createRange();
+  range.selectNodeContents(d.querySelector(selector));
+  return range.getBoundingClientRect().left;
+}
+function printedTable(d, w) {
+  const band = d.querySelector("#lab-77 .lab-output-table"), pre = band.closest("pre");
+  const lineHeight = parseFloat(w.getComputedStyle(band).lineHeight);
+  const lines = band.textContent.replace(/\\n$/, "").split("\\n").length;
+  const range = d.createRange(), first = d.createRange();
+  range.selectNodeContents(band); first.selectNodeContents(pre.querySelector("code").firstChild);
+  const edges = e => { const r = e.getBoundingClientRect(); return [r.left, r.right]; };
+  return {band: edges(band), pre: edges(pre), bandText: range.getClientRects()[0].left,
+          outputText: first.getBoundingClientRect().left,
+          lines: lines, height: band.getBoundingClientRect().height, lineHeight: lineHeight,
+          clientWidth: band.clientWidth, scrollWidth: band.scrollWidth,
+          textFits: pre.scrollWidth <= pre.clientWidth,
+          proseLines: Math.round(pre.getBoundingClientRect().height / lineHeight)};
 }
 let loaded = 0;
 for (const f of document.querySelectorAll("iframe")) f.addEventListener("load", () => {
-  if (++loaded === 2) document.getElementById("out").textContent =
-      JSON.stringify({wide: measure(document.getElementById("wide")), narrow: measure(document.getElementById("narrow"))});
+  if (++loaded === 3) document.getElementById("out").textContent =
+      JSON.stringify({wide: measure(document.getElementById("wide")), narrow: measure(document.getElementById("narrow")),
+                      listing: rules(document.getElementById("listing").contentDocument)});
 });
 </script></body></html>
 """
@@ -133,7 +220,12 @@ def measured(tmp_path_factory):
         pytest.skip("Chromium is not installed (apt-get install -y chromium)")
     from conftest import TinySite
     site = TinySite(tmp_path_factory.mktemp("layout"))
-    site.post("lab.md", post_text(title="A lab", body="A paragraph of prose.\n\n" + LAB + "\nMore prose."))
+    site.post("lab.md", post_text(title="A lab", body="A paragraph of prose.\n\n" + LAB + "\nMore prose.\n\n"
+                                  + _rendered_lab() + "\n\n## After the lab\n\n" + CITE + "\n" + PROSE_TABLE
+                                  + "\nBefore the code, with $\\beta = 0$, a formula and its comma.\n\n```python\nx = 1\n```\n\nAfter the code.\n",
+                                  series="Specimens"))
+    for number, date in enumerate(("2026-01-05", "2026-01-20", "2026-02-03", "2026-04-01", "2026-04-20")):
+        site.post(f"part{number}.md", post_text(title=f"Part {number}", date=date, series="Specimens"))
     site.build()
     (site.out / "measure.html").write_text(MEASURE, encoding="utf-8")
     handler = functools.partial(_Quiet, directory=str(site.out))
@@ -186,3 +278,60 @@ def test_dark_mode_is_dark_with_light_text_and_figures_keep_a_light_backing(meas
     assert sum(_rgb(dark["background"])) < 150 and sum(_rgb(dark["colour"])) > 600
     assert sum(_rgb(light["background"])) > 700 and sum(_rgb(light["colour"])) < 150
     assert sum(_rgb(dark["figureBackground"])) > 650
+
+
+def test_a_printed_table_keeps_its_columns_and_scrolls_in_its_band_at_390(measured):
+    for width in ("narrow", "wide"):
+        printed = measured["light"][width]["printed"]
+        assert printed["height"] <= printed["lines"] * printed["lineHeight"] + 1, width   # no row wraps
+        assert printed["textFits"], width                     # the text around it still wraps
+        assert abs(printed["bandText"] - printed["outputText"]) < 1, width   # lines up with the text
+    narrow = measured["light"]["narrow"]
+    assert narrow["printed"]["band"] == narrow["printed"]["pre"]   # runs to the box's edges and scrolls under them
+    assert narrow["printed"]["scrollWidth"] > narrow["printed"]["clientWidth"]   # scrolls in its band
+    assert narrow["scrollWidth"] <= narrow["viewport"]                           # not the page
+    wide = measured["light"]["wide"]["printed"]
+    assert wide["scrollWidth"] <= wide["clientWidth"]          # at 1280 the lab grows to show it all
+
+
+def test_numbers_in_a_value_table_are_flush_right_and_text_flush_left(measured):
+    wide = measured["light"]["wide"]["valueTable"]
+    assert abs(wide["table"] - wide["band"]) < 1      # rows run the lab's width, no stub of stripes
+    for width in ("narrow", "wide"):
+        assert measured["light"][width]["numberAlign"] == "right"
+        assert measured["light"][width]["textAlign"] in ("left", "start")
+
+
+def test_a_cited_number_is_never_broken_across_lines_nor_a_formula_from_its_comma(measured):
+    narrow = measured["light"]["narrow"]
+    assert narrow["citeWrap"] == "nowrap" and narrow["cites"] == [1, 1]
+    assert narrow["mathNowrap"] == "nowrap"
+
+
+def test_on_a_phone_the_series_box_lists_only_the_parts_either_side_of_this_one(measured):
+    narrow, wide = measured["light"]["narrow"], measured["light"]["wide"]
+    assert narrow["seriesShown"] == ["Part 2", "A lab", "Part 3"]   # part 4 of 6 and its neighbours
+    assert set(narrow["seriesItems"]) == {"list-item"}               # hidden ones still count
+    assert len(wide["seriesShown"]) == 6                             # at 1280 every part is listed
+
+
+def test_on_a_phone_a_prose_table_uses_the_margins_instead_of_scrolling_and_keeps_the_text_line(measured):
+    narrow = measured["light"]["narrow"]
+    table = narrow["proseTable"]
+    assert table["scrollWidth"] <= table["clientWidth"]               # fits: no sideways scrolling
+    assert abs(narrow["cellText"] - narrow["proseText"]) <= 1         # cells line up with the prose
+    maths = narrow["maths"]
+    assert maths["scrollWidth"] <= maths["clientWidth"]
+    assert narrow["scrollWidth"] <= narrow["viewport"]
+
+
+def test_a_code_block_is_set_off_a_little_more_than_a_paragraph_and_a_heading_after_a_lab_keeps_its_space(measured):
+    for width in ("narrow", "wide"):
+        gaps = measured["light"][width]["gaps"]
+        assert gaps["paragraphs"] < gaps["codeAbove"] <= 1.5 * gaps["paragraphs"], (width, gaps)   # was 40 px
+        assert abs(gaps["codeAbove"] - gaps["codeBelow"]) < 1, (width, gaps)
+        assert gaps["headingAfterLab"] >= 38, (width, gaps)                                          # 2.4rem, was 1.8rem
+
+
+def test_the_pagination_under_the_last_intro_has_one_rule_not_two(measured):
+    assert measured["light"]["listing"] == ["1px", "0px"]
