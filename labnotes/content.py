@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import posixpath
 import re
+from collections.abc import Callable
 from datetime import date, datetime, time
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -28,17 +29,19 @@ _URL_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:|^//")
 
 
 def load_content(content_dir: Path, config: SiteConfig, *, drafts: bool = False,
-                 until: datetime | None = None) -> Content:
+                 until: datetime | None = None, load: Callable[..., Document] | None = None) -> Content:
     """Read every post and page and list the images to publish.
 
     Drafts are left out unless `drafts`; documents dated after `until` are held back (and
-    listed in `Content.held_back`) unless `until` is None.
+    listed in `Content.held_back`) unless `until` is None. `load` stands in for
+    `load_document` (a cache of parsed documents does).
     """
     content_dir = Path(content_dir)
     zone = ZoneInfo(config.timezone)
     images = _images(content_dir)
-    posts = [load_document(p, "post", zone, images) for p in _markdown_files(content_dir / "posts")]
-    pages = [load_document(p, "page", zone, images) for p in _markdown_files(content_dir / "pages")]
+    load = load or load_document
+    posts = [load(p, "post", zone, images) for p in _markdown_files(content_dir / "posts")]
+    pages = [load(p, "page", zone, images) for p in _markdown_files(content_dir / "pages")]
     posts = [d for d in posts if drafts or not d.draft]
     pages = [d for d in pages if drafts or not d.draft]
     # Posts held back are checked like the others, so a build does not start failing the

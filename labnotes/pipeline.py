@@ -7,8 +7,6 @@ import multiprocessing
 import os
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
-from datetime import datetime, timezone
 from pathlib import Path
 
 from .citations import check_cited_names, cite_document
@@ -16,12 +14,14 @@ from .config import load_config
 from .content import load_content
 from .errors import BuildError, BuildWarning
 from .feeds import render_rss, rss_items
+from .input_manifest import build_clock, input_stats, record_build, watched_paths
 from .llms import (mirror_path, render_labs_mirror, render_llms_full, render_llms_txt, render_markdown_mirror, render_series_mirror,
                    series_mirror_path)
 from .markdown import render_code_block, render_document
-from .model import (BuildOptions, Content, Document, LabCounts, LabRecord, LabStage, RenderedDocument,
+from .model import (BuildOptions, BuildReport, Content, Document, LabRecord, LabStage, RenderedDocument,
                     SiteConfig)
 from .output import OutputFile, write_site
+from .parsed_cache import ParsedDocuments
 from .pages import base_path, group_categories, Entry, lab_rows, site_pages
 from .render_cache import CACHE_DIR, RenderCache, config_key, content_key, generator_version
 from .series import group_series
@@ -30,41 +30,16 @@ from .sitemap import render_sitemap
 BUILTIN_STATIC = Path(__file__).resolve().parent.parent / "static"
 
 
-@dataclass(frozen=True)
-class BuildReport:
-    """What one build did: the closing line of `build.py` is made from it."""
-
-    pages: int            # HTML pages in the site
-    files: int            # all files in the output folder
-    changed: int          # files whose bytes changed
-    seconds: float
-    labs: LabCounts
-    rendered: tuple[str, ...] = ()   # output files made this build (the rest were reused as they were)
-    documents_rendered: int = 0      # posts and pages whose Markdown was rendered (not from the cache)
-    warnings: tuple[BuildWarning, ...] = ()   # e.g. prose that copies a lab's number instead of citing it
-    held_back: tuple[Document, ...] = ()   # dated in the future, not published (no --future)
-
-    def summary(self) -> str:
-        """`built P pages in S s; labs: R run, C cached, F failed`."""
-        return (f"built {self.pages} pages in {self.seconds:.2f} s; "
-                f"labs: {self.labs.run} run, {self.labs.cached} cached, {self.labs.failed} failed")
-
-    def held_back_note(self) -> str:
-        """`held back 2 future posts (publish them with --future)`, or "" when none was."""
-        if not self.held_back:
-            return ""
-        counts = [(sum(d.kind == kind for d in self.held_back), kind) for kind in ("post", "page")]
-        what = " and ".join(f"{n} future {kind}{'' if n == 1 else 's'}" for n, kind in counts if n)
-        return f"held back {what} (publish {'it' if len(self.held_back) == 1 else 'them'} with --future)"
-
-
 def build(config_path: Path | str, content_dir: Path | str, out_dir: Path | str,
           options: BuildOptions = BuildOptions()) -> BuildReport:
     """Build the site; raises BuildError on bad input, leaving `out_dir` untouched."""
-    started = time.perf_counter()
+    started, started_ns = time.perf_counter(), time.time_ns()
     config = load_config(config_path)
-    now = options.now or datetime.now(timezone.utc)
-    content = load_content(Path(content_dir), config, drafts=options.drafts, until=None if options.future else now)
+    inputs_before = input_stats(watched_paths(config_path, content_dir, config), started_ns)
+    parsed = ParsedDocuments(config.root / CACHE_DIR, started_ns)
+    content = load_content(Path(content_dir), config, drafts=options.drafts,
+                           until=None if options.future else build_clock(options), load=parsed.load)
+    parsed.save()
     check_cited_names(content.documents)   # a misspelt citation fails before any lab runs
     labs = lab_stage(content, config, options)
     cite = functools.partial(cite_document, values=labs.values, failed_labs=labs.counts.failed > 0)
@@ -79,8 +54,13 @@ def build(config_path: Path | str, content_dir: Path | str, out_dir: Path | str,
         cache.save()   # what was rendered stays useful even when a later stage failed
     warnings = copied_number_warnings(content, labs)
     html_pages = sum(1 for path in files if path.endswith(".html"))
-    return BuildReport(html_pages, len(files), written.changed, time.perf_counter() - started, labs.counts,
-                       written.rendered, renders.rendered, warnings, content.held_back)
+    report = BuildReport(html_pages, len(files), written.changed, time.perf_counter() - started, labs.counts,
+                         written.rendered, renders.rendered, warnings, content.held_back)
+    watched = watched_paths(config_path, content_dir, config, labs)
+    record_build(config_path, content_dir, out_dir, options, watched, inputs_before,
+                 input_stats(watched, started_ns), content, report,
+                 {path: entry[1:] for path, entry in written.manifest.items()})
+    return report
 
 
 def copied_number_warnings(content: Content, labs: LabStage) -> tuple[BuildWarning, ...]:

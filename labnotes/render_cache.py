@@ -26,7 +26,7 @@ FORMAT = b"labnotes-render-cache-1\n"
 _PACKAGE = Path(__file__).resolve().parent
 _BUILTIN_TEMPLATES = _PACKAGE.parent / "templates"
 # The libraries whose output ends up in the site: a new version may render other bytes.
-_RENDERING_LIBRARIES = ("markdown2", "pygments", "jinja2", "markupsafe", "feedgen", "lxml", "latex2mathml")
+RENDERING_LIBRARIES = ("markdown2", "pygments", "jinja2", "markupsafe", "feedgen", "lxml", "latex2mathml")
 
 
 def content_key(*parts: Any) -> str:
@@ -46,7 +46,7 @@ def config_key(config: Any) -> str:
 
 def generator_version(site_templates: Path | None = None) -> str:
     """A digest of everything that turns content into output besides the content itself."""
-    parts: list[Any] = [sys.version_info[:2], [_library_version(name) for name in _RENDERING_LIBRARIES]]
+    parts: list[Any] = [sys.version_info[:2], [library_version(name) for name in RENDERING_LIBRARIES]]
     # labnotes/labs/ is left out: what the lab engine makes reaches the output only as rendered
     # blocks and figure files, and those are keyed on their own bytes.
     files = sorted(_PACKAGE.glob("*.py")) + sorted(_BUILTIN_TEMPLATES.rglob("*"))
@@ -58,7 +58,7 @@ def generator_version(site_templates: Path | None = None) -> str:
     return content_key(*parts)
 
 
-def _library_version(name: str) -> tuple:
+def library_version(name: str) -> tuple:
     """What names the installed version of library `name`, found without importing it (nor
     importlib.metadata, which costs more than a whole rebuild's hashing): the `NAME-VERSION.dist-info`
     folder beside it, else the size and time of its code file."""
@@ -79,8 +79,9 @@ def _library_version(name: str) -> tuple:
     return (name, str(origin), stat.st_size, stat.st_mtime_ns)
 
 
-def read_blob(path: Path) -> Any:
-    """The value saved by `write_blob`, or None when the file is missing or not intact."""
+def read_blob(path: Path, loads: Callable[[bytes], Any] = marshal.loads) -> Any:
+    """The value saved by `write_blob` (with the matching `dumps`), or None when the file is
+    missing or not intact."""
     try:
         data = Path(path).read_bytes()
     except OSError:
@@ -90,15 +91,16 @@ def read_blob(path: Path) -> Any:
     if data[:head] != FORMAT or hashlib.blake2b(payload, digest_size=32).digest() != checksum:
         return None
     try:
-        return marshal.loads(payload)
-    except (ValueError, EOFError, TypeError):
+        return loads(payload)
+    except Exception:   # noqa: BLE001 - whatever a damaged or outdated blob raises, it is no cache
         return None
 
 
-def write_blob(path: Path, value: Any) -> None:
-    """Save `value` (built-in types only) atomically: a reader sees the old file or the new one."""
+def write_blob(path: Path, value: Any, dumps: Callable[[Any], bytes] = marshal.dumps) -> None:
+    """Save `value` (built-in types only, unless `dumps` is e.g. pickle's) atomically: a reader
+    sees the old file or the new one."""
     path = Path(path)
-    payload = marshal.dumps(value)
+    payload = dumps(value)
     temporary = path.with_name(f"{path.name}.tmp-{os.getpid()}")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -238,7 +238,8 @@ def run_lab_stage(documents: list[Document], config: SiteConfig, options) -> Lab
         return RenderedBlock(renderer.lab_html(result), lab_markdown(result))
 
     records = lab_records(site, results)
-    return LabStage(render_block, files, counts, values=values, published=published, records=records)
+    return LabStage(render_block, files, counts, values=values, published=published, records=records,
+                    inputs=tuple(sorted(facts.files)))
 
 
 def lab_records(site: SiteLabs, results: dict[str, LabResult]) -> tuple[LabRecord, ...]:
