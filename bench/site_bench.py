@@ -5,9 +5,10 @@
 Writes N posts (code block, table, footnote, two categories each) in each tool's dialect, then
 times, each as a fresh process: a cold build (empty output, no cache), a second build with
 nothing changed (the no-op build), and a build after one post's prose was edited. Then it
-starts each tool's development server (`build.py serve`, `hugo server --renderToDisk`), saves
-that post again with a new marker a few times, and times each save until the post's page on
-disk holds the marker (polling the file). It prints the figures side by side.
+starts each tool's development server (`build.py serve`; `hugo server`, which writes to disk,
+with `--renderToDisk` before Hugo 0.123), saves that post again with a new marker a few times,
+and times each save until the post's page on disk holds the marker (polling the file). It
+prints the figures side by side.
 
 The peers are not dependencies of this project: a peer that is not installed is skipped with a
 note. To have them:
@@ -287,7 +288,10 @@ def bench_hugo(work: Path, n: int, repeat: int, serve_rounds: int) -> Result:
                         edited=edited)
     result.note = result.note or "minimal templates, full rebuild each time"
     if serve_rounds and not result.note.startswith(("cold", "second", "edit")):
-        serve = [hugo, "server", "--source", str(site), "--destination", str(out), "--renderToDisk",
+        # Hugo 0.123+ serves from disk by default; before, --renderToDisk asked for it.
+        to_disk = ["--renderToDisk"] if "--renderToDisk" in subprocess.run(
+            [hugo, "server", "--help"], capture_output=True, text=True).stdout else []
+        serve = [hugo, "server", "--source", str(site), "--destination", str(out), *to_disk,
                  "--bind", "127.0.0.1", "--port", str(free_port())]
         page = out / "posts" / f"synthetic-{n // 2:04d}" / "index.html"
         measure_serve(result, serve, site, "Web Server is available", edited, page, serve_rounds)

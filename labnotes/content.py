@@ -1,6 +1,7 @@
 """Load stage: content/posts/*.md and content/pages/*.md into Documents, checking SPEC 9 input."""
 from __future__ import annotations
 
+import os
 import posixpath
 import re
 from collections.abc import Callable
@@ -108,7 +109,11 @@ def _read_utf8(path: Path) -> str:
 
 
 def _markdown_files(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.glob("*.md") if p.is_file()) if folder.is_dir() else []
+    try:
+        entries = [e for e in os.scandir(folder) if e.name.endswith(".md") and e.is_file()]
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+    return [folder / name for name in sorted(e.name for e in entries)]
 
 
 def _images(content_dir: Path) -> dict[str, Path]:

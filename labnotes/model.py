@@ -6,6 +6,7 @@ these objects; none of them touches the disk.
 """
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -94,14 +95,15 @@ class Document:
     series: SeriesMark | None = None
     blocks: tuple[FencedBlock, ...] = ()
 
-    @property
+    # Cached: pages and keys ask for them tens of thousands of times in a build of 1,000 posts.
+    @functools.cached_property
     def url(self) -> str:
         """Site-relative URL of the HTML page (no leading slash)."""
         if self.kind == "page":
             return f"{self.slug}/"
         return f"posts/{self.slug}.html"
 
-    @property
+    @functools.cached_property
     def output_path(self) -> str:
         """Path of the HTML file inside the output folder."""
         return self.url + "index.html" if self.url.endswith("/") else self.url

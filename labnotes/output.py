@@ -86,10 +86,10 @@ def _update_in_place(out_dir: Path, files: dict[str, OutputFile], made: dict[str
     changed = 0
     manifest: Manifest = {}
     for relative in sorted(files):
-        target = out_dir / relative
         if relative not in made:
             manifest[relative] = previous[relative]
             continue
+        target = out_dir / relative
         data = made[relative]
         if not (relative in present and _bytes_equal(target, data)):
             target.parent.mkdir(parents=True, exist_ok=True)
