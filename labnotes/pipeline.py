@@ -17,7 +17,7 @@ from .feeds import render_rss, rss_items
 from .input_manifest import build_clock, input_stats, record_build, watched_paths
 from .llms import (mirror_path, render_labs_mirror, render_llms_full, render_llms_txt, render_markdown_mirror, render_series_mirror,
                    series_mirror_path)
-from .markdown import render_code_block, render_document
+from .markdown import highlight_code, render_code_block, render_document
 from .model import (BuildOptions, BuildReport, Content, Document, LabRecord, LabStage, RenderedDocument,
                     SiteConfig)
 from .output import OutputFile, write_site
@@ -114,12 +114,21 @@ class Renders:
                             [(value.text, value.title) for value in values.values()])
                 for doc, shown, values in zip(docs, blocks, cited)]
         known = self.cache.known("document", keys)
-        missing = [(doc, shown, values) for doc, shown, values, key in zip(docs, blocks, cited, keys)
-                   if key not in known]
-        made = dict(zip([k for k in keys if k not in known], render_documents(missing, self.root)))
+        missing = [(doc, shown, values, self.cache.peek("code", self._code_key(doc)) or {})
+                   for doc, shown, values, key in zip(docs, blocks, cited, keys) if key not in known]
+        made = {}
+        for key, job, (parts, code) in zip([k for k in keys if k not in known], missing,
+                                           render_documents(missing, self.root)):
+            made[key] = parts
+            self.cache.put("code", self._code_key(job[0]), code)
         self.rendered += len(made)
         return [self._rendered(doc, key, self.cache.get("document", key, lambda key=key: made[key]))
                 for doc, key in zip(docs, keys)]
+
+    def _code_key(self, doc: Document) -> str:
+        # A document's highlighted code blocks, kept for its next edit: prose edits leave the
+        # code as it was, and highlighting it again would cost more than the rest of the edit.
+        return content_key(self.version, str(doc.source))
 
     def _rendered(self, doc: Document, key: str, parts: tuple) -> RenderedDocument:
         html, intro, has_more, markdown, summary = parts
@@ -129,6 +138,7 @@ class Renders:
         self.identity[doc.output_path] = content_key(
             key, doc.kind, doc.slug, doc.title, repr(doc.date), repr(doc.updated), doc.categories, summary, place)
         rendered = RenderedDocument(document, html, intro, has_more, markdown)
+        self.cache.keep("code", self._code_key(doc))
         self.cache.keep("mirror", self._mirror_key(rendered))
         self.cache.keep("rss-item", self._item_key(rendered))
         return rendered
@@ -163,17 +173,19 @@ class Renders:
 PARALLEL_MIN_DOCUMENTS = 64
 
 
-def render_documents(jobs: list[tuple[Document, dict, dict]], base: str) -> list[tuple]:
+def render_documents(jobs: list[tuple[Document, dict, dict, dict]], base: str) -> list[tuple[tuple, dict]]:
     """`render_document` of each (document, its rendered lab blocks by (path, line), its cited
-    values by citation), as the tuple the render cache keeps; on several processes when there
+    values by citation, code blocks highlighted before by (info, code)): the tuple the render
+    cache keeps and the document's highlighted code blocks; on several processes when there
     are many. The first error, in document order, is raised as a serial render would raise it."""
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     if cores < 2 or len(jobs) < PARALLEL_MIN_DOCUMENTS or "fork" not in multiprocessing.get_all_start_methods():
         outcomes = [_render_job(job, base) for job in jobs]
     else:
-        # The first document is rendered here, so the renderers are imported before the fork
-        # (a forked child must not import while another thread, e.g. `serve`'s, may hold the lock).
-        outcomes = [_render_job(jobs[0], base)]
+        # The first document is rendered here, its code highlighted afresh, so the renderers
+        # are imported before the fork (a forked child must not import while another thread,
+        # e.g. `serve`'s, may hold the lock).
+        outcomes = [_render_job((*jobs[0][:3], {}), base)]
         workers = min(cores, 8)
         chunk = -(-len(jobs) // (workers * 4))
         with multiprocessing.get_context("fork").Pool(workers) as pool:
@@ -181,18 +193,26 @@ def render_documents(jobs: list[tuple[Document, dict, dict]], base: str) -> list
     for outcome in outcomes:
         if outcome[0] == "error":
             raise BuildError(*outcome[1:])
-    return [outcome[1] for outcome in outcomes]
+    return [outcome[1:] for outcome in outcomes]
 
 
-def _render_job(job: tuple[Document, dict, dict], base: str) -> tuple:
+def _render_job(job: tuple[Document, dict, dict, dict], base: str) -> tuple:
     # A BuildError does not survive pickling (its constructor takes three arguments): it
     # travels back from a worker as its parts.
-    doc, blocks, cited = job
+    doc, blocks, cited, highlighted = job
+    code: dict[tuple[str, str], str] = {}
+
+    def highlight(text: str, info: str) -> str:
+        if (info, text) not in code:
+            code[(info, text)] = highlighted.get((info, text)) or highlight_code(text, info)
+        return code[(info, text)]
+
     try:
-        r = render_document(doc, lambda block: blocks[(block.path, block.line)], base, cited.__getitem__)
+        r = render_document(doc, lambda block: blocks[(block.path, block.line)], base, cited.__getitem__,
+                            highlight=highlight)
     except BuildError as error:
         return ("error", error.path, error.message, error.line)
-    return ("ok", (r.html, r.intro_html, r.has_more, r.markdown, r.document.summary))
+    return ("ok", (r.html, r.intro_html, r.has_more, r.markdown, r.document.summary), code)
 
 
 def site_files(config: SiteConfig, content: Content, posts: list[RenderedDocument],

@@ -79,21 +79,35 @@ def library_version(name: str) -> tuple:
     return (name, str(origin), stat.st_size, stat.st_mtime_ns)
 
 
+# The value each blob file last held in this process, by path, with the file's (size, mtime,
+# inode) and checksum then: a process that builds again (`serve`) does not parse megabytes it
+# wrote itself. The checksum catches a same-size rewrite in the same clock tick. Every reader
+# treats a loaded value as read-only.
+_REMEMBERED: dict[str, tuple[tuple, Any]] = {}
+
+
 def read_blob(path: Path, loads: Callable[[bytes], Any] = marshal.loads) -> Any:
     """The value saved by `write_blob` (with the matching `dumps`), or None when the file is
     missing or not intact."""
+    head = len(FORMAT)
     try:
-        data = Path(path).read_bytes()
+        with open(path, "rb") as file:
+            start = file.read(head + 32)
+            identity = _identity(os.fstat(file.fileno()), start)
+            remembered = _REMEMBERED.get(str(path))
+            if remembered is not None and remembered[0] == identity:
+                return remembered[1]
+            payload = file.read()
     except OSError:
         return None
-    head = len(FORMAT)
-    checksum, payload = data[head:head + 32], data[head + 32:]
-    if data[:head] != FORMAT or hashlib.blake2b(payload, digest_size=32).digest() != checksum:
+    if start[:head] != FORMAT or hashlib.blake2b(payload, digest_size=32).digest() != start[head:]:
         return None
     try:
-        return loads(payload)
+        value = loads(payload)
     except Exception:   # noqa: BLE001 - whatever a damaged or outdated blob raises, it is no cache
         return None
+    _REMEMBERED[str(path)] = (identity, value)
+    return value
 
 
 def write_blob(path: Path, value: Any, dumps: Callable[[Any], bytes] = marshal.dumps) -> None:
@@ -101,14 +115,21 @@ def write_blob(path: Path, value: Any, dumps: Callable[[Any], bytes] = marshal.d
     sees the old file or the new one."""
     path = Path(path)
     payload = dumps(value)
+    start = FORMAT + hashlib.blake2b(payload, digest_size=32).digest()
     temporary = path.with_name(f"{path.name}.tmp-{os.getpid()}")
+    _REMEMBERED.pop(str(path), None)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        temporary.write_bytes(FORMAT + hashlib.blake2b(payload, digest_size=32).digest() + payload)
+        temporary.write_bytes(start + payload)
         os.replace(temporary, path)
+        _REMEMBERED[str(path)] = (_identity(os.stat(path), start), value)
     except OSError:   # a cache that cannot be saved only costs time
         with contextlib.suppress(OSError):
             temporary.unlink(missing_ok=True)
+
+
+def _identity(stat: os.stat_result, start: bytes) -> tuple:
+    return (stat.st_size, stat.st_mtime_ns, stat.st_ino, start)
 
 
 class RenderCache:
@@ -147,6 +168,11 @@ class RenderCache:
     def known(self, kind: str, keys: list[str]) -> set[str]:
         """Those of `keys` that have an entry of `kind`."""
         return {key for key in keys if f"{kind}:{key}" in self._new or f"{kind}:{key}" in self._old}
+
+    def peek(self, kind: str, key: str) -> Any:
+        """The entry (`kind`, `key`), or None; not kept for the next build unless asked."""
+        name = f"{kind}:{key}"
+        return self._new[name] if name in self._new else self._old.get(name)
 
     def keep(self, kind: str, key: str) -> None:
         """Keep the entry (`kind`, `key`), if there is one, for the next build without reading it."""

@@ -393,6 +393,7 @@ def test_every_edit_leaves_the_output_of_a_clean_build(site, tmp_path, monkeypat
     edits = {
         "prose": lambda: edit(site.content / "posts" / "a.md", "Rest of a,", "Rest of a, edited,"),
         "intro": lambda: edit(site.content / "posts" / "b.md", "Intro of b.", "Intro of b, edited."),
+        "code block": lambda: edit(site.content / "posts" / "a.md", 'print("a")', 'print("a", 1)'),
         "part": lambda: edit(site.content / "posts" / "c.md", "part: 3", "part: 1"),
         "date": lambda: edit(site.content / "posts" / "b.md", "date: 2026-03-02", "date: 2026-05-02"),
         "leaves the series": lambda: edit(site.content / "posts" / "a.md", "series: Scratch\n", ""),
@@ -448,3 +449,47 @@ def test_a_post_coming_out_is_published_by_the_first_build_after_its_date(site, 
     site.build(now=after)
     assert "Part 4 of 4" in site.html("posts/e.html").select_one("nav.series-box").get_text()
     assert site.snapshot() == clean_build(site, tmp_path)
+
+
+def test_prose_edit_highlights_no_code_again_and_a_code_edit_does(site, tmp_path):
+    """The code of an edited post is taken as highlighted last time (Pygments is not even
+    loaded) unless the code itself changed."""
+    add_posts(site)
+    site.build()
+    script = textwrap.dedent(f"""
+        import sys
+        from labnotes.model import BuildOptions
+        from labnotes.pipeline import build
+        report = build({str(site.config)!r}, {str(site.content)!r}, {str(site.out)!r}, BuildOptions())
+        print(report.documents_rendered, "pygments" in sys.modules)
+    """)
+
+    def build_in_a_fresh_process() -> str:
+        result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                                cwd=Path(__file__).resolve().parents[2])
+        assert result.returncode == 0, result.stderr
+        return result.stdout.strip()
+
+    edit(site.content / "posts" / "b.md", "Rest of b,", "Rest of b, edited,")
+    assert build_in_a_fresh_process() == "1 False"
+    assert site.snapshot() == clean_build(site, tmp_path)
+    edit(site.content / "posts" / "b.md", 'print("b")', 'print("b", 2)')
+    assert build_in_a_fresh_process() == "1 True"
+    assert site.snapshot() == clean_build(site, tmp_path)
+    assert "2" in site.html("posts/b.html").select_one(".codehilite").get_text()
+
+
+def test_a_cache_file_rewritten_in_place_in_the_same_clock_tick_is_read_again(tmp_path):
+    """A process remembers the cache files it read or wrote, by size, mtime and inode; a file
+    rewritten with the same size in the same tick still differs in its checksum."""
+    import os
+    from labnotes.render_cache import read_blob, write_blob
+    path = tmp_path / "blob.bin"
+    write_blob(path, {"a": "one"})
+    other = tmp_path / "other.bin"
+    write_blob(other, {"a": "two"})
+    stat = os.stat(path)
+    with open(path, "r+b") as file:       # same inode, same size
+        file.write(other.read_bytes())
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))    # and the same mtime
+    assert read_blob(path) == {"a": "two"}
