@@ -24,7 +24,7 @@ from .errors import BuildError
 from .output import scan_folder
 
 RELOAD_PATH = "/__reload"
-POLL_SECONDS = 0.1          # how often the watcher looks at mtimes (a look at 1,000 posts: ~5 ms)
+POLL_SECONDS = 0.05         # how often the watcher looks at mtimes (a look at 1,000 posts: ~3-5 ms of CPU)
 LONG_POLL_SECONDS = 20.0    # how long /__reload holds a request open waiting for a build
 
 # The few types a blog serves, with charsets, so browsers never guess; the rest from mimetypes.
@@ -228,23 +228,27 @@ class SourceWatcher(threading.Thread):
 
     def snapshot(self) -> dict[Path, tuple[int, int, int]]:
         """(size, mtime, inode) of every watched file, skipping hidden folders, caches and the output."""
-        seen: dict[Path, tuple[int, int, int]] = {}
+        return {top / relative: stat for (top, relative), stat in self._stats().items()}
+
+    def _stats(self) -> dict[tuple[Path, str], tuple[int, int, int]]:
+        # Keyed by (watched path, relative path): making a Path per file would cost more than the look.
+        seen: dict[tuple[Path, str], tuple[int, int, int]] = {}
         for top in self.watch:
             if top.is_file():
                 stat = top.stat()
-                seen[top] = (stat.st_size, stat.st_mtime_ns, stat.st_ino)
+                seen[(top, "")] = (stat.st_size, stat.st_mtime_ns, stat.st_ino)
                 continue
             ignored = tuple(f"{skip.relative_to(top.absolute()).as_posix()}/" for skip in self.ignore
                             if skip.is_relative_to(top.absolute()))
             for relative, stat in scan_folder(top, frozenset({"__pycache__"})).items():
                 if not (relative.startswith(".") or "/." in relative or relative.startswith(ignored)):
-                    seen[top / relative] = stat
+                    seen[(top, relative)] = stat
         return seen
 
     def run(self) -> None:
-        last = self.snapshot()
+        last = self._stats()
         while not self.stopped.wait(self.interval):
-            current = self.snapshot()
+            current = self._stats()
             if current == last:
                 continue
             last = current
