@@ -39,7 +39,6 @@ def build(config_path: Path | str, content_dir: Path | str, out_dir: Path | str,
     parsed = ParsedDocuments(config.root / CACHE_DIR, started_ns)
     content = load_content(Path(content_dir), config, drafts=options.drafts,
                            until=None if options.future else build_clock(options), load=parsed.load)
-    parsed.save()
     check_cited_names(content.documents)   # a misspelt citation fails before any lab runs
     labs = lab_stage(content, config, options)
     cite = functools.partial(cite_document, values=labs.values, failed_labs=labs.counts.failed > 0)
@@ -51,7 +50,10 @@ def build(config_path: Path | str, content_dir: Path | str, out_dir: Path | str,
         files = site_files(config, content, posts, pages, labs.files, renders, labs.records)
         written = write_site(Path(out_dir), files, manifest=cache.manifest_path(out_dir))
     finally:
-        cache.save()   # what was rendered stays useful even when a later stage failed
+        # What was parsed and rendered stays useful even when a later stage failed; saved after
+        # the site is written, so `serve` shows an edit a little sooner.
+        parsed.save()
+        cache.save()
     warnings = copied_number_warnings(content, labs)
     html_pages = sum(1 for path in files if path.endswith(".html"))
     report = BuildReport(html_pages, len(files), written.changed, time.perf_counter() - started, labs.counts,
