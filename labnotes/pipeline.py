@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import multiprocessing
 import os
 import time
 from collections.abc import Sequence
@@ -180,6 +179,8 @@ def render_documents(jobs: list[tuple[Document, dict, dict, dict]], base: str) -
     values by citation, code blocks highlighted before by (info, code)): the tuple the render
     cache keeps and the document's highlighted code blocks; on several processes when there
     are many. The first error, in document order, is raised as a serial render would raise it."""
+    import multiprocessing   # only a build of many documents uses it: an edit does not pay for it
+
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     if cores < 2 or len(jobs) < PARALLEL_MIN_DOCUMENTS or "fork" not in multiprocessing.get_all_start_methods():
         outcomes = [_render_job(job, base) for job in jobs]
