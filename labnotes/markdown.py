@@ -56,14 +56,17 @@ _FRAGMENT_LINK = re.compile(r"""(\shref=)(["'])#""")
 
 
 def render_document(doc: Document, block_renderer: BlockRenderer, base_path: str = "/",
-                    cite: Cite | None = None) -> RenderedDocument:
+                    cite: Cite | None = None,
+                    highlight: Callable[[str, str], str] | None = None) -> RenderedDocument:
     """Render `doc` to HTML and mirror Markdown; raises BuildError for invalid maths.
 
     `base_path` is the path part of the site's base URL ("/" or "/blog/"): root-relative
     links in the body get it as a prefix so a site served under a sub-path works.
     `cite` gives each citation's text and provenance; without it, no lab has a value and a
-    citation is an error.
+    citation is an error. `highlight(code, info)` stands in for `highlight_code` (a cache of
+    code highlighted before does).
     """
+    highlight = highlight or highlight_code
     body, cited = _mark_citations(doc, cite or (lambda citation: cite_from_values(citation, {})))
     lines = body.split("\n")
     fences = find_fences(lines)
@@ -106,7 +109,7 @@ def render_document(doc: Document, block_renderer: BlockRenderer, base_path: str
             blocks.append(FencedBlock(fence.info, doc.source, doc.body_line + fence.start, fence.inner(lines)))
             rendered = None
         else:
-            rendered = RenderedBlock(highlight_code(_dedent(fence.inner(lines), fence.indent), fence.info), "")
+            rendered = RenderedBlock(highlight(_dedent(fence.inner(lines), fence.indent), fence.info), "")
         code_blocks.append(rendered)
         md_parts.append(f"\n{indent}LabNotesBlock{len(code_blocks) - 1}x\n")
         cursor = fence.end + 1

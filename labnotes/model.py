@@ -6,10 +6,13 @@ these objects; none of them touches the disk.
 """
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Callable
+
+from .errors import BuildWarning
 
 
 @dataclass(frozen=True)
@@ -92,14 +95,15 @@ class Document:
     series: SeriesMark | None = None
     blocks: tuple[FencedBlock, ...] = ()
 
-    @property
+    # Cached: pages and keys ask for them tens of thousands of times in a build of 1,000 posts.
+    @functools.cached_property
     def url(self) -> str:
         """Site-relative URL of the HTML page (no leading slash)."""
         if self.kind == "page":
             return f"{self.slug}/"
         return f"posts/{self.slug}.html"
 
-    @property
+    @functools.cached_property
     def output_path(self) -> str:
         """Path of the HTML file inside the output folder."""
         return self.url + "index.html" if self.url.endswith("/") else self.url
@@ -243,3 +247,32 @@ class LabStage:
     records: tuple[LabRecord, ...] = ()     # every lab block, in site order
     published: tuple[PublishedLab, ...] = ()                    # every lab of the site, in run order
     notebook_lab: Callable[[FencedBlock], NotebookLab] | None = None   # a ```lab block for notebooks
+    inputs: tuple[str, ...] = ()   # project-relative files besides labcode/ whose change may rerun a lab
+
+
+@dataclass(frozen=True)
+class BuildReport:
+    """What one build did: the closing line of `build.py` is made from it."""
+
+    pages: int            # HTML pages in the site
+    files: int            # all files in the output folder
+    changed: int          # files whose bytes changed
+    seconds: float
+    labs: LabCounts
+    rendered: tuple[str, ...] = ()   # output files made this build (the rest were reused as they were)
+    documents_rendered: int = 0      # posts and pages whose Markdown was rendered (not from the cache)
+    warnings: tuple[BuildWarning, ...] = ()   # e.g. prose that copies a lab's number instead of citing it
+    held_back: tuple[Document, ...] = ()   # dated in the future, not published (no --future)
+
+    def summary(self) -> str:
+        """`built P pages in S s; labs: R run, C cached, F failed`."""
+        return (f"built {self.pages} pages in {self.seconds:.2f} s; "
+                f"labs: {self.labs.run} run, {self.labs.cached} cached, {self.labs.failed} failed")
+
+    def held_back_note(self) -> str:
+        """`held back 2 future posts (publish them with --future)`, or "" when none was."""
+        if not self.held_back:
+            return ""
+        counts = [(sum(d.kind == kind for d in self.held_back), kind) for kind in ("post", "page")]
+        what = " and ".join(f"{n} future {kind}{'' if n == 1 else 's'}" for n, kind in counts if n)
+        return f"held back {what} (publish {'it' if len(self.held_back) == 1 else 'them'} with --future)"

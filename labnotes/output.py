@@ -1,9 +1,11 @@
-"""Write stage: put a whole site in place at once, or not at all.
+"""Write stage: put a whole site in place, or nothing at all.
 
-The new site is written to a sibling temporary folder and swapped in by renames, so a build
-that fails anywhere before this stage leaves the last good site exactly as it was. Files whose
-bytes did not change are hard-linked from the old site, so they are not rewritten (their
-modification times stay, which keeps rsync-style deploys and browser caches quiet).
+Every file that must be made is rendered before the output folder is touched, so a build that
+fails anywhere leaves the last good site exactly as it was. A first build (no output folder yet)
+is written to a sibling temporary folder and renamed into place. A rebuild updates the folder
+in place, file by file, each through a temporary file and a rename: a file is never seen half
+written, and files whose bytes did not change are not touched (their modification times stay,
+which keeps rsync-style deploys and browser caches quiet). Files the site no longer has go.
 
 Each planned file carries a key that names its bytes (equal key, equal bytes) and renders them
 only on demand. A manifest of the last site written (key, size, mtime, inode of every file)
@@ -64,12 +66,49 @@ def write_site(out_dir: Path, files: Mapping[str, OutputFile | bytes], manifest:
 
 
 def _write(out_dir: Path, files: dict[str, OutputFile], previous: Manifest) -> WriteResult:
-    present = _scan(out_dir)
+    present = scan_folder(out_dir)
     reusable = {path for path, f in files.items()
                 if path in previous and previous[path][0] == f.key and present.get(path) == previous[path][1:]}
     if out_dir.exists() and len(reusable) == len(files) == len(present):
         return WriteResult(0, (), {path: previous[path] for path in sorted(files)})
+    made = {path: files[path].make() for path in sorted(files) if path not in reusable}   # may raise: nothing written yet
+    if out_dir.is_dir() and not _shape_conflict(files, present):
+        return _update_in_place(out_dir, files, made, present, previous)
+    return _write_and_swap(out_dir, files, made, present, previous)
 
+
+def _update_in_place(out_dir: Path, files: dict[str, OutputFile], made: dict[str, bytes],
+                     present: dict[str, tuple[int, int, int]], previous: Manifest) -> WriteResult:
+    """Write the files of `made` whose bytes differ, each atomically; remove the ones not in `files`."""
+    for relative in sorted(set(present) - set(files), reverse=True):
+        (out_dir / relative).unlink()
+        _remove_empty_parents(out_dir, relative)
+    changed = 0
+    manifest: Manifest = {}
+    for relative in sorted(files):
+        if relative not in made:
+            manifest[relative] = previous[relative]
+            continue
+        target = out_dir / relative
+        data = made[relative]
+        if not (relative in present and _bytes_equal(target, data)):
+            target.parent.mkdir(parents=True, exist_ok=True)
+            temporary = target.with_name(f".{target.name}.tmp-{os.getpid()}")
+            try:
+                temporary.write_bytes(data)
+                os.replace(temporary, target)
+            except BaseException:
+                temporary.unlink(missing_ok=True)
+                raise
+            changed += 1
+        stat = os.stat(target)
+        manifest[relative] = (files[relative].key, stat.st_size, stat.st_mtime_ns, stat.st_ino)
+    return WriteResult(changed, tuple(sorted(made)), manifest)
+
+
+def _write_and_swap(out_dir: Path, files: dict[str, OutputFile], made: dict[str, bytes],
+                    present: dict[str, tuple[int, int, int]], previous: Manifest) -> WriteResult:
+    """Write the whole site into a sibling folder (unchanged files hard-linked) and rename it into place."""
     parent = out_dir.parent
     parent.mkdir(parents=True, exist_ok=True)
     staging = parent / f"{out_dir.name}.tmp-{os.getpid()}"
@@ -78,7 +117,6 @@ def _write(out_dir: Path, files: dict[str, OutputFile], previous: Manifest) -> W
         if leftover.exists():
             shutil.rmtree(leftover)
     changed = 0
-    rendered: list[str] = []
     manifest: Manifest = {}
     made_dirs: set[Path] = set()
     try:
@@ -88,17 +126,16 @@ def _write(out_dir: Path, files: dict[str, OutputFile], previous: Manifest) -> W
                 target.parent.mkdir(parents=True, exist_ok=True)
                 made_dirs.add(target.parent)
             old = out_dir / relative
-            if relative in reusable and _link(old, target):
+            if relative not in made and _link(old, target):
                 manifest[relative] = previous[relative]
                 continue
-            data = files[relative].make()
-            rendered.append(relative)
+            data = made[relative] if relative in made else files[relative].make()
             if not (relative in present and _bytes_equal(old, data) and _link(old, target)):
                 target.write_bytes(data)
                 changed += 1
             stat = os.stat(target)
             manifest[relative] = (files[relative].key, stat.st_size, stat.st_mtime_ns, stat.st_ino)
-        if out_dir.exists():
+        if out_dir.exists() or out_dir.is_symlink():
             os.rename(out_dir, retired)
         os.rename(staging, out_dir)
     except BaseException:
@@ -106,8 +143,28 @@ def _write(out_dir: Path, files: dict[str, OutputFile], previous: Manifest) -> W
         if retired.exists() and not out_dir.exists():
             os.rename(retired, out_dir)
         raise
-    shutil.rmtree(retired, ignore_errors=True)
-    return WriteResult(changed, tuple(rendered), manifest)
+    if retired.is_dir() and not retired.is_symlink():
+        shutil.rmtree(retired, ignore_errors=True)
+    else:
+        retired.unlink(missing_ok=True)
+    return WriteResult(changed, tuple(sorted(made)), manifest)
+
+
+def _shape_conflict(files: Mapping[str, object], present: Mapping[str, object]) -> bool:
+    """Whether a new file would need a folder where a file is, or the other way round."""
+    def folders(paths):
+        return {path[:i] for path in paths for i, char in enumerate(path) if char == "/"}
+    return bool(folders(files) & set(present)) or bool(folders(present) & set(files))
+
+
+def _remove_empty_parents(out_dir: Path, relative: str) -> None:
+    folder = (out_dir / relative).parent
+    while folder != out_dir:
+        try:
+            folder.rmdir()
+        except OSError:     # not empty
+            return
+        folder = folder.parent
 
 
 def remove_site(out_dir: Path) -> bool:
@@ -119,21 +176,23 @@ def remove_site(out_dir: Path) -> bool:
     return True
 
 
-def _scan(out_dir: Path) -> dict[str, tuple[int, int, int]]:
-    """(size, mtime_ns, inode) of every plain file under `out_dir`; links and odd files are
-    listed with an impossible stat so that they never match a manifest."""
+def scan_folder(folder: Path, skip: frozenset[str] = frozenset()) -> dict[str, tuple[int, int, int]]:
+    """(size, mtime_ns, inode) of every plain file under `folder` by relative path, leaving out
+    folders named in `skip`; links and odd files are listed with an impossible stat so that
+    they never match a manifest."""
     found: dict[str, tuple[int, int, int]] = {}
-    pending = [(str(out_dir), "")]
+    pending = [(str(folder), "")]
     while pending:
-        folder, prefix = pending.pop()
+        current, prefix = pending.pop()
         try:
-            entries = list(os.scandir(folder))
+            entries = list(os.scandir(current))
         except (FileNotFoundError, NotADirectoryError):
             continue
         for entry in entries:
             relative = prefix + entry.name
             if entry.is_dir(follow_symlinks=False):
-                pending.append((entry.path, relative + "/"))
+                if entry.name not in skip:
+                    pending.append((entry.path, relative + "/"))
             elif entry.is_file(follow_symlinks=False):
                 stat = entry.stat(follow_symlinks=False)
                 found[relative] = (stat.st_size, stat.st_mtime_ns, stat.st_ino)

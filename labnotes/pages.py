@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import html
+import os
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -290,6 +291,9 @@ def _digest(text: str) -> str:
     return hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=16).hexdigest()
 
 
+TEMPLATE_CACHE_DIR = ".cache/templates"   # compiled Jinja templates
+
+
 class _Templates:
     """The Jinja environment, made (and the sidebar rendered) only when a page is rendered."""
 
@@ -314,8 +318,12 @@ def _environment(config: SiteConfig, zone: ZoneInfo, root: str):
     import jinja2   # a rebuild that renders no page never needs it
 
     loaders = [jinja2.FileSystemLoader(str(config.root / "templates")), jinja2.FileSystemLoader(str(BUILTIN_TEMPLATES))]
+    # Compiled templates are kept on disk (Jinja checks each against its source): compiling
+    # them costs more than rendering the few pages a one-post edit changes.
+    folder = config.root / TEMPLATE_CACHE_DIR
+    compiled = jinja2.FileSystemBytecodeCache(str(folder)) if _writable_folder(folder) else None
     env = jinja2.Environment(loader=jinja2.ChoiceLoader(loaders), autoescape=True, keep_trailing_newline=True,
-                             trim_blocks=False, undefined=jinja2.StrictUndefined)
+                             trim_blocks=False, undefined=jinja2.StrictUndefined, bytecode_cache=compiled)
 
     def date_text(moment: datetime) -> str:
         local = moment.astimezone(zone)
@@ -324,3 +332,11 @@ def _environment(config: SiteConfig, zone: ZoneInfo, root: str):
     env.globals["date_text"] = date_text
     env.globals["first_figure"] = first_figure
     return env
+
+
+def _writable_folder(folder: Path) -> bool:
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError:
+        return False
+    return os.access(folder, os.W_OK)

@@ -3,12 +3,9 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import multiprocessing
 import os
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
-from datetime import datetime, timezone
 from pathlib import Path
 
 from .citations import check_cited_names, cite_document
@@ -16,13 +13,15 @@ from .config import load_config
 from .content import load_content
 from .errors import BuildError, BuildWarning
 from .feeds import render_rss, rss_items
+from .input_manifest import build_clock, input_stats, record_build, watched_paths
 from .llms import (mirror_path, render_labs_mirror, render_llms_full, render_llms_txt, render_markdown_mirror, render_series_mirror,
                    series_mirror_path)
-from .markdown import render_code_block, render_document
+from .markdown import highlight_code, render_code_block, render_document
 from .notebooks import has_notebook, notebook_key, notebook_path, notebook_pieces, render_notebook
-from .model import (BuildOptions, Content, Document, LabCounts, LabRecord, LabStage, RenderedDocument,
+from .model import (BuildOptions, BuildReport, Content, Document, LabRecord, LabStage, RenderedDocument,
                     SiteConfig)
 from .output import OutputFile, write_site
+from .parsed_cache import ParsedDocuments
 from .pages import base_path, group_categories, Entry, lab_rows, site_pages
 from .render_cache import CACHE_DIR, RenderCache, config_key, content_key, generator_version
 from .series import group_series
@@ -31,41 +30,15 @@ from .sitemap import render_sitemap
 BUILTIN_STATIC = Path(__file__).resolve().parent.parent / "static"
 
 
-@dataclass(frozen=True)
-class BuildReport:
-    """What one build did: the closing line of `build.py` is made from it."""
-
-    pages: int            # HTML pages in the site
-    files: int            # all files in the output folder
-    changed: int          # files whose bytes changed
-    seconds: float
-    labs: LabCounts
-    rendered: tuple[str, ...] = ()   # output files made this build (the rest were reused as they were)
-    documents_rendered: int = 0      # posts and pages whose Markdown was rendered (not from the cache)
-    warnings: tuple[BuildWarning, ...] = ()   # e.g. prose that copies a lab's number instead of citing it
-    held_back: tuple[Document, ...] = ()   # dated in the future, not published (no --future)
-
-    def summary(self) -> str:
-        """`built P pages in S s; labs: R run, C cached, F failed`."""
-        return (f"built {self.pages} pages in {self.seconds:.2f} s; "
-                f"labs: {self.labs.run} run, {self.labs.cached} cached, {self.labs.failed} failed")
-
-    def held_back_note(self) -> str:
-        """`held back 2 future posts (publish them with --future)`, or "" when none was."""
-        if not self.held_back:
-            return ""
-        counts = [(sum(d.kind == kind for d in self.held_back), kind) for kind in ("post", "page")]
-        what = " and ".join(f"{n} future {kind}{'' if n == 1 else 's'}" for n, kind in counts if n)
-        return f"held back {what} (publish {'it' if len(self.held_back) == 1 else 'them'} with --future)"
-
-
 def build(config_path: Path | str, content_dir: Path | str, out_dir: Path | str,
           options: BuildOptions = BuildOptions()) -> BuildReport:
     """Build the site; raises BuildError on bad input, leaving `out_dir` untouched."""
-    started = time.perf_counter()
+    started, started_ns = time.perf_counter(), time.time_ns()
     config = load_config(config_path)
-    now = options.now or datetime.now(timezone.utc)
-    content = load_content(Path(content_dir), config, drafts=options.drafts, until=None if options.future else now)
+    inputs_before = input_stats(watched_paths(config_path, content_dir, config), started_ns)
+    parsed = ParsedDocuments(config.root / CACHE_DIR, started_ns)
+    content = load_content(Path(content_dir), config, drafts=options.drafts,
+                           until=None if options.future else build_clock(options), load=parsed.load)
     check_cited_names(content.documents)   # a misspelt citation fails before any lab runs
     labs = lab_stage(content, config, options)
     cite = functools.partial(cite_document, values=labs.values, failed_labs=labs.counts.failed > 0)
@@ -78,11 +51,19 @@ def build(config_path: Path | str, content_dir: Path | str, out_dir: Path | str,
                            notebook_files(config, posts, labs, cite, renders))
         written = write_site(Path(out_dir), files, manifest=cache.manifest_path(out_dir))
     finally:
-        cache.save()   # what was rendered stays useful even when a later stage failed
+        # What was parsed and rendered stays useful even when a later stage failed; saved after
+        # the site is written, so `serve` shows an edit a little sooner.
+        parsed.save()
+        cache.save()
     warnings = copied_number_warnings(content, labs)
     html_pages = sum(1 for path in files if path.endswith(".html"))
-    return BuildReport(html_pages, len(files), written.changed, time.perf_counter() - started, labs.counts,
-                       written.rendered, renders.rendered, warnings, content.held_back)
+    report = BuildReport(html_pages, len(files), written.changed, time.perf_counter() - started, labs.counts,
+                         written.rendered, renders.rendered, warnings, content.held_back)
+    watched = watched_paths(config_path, content_dir, config, labs)
+    record_build(config_path, content_dir, out_dir, options, watched, inputs_before,
+                 input_stats(watched, started_ns), content, report,
+                 {path: entry[1:] for path, entry in written.manifest.items()})
+    return report
 
 
 def copied_number_warnings(content: Content, labs: LabStage) -> tuple[BuildWarning, ...]:
@@ -136,12 +117,21 @@ class Renders:
                             [(value.text, value.title) for value in values.values()])
                 for doc, shown, values in zip(docs, blocks, cited)]
         known = self.cache.known("document", keys)
-        missing = [(doc, shown, values) for doc, shown, values, key in zip(docs, blocks, cited, keys)
-                   if key not in known]
-        made = dict(zip([k for k in keys if k not in known], render_documents(missing, self.root)))
+        missing = [(doc, shown, values, self.cache.peek("code", self._code_key(doc)) or {})
+                   for doc, shown, values, key in zip(docs, blocks, cited, keys) if key not in known]
+        made = {}
+        for key, job, (parts, code) in zip([k for k in keys if k not in known], missing,
+                                           render_documents(missing, self.root)):
+            made[key] = parts
+            self.cache.put("code", self._code_key(job[0]), code)
         self.rendered += len(made)
         return [self._rendered(doc, key, self.cache.get("document", key, lambda key=key: made[key]))
                 for doc, key in zip(docs, keys)]
+
+    def _code_key(self, doc: Document) -> str:
+        # A document's highlighted code blocks, kept for its next edit: prose edits leave the
+        # code as it was, and highlighting it again would cost more than the rest of the edit.
+        return content_key(self.version, str(doc.source))
 
     def _rendered(self, doc: Document, key: str, parts: tuple) -> RenderedDocument:
         html, intro, has_more, markdown, summary = parts
@@ -151,6 +141,7 @@ class Renders:
         self.identity[doc.output_path] = content_key(
             key, doc.kind, doc.slug, doc.title, repr(doc.date), repr(doc.updated), doc.categories, summary, place)
         rendered = RenderedDocument(document, html, intro, has_more, markdown)
+        self.cache.keep("code", self._code_key(doc))
         self.cache.keep("mirror", self._mirror_key(rendered))
         self.cache.keep("rss-item", self._item_key(rendered))
         return rendered
@@ -185,17 +176,21 @@ class Renders:
 PARALLEL_MIN_DOCUMENTS = 64
 
 
-def render_documents(jobs: list[tuple[Document, dict, dict]], base: str) -> list[tuple]:
+def render_documents(jobs: list[tuple[Document, dict, dict, dict]], base: str) -> list[tuple[tuple, dict]]:
     """`render_document` of each (document, its rendered lab blocks by (path, line), its cited
-    values by citation), as the tuple the render cache keeps; on several processes when there
+    values by citation, code blocks highlighted before by (info, code)): the tuple the render
+    cache keeps and the document's highlighted code blocks; on several processes when there
     are many. The first error, in document order, is raised as a serial render would raise it."""
+    import multiprocessing   # only a build of many documents uses it: an edit does not pay for it
+
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     if cores < 2 or len(jobs) < PARALLEL_MIN_DOCUMENTS or "fork" not in multiprocessing.get_all_start_methods():
         outcomes = [_render_job(job, base) for job in jobs]
     else:
-        # The first document is rendered here, so the renderers are imported before the fork
-        # (a forked child must not import while another thread, e.g. `serve`'s, may hold the lock).
-        outcomes = [_render_job(jobs[0], base)]
+        # The first document is rendered here, its code highlighted afresh, so the renderers
+        # are imported before the fork (a forked child must not import while another thread,
+        # e.g. `serve`'s, may hold the lock).
+        outcomes = [_render_job((*jobs[0][:3], {}), base)]
         workers = min(cores, 8)
         chunk = -(-len(jobs) // (workers * 4))
         with multiprocessing.get_context("fork").Pool(workers) as pool:
@@ -203,18 +198,26 @@ def render_documents(jobs: list[tuple[Document, dict, dict]], base: str) -> list
     for outcome in outcomes:
         if outcome[0] == "error":
             raise BuildError(*outcome[1:])
-    return [outcome[1] for outcome in outcomes]
+    return [outcome[1:] for outcome in outcomes]
 
 
-def _render_job(job: tuple[Document, dict, dict], base: str) -> tuple:
+def _render_job(job: tuple[Document, dict, dict, dict], base: str) -> tuple:
     # A BuildError does not survive pickling (its constructor takes three arguments): it
     # travels back from a worker as its parts.
-    doc, blocks, cited = job
+    doc, blocks, cited, highlighted = job
+    code: dict[tuple[str, str], str] = {}
+
+    def highlight(text: str, info: str) -> str:
+        if (info, text) not in code:
+            code[(info, text)] = highlighted.get((info, text)) or highlight_code(text, info)
+        return code[(info, text)]
+
     try:
-        r = render_document(doc, lambda block: blocks[(block.path, block.line)], base, cited.__getitem__)
+        r = render_document(doc, lambda block: blocks[(block.path, block.line)], base, cited.__getitem__,
+                            highlight=highlight)
     except BuildError as error:
         return ("error", error.path, error.message, error.line)
-    return ("ok", (r.html, r.intro_html, r.has_more, r.markdown, r.document.summary))
+    return ("ok", (r.html, r.intro_html, r.has_more, r.markdown, r.document.summary), code)
 
 
 def notebook_files(config: SiteConfig, posts: list[RenderedDocument], labs: LabStage, cite,

@@ -26,8 +26,8 @@ FORMAT = b"labnotes-render-cache-1\n"
 _PACKAGE = Path(__file__).resolve().parent
 _BUILTIN_TEMPLATES = _PACKAGE.parent / "templates"
 # The libraries whose output ends up in the site: a new version may render other bytes.
-_RENDERING_LIBRARIES = ("markdown2", "pygments", "jinja2", "markupsafe", "feedgen", "lxml", "latex2mathml",
-                        "nbformat")
+RENDERING_LIBRARIES = ("markdown2", "pygments", "jinja2", "markupsafe", "feedgen", "lxml", "latex2mathml",
+                       "nbformat")
 
 
 def content_key(*parts: Any) -> str:
@@ -47,7 +47,7 @@ def config_key(config: Any) -> str:
 
 def generator_version(site_templates: Path | None = None) -> str:
     """A digest of everything that turns content into output besides the content itself."""
-    parts: list[Any] = [sys.version_info[:2], [_library_version(name) for name in _RENDERING_LIBRARIES]]
+    parts: list[Any] = [sys.version_info[:2], [library_version(name) for name in RENDERING_LIBRARIES]]
     # labnotes/labs/ is left out: what the lab engine makes reaches the output only as rendered
     # blocks and figure files, and those are keyed on their own bytes.
     files = sorted(_PACKAGE.glob("*.py")) + sorted(_BUILTIN_TEMPLATES.rglob("*"))
@@ -59,7 +59,7 @@ def generator_version(site_templates: Path | None = None) -> str:
     return content_key(*parts)
 
 
-def _library_version(name: str) -> tuple:
+def library_version(name: str) -> tuple:
     """What names the installed version of library `name`, found without importing it (nor
     importlib.metadata, which costs more than a whole rebuild's hashing): the `NAME-VERSION.dist-info`
     folder beside it, else the size and time of its code file."""
@@ -80,34 +80,57 @@ def _library_version(name: str) -> tuple:
     return (name, str(origin), stat.st_size, stat.st_mtime_ns)
 
 
-def read_blob(path: Path) -> Any:
-    """The value saved by `write_blob`, or None when the file is missing or not intact."""
+# The value each blob file last held in this process, by path, with the file's (size, mtime,
+# inode) and checksum then: a process that builds again (`serve`) does not parse megabytes it
+# wrote itself. The checksum catches a same-size rewrite in the same clock tick. Every reader
+# treats a loaded value as read-only.
+_REMEMBERED: dict[str, tuple[tuple, Any]] = {}
+
+
+def read_blob(path: Path, loads: Callable[[bytes], Any] = marshal.loads) -> Any:
+    """The value saved by `write_blob` (with the matching `dumps`), or None when the file is
+    missing or not intact."""
+    head = len(FORMAT)
     try:
-        data = Path(path).read_bytes()
+        with open(path, "rb") as file:
+            start = file.read(head + 32)
+            identity = _identity(os.fstat(file.fileno()), start)
+            remembered = _REMEMBERED.get(str(path))
+            if remembered is not None and remembered[0] == identity:
+                return remembered[1]
+            payload = file.read()
     except OSError:
         return None
-    head = len(FORMAT)
-    checksum, payload = data[head:head + 32], data[head + 32:]
-    if data[:head] != FORMAT or hashlib.blake2b(payload, digest_size=32).digest() != checksum:
+    if start[:head] != FORMAT or hashlib.blake2b(payload, digest_size=32).digest() != start[head:]:
         return None
     try:
-        return marshal.loads(payload)
-    except (ValueError, EOFError, TypeError):
+        value = loads(payload)
+    except Exception:   # noqa: BLE001 - whatever a damaged or outdated blob raises, it is no cache
         return None
+    _REMEMBERED[str(path)] = (identity, value)
+    return value
 
 
-def write_blob(path: Path, value: Any) -> None:
-    """Save `value` (built-in types only) atomically: a reader sees the old file or the new one."""
+def write_blob(path: Path, value: Any, dumps: Callable[[Any], bytes] = marshal.dumps) -> None:
+    """Save `value` (built-in types only, unless `dumps` is e.g. pickle's) atomically: a reader
+    sees the old file or the new one."""
     path = Path(path)
-    payload = marshal.dumps(value)
+    payload = dumps(value)
+    start = FORMAT + hashlib.blake2b(payload, digest_size=32).digest()
     temporary = path.with_name(f"{path.name}.tmp-{os.getpid()}")
+    _REMEMBERED.pop(str(path), None)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        temporary.write_bytes(FORMAT + hashlib.blake2b(payload, digest_size=32).digest() + payload)
+        temporary.write_bytes(start + payload)
         os.replace(temporary, path)
+        _REMEMBERED[str(path)] = (_identity(os.stat(path), start), value)
     except OSError:   # a cache that cannot be saved only costs time
         with contextlib.suppress(OSError):
             temporary.unlink(missing_ok=True)
+
+
+def _identity(stat: os.stat_result, start: bytes) -> tuple:
+    return (stat.st_size, stat.st_mtime_ns, stat.st_ino, start)
 
 
 class RenderCache:
@@ -146,6 +169,11 @@ class RenderCache:
     def known(self, kind: str, keys: list[str]) -> set[str]:
         """Those of `keys` that have an entry of `kind`."""
         return {key for key in keys if f"{kind}:{key}" in self._new or f"{kind}:{key}" in self._old}
+
+    def peek(self, kind: str, key: str) -> Any:
+        """The entry (`kind`, `key`), or None; not kept for the next build unless asked."""
+        name = f"{kind}:{key}"
+        return self._new[name] if name in self._new else self._old.get(name)
 
     def keep(self, kind: str, key: str) -> None:
         """Keep the entry (`kind`, `key`), if there is one, for the next build without reading it."""

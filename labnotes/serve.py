@@ -21,9 +21,10 @@ from pathlib import Path
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from .errors import BuildError
+from .output import scan_folder
 
 RELOAD_PATH = "/__reload"
-POLL_SECONDS = 0.5          # how often the watcher looks at mtimes
+POLL_SECONDS = 0.05         # how often the watcher looks at mtimes (a look at 1,000 posts: ~3-5 ms of CPU)
 LONG_POLL_SECONDS = 20.0    # how long /__reload holds a request open waiting for a build
 
 # The few types a blog serves, with charsets, so browsers never guess; the rest from mimetypes.
@@ -225,28 +226,29 @@ class SourceWatcher(threading.Thread):
         self.interval = interval
         self.stopped = threading.Event()
 
-    def snapshot(self) -> dict[Path, tuple[int, int]]:
-        """(mtime, size) of every watched file, skipping hidden folders, caches and the output."""
-        seen: dict[Path, tuple[int, int]] = {}
+    def snapshot(self) -> dict[Path, tuple[int, int, int]]:
+        """(size, mtime, inode) of every watched file, skipping hidden folders, caches and the output."""
+        return {top / relative: stat for (top, relative), stat in self._stats().items()}
+
+    def _stats(self) -> dict[tuple[Path, str], tuple[int, int, int]]:
+        # Keyed by (watched path, relative path): making a Path per file would cost more than the look.
+        seen: dict[tuple[Path, str], tuple[int, int, int]] = {}
         for top in self.watch:
-            files = [top] if top.is_file() else sorted(top.rglob("*")) if top.is_dir() else []
-            for path in files:
-                if any(part.startswith(".") or part == "__pycache__" for part in path.relative_to(top).parts):
-                    continue
-                if any(path.absolute().is_relative_to(skip) for skip in self.ignore):
-                    continue
-                try:
-                    stat = path.stat()
-                except OSError:          # deleted between listing and stat
-                    continue
-                if path.is_file():
-                    seen[path] = (stat.st_mtime_ns, stat.st_size)
+            if top.is_file():
+                stat = top.stat()
+                seen[(top, "")] = (stat.st_size, stat.st_mtime_ns, stat.st_ino)
+                continue
+            ignored = tuple(f"{skip.relative_to(top.absolute()).as_posix()}/" for skip in self.ignore
+                            if skip.is_relative_to(top.absolute()))
+            for relative, stat in scan_folder(top, frozenset({"__pycache__"})).items():
+                if not (relative.startswith(".") or "/." in relative or relative.startswith(ignored)):
+                    seen[(top, relative)] = stat
         return seen
 
     def run(self) -> None:
-        last = self.snapshot()
+        last = self._stats()
         while not self.stopped.wait(self.interval):
-            current = self.snapshot()
+            current = self._stats()
             if current == last:
                 continue
             last = current

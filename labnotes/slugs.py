@@ -1,12 +1,14 @@
 """URL slugs shared by every output (pages, feeds, sitemap) so category URLs agree."""
 from __future__ import annotations
 
+import functools
 import re
 import unicodedata
 
 _NOT_WORD = re.compile(r"[^a-z0-9]+")
 
 
+@functools.lru_cache(maxsize=4096)   # a site slugs the same few category names thousands of times
 def slugify(text: str) -> str:
     """`"LLM from Scratch!"` -> `"llm-from-scratch"`: ASCII lower case, words joined by `-`.
 

@@ -252,7 +252,8 @@ def run_lab_stage(documents: list[Document], config: SiteConfig, options) -> Lab
 
     records = lab_records(site, results)
     return LabStage(render_block, files, counts, values=values, published=published, records=records,
-                    notebook_lab=lambda block: notebook_lab(*site.blocks[(block.path, block.line)]))
+                    notebook_lab=lambda block: notebook_lab(*site.blocks[(block.path, block.line)]),
+                    inputs=tuple(sorted(facts.files)))
 
 
 def lab_records(site: SiteLabs, results: dict[str, LabResult]) -> tuple[LabRecord, ...]:

@@ -824,3 +824,26 @@ def test_a_file_added_to_a_folder_a_lab_listed_reruns_it(project):
     assert labs_line(result).endswith("labs: 1 run, 3 cached, 0 failed")
     assert "folder data/ has other files now" in result.stderr
     assert "| files | 2 |" in build(project, "lab", "labcode.listing:count_files").stdout
+
+
+def test_a_build_with_nothing_changed_loads_neither_torch_nor_the_lab_engine(project):
+    """After the build that reuses every lab has been remembered, a build with nothing changed
+    stops after looking at the inputs; a data file a lab read is one of them."""
+    def imported_build() -> tuple[str, str]:
+        result = subprocess.run([sys.executable, "-X", "importtime", "build.py"], cwd=project,
+                                capture_output=True, text=True, timeout=600)
+        assert result.returncode == 0, result.stderr
+        heavy = sorted({line.split("|")[-1].strip() for line in result.stderr.splitlines()
+                        if line.startswith("import time:")} & {"torch", "jinja2", "markdown2", "labnotes.labs.stage"})
+        return labs_line(result), " ".join(heavy)
+
+    assert build(project).returncode == 0          # the copy's files have other inodes: a real build
+    line, heavy = imported_build()
+    assert line.endswith("labs: 0 run, 3 cached, 0 failed") and heavy == ""
+    (project / "data" / "words.txt").write_text("to be or not to be, that is")
+    line, heavy = imported_build()
+    assert line.endswith("labs: 1 run, 2 cached, 0 failed") and "labnotes.labs.stage" in heavy
+    line, heavy = imported_build()                 # the labs page now says "reused": a real build
+    assert line.endswith("labs: 0 run, 3 cached, 0 failed") and "jinja2" in heavy
+    line, heavy = imported_build()
+    assert line.endswith("labs: 0 run, 3 cached, 0 failed") and heavy == ""

@@ -344,3 +344,152 @@ def test_citations_rendered_on_several_processes_equal_a_serial_build(site, monk
     report = site.build()
     assert report.documents_rendered == 5 and site.snapshot() == serial
     assert site.html("posts/a.html").select_one("span.lab-cite").get_text() == "20,758"
+
+
+# --- every kind of edit, every kind of page: an incremental build equals a clean one ---------
+
+def folders(site: TinySite) -> set[str]:
+    """The output's folders: a page that went must not leave its folder behind."""
+    return {p.relative_to(site.out).as_posix() for p in site.out.rglob("*") if p.is_dir()}
+
+
+def clean_folders(tmp_path: Path) -> set[str]:
+    out = tmp_path / "clean" / "output"
+    return {p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_dir()}
+
+
+def add_series(site: TinySite) -> None:
+    """Posts a, b and c are parts 1-3 of a series (c by `part:`), d stays outside it."""
+    add_posts(site)
+    edit(site.content / "posts" / "a.md", "categories: [Notes]", "categories: [Notes]\nseries: Scratch")
+    edit(site.content / "posts" / "b.md", "categories: [Notes, Maths]", "categories: [Notes, Maths]\nseries: Scratch")
+    edit(site.content / "posts" / "c.md", "categories: [Maths]", "categories: [Maths]\nseries: Scratch\npart: 3")
+
+
+def use_lab_records(monkeypatch) -> None:
+    """Builds from now on show one lab of post a on the /labs/ page, as if it had run."""
+    import labnotes.pipeline
+    from labnotes.markdown import render_code_block
+    from labnotes.model import LabRecord, LabStage
+
+    def stage(content, config, options) -> LabStage:
+        post = next(doc for doc in content.posts if doc.slug == "a")
+        record = LabRecord("labcode.demo:count", "n=3", post.source, 12, "lab-count", "CPU", "2.13.0",
+                           "250 ms", "cached", "python build.py lab labcode.demo:count --arg n=3")
+        return LabStage(render_code_block, records=(record,))
+    monkeypatch.setattr(labnotes.pipeline, "lab_stage", stage)
+
+
+def test_every_edit_leaves_the_output_of_a_clean_build(site, tmp_path, monkeypatch):
+    """Prose, front matter (series, part, date, categories), a deleted or new post, a page,
+    templates, static files and site.toml: after each, the site on disk is byte for byte what
+    a clean build makes, series and labs pages included, with no folder left behind."""
+    add_series(site)
+    use_lab_records(monkeypatch)
+    site.build()
+    assert (site.out / "series" / "scratch" / "index.html").exists() and (site.out / "labs" / "index.html").exists()
+    templates = site.root / "templates"
+    builtin = Path(__file__).resolve().parents[2] / "templates"
+    edits = {
+        "prose": lambda: edit(site.content / "posts" / "a.md", "Rest of a,", "Rest of a, edited,"),
+        "intro": lambda: edit(site.content / "posts" / "b.md", "Intro of b.", "Intro of b, edited."),
+        "code block": lambda: edit(site.content / "posts" / "a.md", 'print("a")', 'print("a", 1)'),
+        "part": lambda: edit(site.content / "posts" / "c.md", "part: 3", "part: 1"),
+        "date": lambda: edit(site.content / "posts" / "b.md", "date: 2026-03-02", "date: 2026-05-02"),
+        "leaves the series": lambda: edit(site.content / "posts" / "a.md", "series: Scratch\n", ""),
+        "joins the series": lambda: edit(site.content / "posts" / "d.md", "categories: [Other]",
+                                         "categories: [Other]\nseries: Scratch"),
+        "category": lambda: edit(site.content / "posts" / "d.md", "categories: [Other]", "categories: [Notes]"),
+        "deleted post": lambda: (site.content / "posts" / "c.md").unlink(),
+        "new post": lambda: site.post("e.md", post_text(title="Post e", date="2026-06-01", categories="[Fresh]",
+                                                        series="Scratch", body=BODY.format(name="e"))),
+        "page": lambda: edit(site.content / "pages" / "about.md", "About this blog.", "About the blog."),
+        "template": lambda: (templates.mkdir(exist_ok=True), (templates / "series.html").write_text(
+            (builtin / "series.html").read_text(encoding="utf-8") + "<!-- edited -->\n", encoding="utf-8")),
+        "template removed": lambda: (templates / "series.html").unlink(),
+        "static file": lambda: (site.root / "static").mkdir() or (site.root / "static" / "extra.css").write_text("p {}"),
+        "site.toml title": lambda: edit(site.config, 'title = "Test Notes"', 'title = "Other Notes"'),
+        "site.toml paging": lambda: edit(site.config, "posts_per_page = 2", "posts_per_page = 1"),
+        "deleted series part": lambda: (site.content / "posts" / "b.md").unlink(),
+    }
+    for name, change in edits.items():
+        change()
+        site.build()
+        assert site.snapshot() == clean_build(site, tmp_path), name
+        assert folders(site) == clean_folders(tmp_path), name
+
+
+def test_template_edit_rerenders_the_pages_using_it_and_the_edit_back_restores_them(site, tmp_path):
+    add_series(site)
+    site.build()
+    built = site.snapshot()
+    templates = site.root / "templates"
+    templates.mkdir()
+    builtin = Path(__file__).resolve().parents[2] / "templates" / "series.html"
+    (templates / "series.html").write_text(builtin.read_text(encoding="utf-8").replace(
+        "</h1>", "</h1><p class=\"edited\">edited</p>", 1), encoding="utf-8")
+    report = site.build()
+    assert "series/scratch/index.html" in report.rendered
+    assert site.html("series/scratch/index.html").select_one("p.edited") is not None
+    (templates / "series.html").unlink()
+    site.build()
+    assert site.snapshot() == built
+
+
+def test_a_post_coming_out_is_published_by_the_first_build_after_its_date(site, tmp_path):
+    from datetime import datetime, timezone
+    add_series(site)
+    site.post("e.md", post_text(title="Post e", date="2026-06-01T09:00:00+00:00", series="Scratch",
+                                body=BODY.format(name="e")))
+    before = datetime(2026, 6, 1, 8, 0, tzinfo=timezone.utc)
+    after = datetime(2026, 6, 1, 10, 0, tzinfo=timezone.utc)
+    site.build(now=before)
+    site.build(now=before)
+    assert not (site.out / "posts" / "e.html").exists()
+    site.build(now=after)
+    assert "Part 4 of 4" in site.html("posts/e.html").select_one("nav.series-box").get_text()
+    assert site.snapshot() == clean_build(site, tmp_path)
+
+
+def test_prose_edit_highlights_no_code_again_and_a_code_edit_does(site, tmp_path):
+    """The code of an edited post is taken as highlighted last time (Pygments is not even
+    loaded) unless the code itself changed."""
+    add_posts(site)
+    site.build()
+    script = textwrap.dedent(f"""
+        import sys
+        from labnotes.model import BuildOptions
+        from labnotes.pipeline import build
+        report = build({str(site.config)!r}, {str(site.content)!r}, {str(site.out)!r}, BuildOptions())
+        print(report.documents_rendered, "pygments" in sys.modules)
+    """)
+
+    def build_in_a_fresh_process() -> str:
+        result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                                cwd=Path(__file__).resolve().parents[2])
+        assert result.returncode == 0, result.stderr
+        return result.stdout.strip()
+
+    edit(site.content / "posts" / "b.md", "Rest of b,", "Rest of b, edited,")
+    assert build_in_a_fresh_process() == "1 False"
+    assert site.snapshot() == clean_build(site, tmp_path)
+    edit(site.content / "posts" / "b.md", 'print("b")', 'print("b", 2)')
+    assert build_in_a_fresh_process() == "1 True"
+    assert site.snapshot() == clean_build(site, tmp_path)
+    assert "2" in site.html("posts/b.html").select_one(".codehilite").get_text()
+
+
+def test_a_cache_file_rewritten_in_place_in_the_same_clock_tick_is_read_again(tmp_path):
+    """A process remembers the cache files it read or wrote, by size, mtime and inode; a file
+    rewritten with the same size in the same tick still differs in its checksum."""
+    import os
+    from labnotes.render_cache import read_blob, write_blob
+    path = tmp_path / "blob.bin"
+    write_blob(path, {"a": "one"})
+    other = tmp_path / "other.bin"
+    write_blob(other, {"a": "two"})
+    stat = os.stat(path)
+    with open(path, "r+b") as file:       # same inode, same size
+        file.write(other.read_bytes())
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))    # and the same mtime
+    assert read_blob(path) == {"a": "two"}

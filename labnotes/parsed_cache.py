@@ -1,0 +1,49 @@
+"""Parsed documents from the last build, by file stat: a post nobody touched is not read again.
+
+A document is reused when its file has the size, mtime and inode it had when it was parsed,
+under the same kind, time zone and set of publishable images (the image check depends on
+them). Files changed within a clock tick of the build are parsed every time (see
+`input_manifest.RACY_NS`). A missing or damaged cache is empty, never an error.
+"""
+from __future__ import annotations
+
+import os
+import pickle
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+from .content import load_document
+from .input_manifest import RACY_NS
+from .model import Document
+from .render_cache import read_blob, write_blob
+
+FILE_NAME = "documents.bin"
+
+
+class ParsedDocuments:
+    """`load_document` through a cache kept in `folder`; `save()` keeps what this build used."""
+
+    def __init__(self, folder: Path, started_ns: int):
+        self.path = Path(folder) / FILE_NAME
+        loaded = read_blob(self.path, loads=pickle.loads)
+        self._old: dict = loaded if isinstance(loaded, dict) else {}
+        self._new: dict = {}
+        self._trusted_before = started_ns - RACY_NS
+        self.parsed = 0
+
+    def load(self, path: Path, kind: str, zone: ZoneInfo, images: dict[str, Path] | None = None) -> Document:
+        """The document in `path`, parsed now only if its file changed."""
+        stat = os.stat(path)
+        key = (str(path), kind, zone.key, None if images is None else tuple(images), stat.st_size, stat.st_mtime_ns, stat.st_ino)
+        document = self._old.get(key)
+        if not isinstance(document, Document):
+            document = load_document(path, kind, zone, images)
+            self.parsed += 1
+        if stat.st_mtime_ns < self._trusted_before:
+            self._new[key] = document
+        return document
+
+    def save(self) -> None:
+        """Write the entries of this build, unless they are those that were loaded."""
+        if self._new.keys() != self._old.keys():
+            write_blob(self.path, self._new, dumps=pickle.dumps)
