@@ -138,17 +138,15 @@ def saturated_row_gradient(d_k: int = 256, n_keys: int = 8, d_v: int = 4) -> dic
     result["query_grad_ratio"] = sqrt["query_grad"] / none["query_grad"]
 
     print(f"one query, {n_keys} keys, d_k = {d_k}")
-    print(f"{'':>4}{'unscaled q·k':>30}{'scaled q·k / √d_k':>30}")
-    print(f"{'key':>4}" + 2 * f"{'score':>9}{'weight':>9}{'dL/ds':>12}")
-    for j in range(n_keys):
-        print(f"{j:>4}" + "".join(f"{r['scores'][j]:>9.2f}{r['weights'][j]:>9.4f}"
-                                  f"{r['score_grads'][j]:>12.1e}" for r in (none, sqrt)))
-    print(f"largest |dL/ds|: {none['max_score_grad']:.1e} unscaled, "
-          f"{sqrt['max_score_grad']:.1e} scaled")
-    print(f"keys whose |dL/ds| > 1e-4: {none['live_keys']} of {n_keys} unscaled, "
-          f"{sqrt['live_keys']} of {n_keys} scaled")
-    print(f"|dL/dq|, what reaches W_q: {none['query_grad']:.1e} unscaled, "
-          f"{sqrt['query_grad']:.1e} scaled")
-    print(f"largest |d(-log w)/ds| on the least attended key: {none['ce_max_grad']:.2f} "
-          f"unscaled, {sqrt['ce_max_grad']:.2f} scaled")
+    for r, title in ((none, "unscaled q·k"), (sqrt, "scaled q·k / √d_k")):  # one narrow table each
+        print(f"\n{title}")
+        print(f"{'key':>4}{'score':>9}{'weight':>9}{'dL/ds':>12}")
+        for j in range(n_keys):
+            print(f"{j:>4}{r['scores'][j]:>9.2f}{r['weights'][j]:>9.4f}{r['score_grads'][j]:>12.1e}")
+    print(f"\n{'':<27}{'unscaled':>9}{'scaled':>9}")
+    print(f"{'largest |dL/ds|':<27}{none['max_score_grad']:>9.1e}{sqrt['max_score_grad']:>9.1e}")
+    print(f"{'keys with |dL/ds| > 1e-4':<27}{none['live_keys']:>9}{sqrt['live_keys']:>9}")
+    print(f"{'|dL/dq|, what reaches W_q':<27}{none['query_grad']:>9.1e}{sqrt['query_grad']:>9.1e}")
+    print("largest |d(-log w)/ds|,")
+    print(f"{'  least attended key':<27}{none['ce_max_grad']:>9.2f}{sqrt['ce_max_grad']:>9.2f}")
     return result
