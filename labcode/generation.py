@@ -190,17 +190,18 @@ def decoding_distribution_demo(temperatures=(0.5, 1.0, 2.0), top_k: int = 3, top
         mass = sum(p for p, k in zip(base, keep) if k)
         return [p / mass if k else 0.0 for p, k in zip(base, keep)]
 
-    print(f'next token after "{prompt}" ({len(tokens)} hand-made logits)')
-    header = "".join(f"{'τ ' + format(t, 'g'):>8}" for t in temperatures)
-    print(f"{'token':<15}{'logit':>6}{header}{'top-' + str(top_k):>8}"
-          f"{'top-p ' + format(top_p, 'g'):>11}")
+    # narrow columns, the filters before the temperatures, so a phone shows them
+    print(f'next token after "{prompt}"')
+    print(f"{len(tokens)} hand-made logits; top-p with p = {top_p:g}")
+    header = "".join(f"{'τ ' + format(t, 'g'):>7}" for t in temperatures)
+    print(f"{'token':<15}{'logit':>6}{'top-' + str(top_k):>6}{'top-p':>6}{header}")
     for i, tok in enumerate(tokens):
-        row = "".join(f"{r['probs'][i]:>8.3f}" for r in by_temperature)
-        print(f"{repr(tok):<15}{logits[0, i].item():>6.1f}{row}"
-              f"{'kept' if in_top_k[i] else '-':>8}{'kept' if in_top_p[i] else '-':>11}")
-    print(f"{'entropy (nats)':<21}" + "".join(f"{r['entropy']:>8.2f}" for r in by_temperature))
-    print(f"{'top-p ' + format(top_p, 'g') + ' keeps':<21}"
-          + "".join(f"{r['nucleus_size']:>8}" for r in by_temperature))
+        row = "".join(f"{r['probs'][i]:>7.3f}" for r in by_temperature)
+        print(f"{repr(tok):<15}{logits[0, i].item():>6.1f}"
+              f"{'kept' if in_top_k[i] else '-':>6}{'kept' if in_top_p[i] else '-':>6}{row}")
+    print(f"{'entropy (nats)':<33}" + "".join(f"{r['entropy']:>7.2f}" for r in by_temperature))
+    print(f"{'top-p ' + format(top_p, 'g') + ' keeps':<33}"
+          + "".join(f"{r['nucleus_size']:>7}" for r in by_temperature))
 
     labels = [repr(t).strip("'") for t in tokens]
     # panels stacked, one token axis at the bottom, so the figure stays readable on a phone

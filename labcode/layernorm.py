@@ -57,11 +57,12 @@ def normalise_activations_demo(emb_dim: int = 768) -> dict:
              "mean after": ma, "var after": va}
             for i, (s, mb, vb, ma, va) in enumerate(
                 zip(sizes, mean_before, var_before, mean_after, var_after))]
-    print(f"{'token':>5}{'input scale':>13}{'mean before':>13}{'var before':>12}"
-          f"{'mean after':>12}{'var after':>11}")
+    # narrow columns under two group headings, so the table fits a phone
+    print(f"{'':>5}{'input':>6}{'before LayerNorm':>20}{'after':>16}")
+    print(f"{'token':>5}{'scale':>6}{'mean':>10}{'var':>10}{'mean':>9}{'var':>7}")
     for r in rows:
-        print(f"{r['token']:>5}{r['input scale']:>13.2f}{r['mean before']:>13.2e}"
-              f"{r['var before']:>12.2e}{r['mean after']:>12.1e}{r['var after']:>11.4f}")
+        print(f"{r['token']:>5}{r['input scale']:>6.2f}{r['mean before']:>10.2e}"
+              f"{r['var before']:>10.2e}{r['mean after']:>9.1e}{r['var after']:>7.4f}")
 
     fig, axes = plt.subplots(2, 1, figsize=(5.2, 6.0), sharex=True)
     for ax, values, title in ((axes[0], h, "before LayerNorm"), (axes[1], out, "after LayerNorm")):
@@ -199,10 +200,12 @@ def compare_with_torch(device: str = "cpu") -> dict:
         unbiased = (x64 - mean) / torch.sqrt(x64.var(-1, keepdim=True) + 1e-5)
         biased = (x64 - mean) / torch.sqrt(x64.var(-1, keepdim=True, unbiased=False) + 1e-5)
         unbiased_diff = (unbiased - biased).abs().max().item()
-    print(f"max |ours - torch.nn.LayerNorm|, float32 forward:  {forward:.2e}")
-    print(f"max |ours - torch.nn.LayerNorm|, float32 gradient: {backward:.2e}")
-    print(f"max |ours - torch.nn.LayerNorm|, float64 forward:  {forward64:.2e}")
-    print(f"max change from dividing by n - 1 instead of n:     {unbiased_diff:.2e}")
+    print("max |ours - torch.nn.LayerNorm|:")
+    print(f"  float32 forward:   {forward:.2e}")
+    print(f"  float32 gradient:  {backward:.2e}")
+    print(f"  float64 forward:   {forward64:.2e}")
+    print("max change from dividing by n - 1")
+    print(f"  instead of n:      {unbiased_diff:.2e}")
     return {"forward_max_diff": forward, "grad_max_diff": backward,
             "forward64_max_diff": forward64, "unbiased_max_diff": unbiased_diff,
             "emb_dim": d}
@@ -285,14 +288,15 @@ def pre_vs_post_norm_demo(n_layers: int = 24, emb_dim: int = 64, draws: int = 3)
     fig.tight_layout()
 
     result = {"n_layers": n_layers, "emb_dim": emb_dim, "draws": draws}
-    print(f"{n_layers} blocks of width {emb_dim}; weights with std 1/sqrt(fan_in)")
-    print(f"{'':<10}{'draw':>5}{'grad, block 0':>15}{'grad, last':>12}{'last / first':>14}"
-          f"{'stream std':>12}")
+    print(f"{n_layers} blocks of width {emb_dim};")
+    print("weights with std 1/sqrt(fan_in)")
+    print(f"{'':<10}{'':>5}{'grad,':>9}{'grad,':>8}{'last /':>8}{'stream':>8}")
+    print(f"{'':<10}{'draw':>5}{'block 0':>9}{'last':>8}{'first':>8}{'std':>8}")
     for place, place_runs in runs.items():
         ratios = [run["grad"][-1] / run["grad"][0] for run in place_runs]
         for seed, (run, ratio) in enumerate(zip(place_runs, ratios)):
-            print(f"{place + '-norm':<10}{seed:>5}{run['grad'][0]:>15.3f}{run['grad'][-1]:>12.3f}"
-                  f"{ratio:>14.2f}{run['stream_std'][-1]:>12.2f}")
+            print(f"{place + '-norm':<10}{seed:>5}{run['grad'][0]:>9.3f}{run['grad'][-1]:>8.3f}"
+                  f"{ratio:>8.2f}{run['stream_std'][-1]:>8.2f}")
         result[f"{place}_ratio_min"] = min(ratios)
         result[f"{place}_ratio_max"] = max(ratios)
         stds = [run["stream_std"][-1] for run in place_runs]

@@ -259,23 +259,26 @@ def training_memory_table(gpu_gib: float = 80.0) -> dict:
         rows.append(row)
         result[key] = row
 
-    print(f"GPT-2 as released (tied head, Q/K/V biases); GiB = 2**30 bytes")
-    print(f"{'':<12}{'':>14}{'weights':^14}{'training with AdamW':^21}{'embed':>7}")
-    print(f"{'preset':<12}{'parameters':>14}{'fp32':>7}{'bf16':>7}{'fp32':>7}{'mixed':>7}"
-          f"{'bf16':>7}{'share':>7}")
+    # short preset names, training memory and embedding share first: they fit a phone
+    print("GPT-2 as released (tied head, Q/K/V biases)")
+    print("GiB = 2**30 bytes")
+    print(f"{'':<7}{'training, AdamW':^20}{'embed':>7}{'':>15}{'weights':^12}".rstrip())
+    print(f"{'preset':<7}{'fp32':>6}{'mixed':>7}{'bf16':>7}{'share':>7}{'parameters':>15}"
+          f"{'fp32':>6}{'bf16':>6}")
     for r in rows:
-        print(f"{r['preset']:<12}{r['tied']:>14,}{r['fp32_gib']:>7.2f}{r['bf16_gib']:>7.2f}"
-              f"{r['train_fp32_gib']:>7.2f}{r['train_mixed_gib']:>7.2f}{r['train_bf16_gib']:>7.2f}"
-              f"{r['embedding_share']:>7.1%}")
-    print(f"\n{'preset':<12}{'untied':>15}{'tied, no QKV bias':>19}{'untied, no QKV bias':>21}")
+        print(f"{r['preset'].removeprefix('gpt2-'):<7}{r['train_fp32_gib']:>6.2f}"
+              f"{r['train_mixed_gib']:>7.2f}{r['train_bf16_gib']:>7.2f}{r['embedding_share']:>7.1%}"
+              f"{r['tied']:>15,}{r['fp32_gib']:>6.2f}{r['bf16_gib']:>6.2f}")
+    print(f"\n{'':<7}{'':>14}{'tied,':>14}{'untied,':>14}")
+    print(f"{'preset':<7}{'untied':>14}{'no QKV bias':>14}{'no QKV bias':>14}")
     for r in rows:
-        print(f"{r['preset']:<12}{r['untied']:>15,}{r['tied_no_qkv_bias']:>19,}"
-              f"{r['untied_no_qkv_bias']:>21,}")
-    print(f"\nAdamW's two moments, measured after one step: "
-          f"{moments[torch.float32]:g} bytes a parameter for fp32 weights, "
-          f"{moments[torch.bfloat16]:g} for bf16")
-    print("bytes a parameter in training: " + ", ".join(
-        f"{k} {b:g}" for k, b in per_param.items()) + " (activations not included)")
+        print(f"{r['preset'].removeprefix('gpt2-'):<7}{r['untied']:>14,}"
+              f"{r['tied_no_qkv_bias']:>14,}{r['untied_no_qkv_bias']:>14,}")
+    print("\nAdamW's two moments, measured after one step:")
+    print(f"  {moments[torch.float32]:g} bytes a parameter for fp32 weights,"
+          f" {moments[torch.bfloat16]:g} for bf16")
+    print("bytes a parameter in training (no activations):")
+    print("  " + ", ".join(f"{k} {b:g}" for k, b in per_param.items()))
 
     # the largest model whose weights, grads and moments fit on one GPU (no activations)
     result["max_billions"] = {k: gpu_gib * gib / b / 1e9 for k, b in per_param.items()}
