@@ -33,9 +33,12 @@ def multihead_shapes_demo(batch: int = 2, seq_len: int = 5, d_in: int = 8, d_out
     h, hs = num_heads, d_out // num_heads
     shapes = {}
 
-    def show(label, tensor):
+    def show(label, tensor):  # the shape first, so a narrow screen shows it
         shapes[label] = list(tensor.shape)
-        print(f"{label:<44}{str(tuple(tensor.shape)):>14}   contiguous: {tensor.is_contiguous()}")
+        contiguous = "yes" if tensor.is_contiguous() else "no"
+        print(f"{str(tuple(tensor.shape)):<13}{contiguous:<8}{' '.join(label.split())}")
+
+    print(f"{'shape':<13}{'contig.':<8}step")
 
     with torch.no_grad():
         show("x", x)
@@ -79,23 +82,33 @@ def multihead_shapes_demo(batch: int = 2, seq_len: int = 5, d_in: int = 8, d_out
         grads.append(inp.grad)
     grad_diff = (grads[0] - grads[1]).abs().max().item()
 
-    print(f"\nstep by step vs fused(x): max |difference| {by_hand:.1e}")
-    print(f"queries[:, 1] is columns {hs}..{2 * hs - 1} of W_query(x): {query_is_slice}")
-    print(f"{'head':>4}{'queries':>12}{'weights':>12}{'output':>12}   max |fused - separate head|")
+    print(f"\nstep by step vs fused(x), max |diff|: {by_hand:.1e}")
+    print(f"queries[:, 1] is W_query(x)[..., {hs}:{2 * hs}]: {query_is_slice}")
+    print("max |fused - separate head|, per head:")
+    print(f"{'head':>4}{'queries':>12}{'weights':>12}{'output':>12}")
     for row in per_head:
         print(f"{row['head']:>4}{row['query_diff']:>12.1e}{row['weights_diff']:>12.1e}"
               f"{row['output_diff']:>12.1e}")
-    print(f"whole layer vs the wrapper, max |difference|: output {wrapper_diff:.1e}, "
-          f"d loss / d x {grad_diff:.1e}")
+    print("whole layer vs the wrapper, max |difference|:")
+    print(f"  output {wrapper_diff:.1e}, d loss / d x {grad_diff:.1e}")
 
-    fig, axes = plt.subplots(1, h, figsize=(3 * h, 2.8))
-    for i, ax in enumerate(axes):
+    cols = min(h, 2)  # at most two heatmaps a row, so each stays readable on a phone
+    rows = -(-h // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(5.2, 2.6 * rows + 0.6), squeeze=False)
+    for i, ax in enumerate(axes.flat):
+        if i >= h:
+            ax.axis("off")
+            continue
         ax.imshow(weights[0, i].cpu().numpy(), cmap="viridis", vmin=0, vmax=1)
-        ax.set_title(f"head {i}", fontsize=10)
-        ax.set_xlabel("key position")
+        ax.set_title(f"head {i}", fontsize=12)
         ax.set_xticks(range(T))
         ax.set_yticks(range(T))
-    axes[0].set_ylabel("query position")
+        ax.tick_params(labelsize=11)
+        if i // cols == rows - 1 or i + cols >= h:
+            ax.set_xlabel("key position", fontsize=11)
+        if i % cols == 0:
+            ax.set_ylabel("query position", fontsize=11)
+    fig.suptitle(f"Attention weights of each of the {h} heads", fontsize=13)
     fig.tight_layout()
     return {"batch": B, "seq_len": T, "heads": h, "head_dim": hs, "d_out": d_out,
             "shapes": shapes, "step_by_step_diff": by_hand, "query_is_slice": query_is_slice,

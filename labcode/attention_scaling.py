@@ -65,20 +65,24 @@ def softmax_saturation_demo(dims=(4, 16, 64, 256, 1024), n_keys: int = 16,
     result["uniform"] = {"max_weight": 1 / n_keys, "entropy": math.log(n_keys),
                          "grad": (n_keys - 1) ** 0.5 / n_keys}
 
-    print(f"{n_rows} rows of {n_keys} scores q·k per d_k; q, k ~ N(0, 1)")
-    print(f"{'':>5}{'':>9}{'mean largest weight':>23}{'rows':>7}"
-          f"{'median |d softmax/d s|':>28}")
-    print(f"{'d_k':>5}{'var(q·k)':>9}  {'none':>7}{'sqrt':>7}{'d_k':>7}{'>0.99':>7}"
-          f"  {'none':>9}{'sqrt':>9}{'d_k':>9}")
+    print(f"{n_rows} rows of {n_keys} scores q·k per d_k,")
+    print("q, k ~ N(0, 1)")
+    # two narrow tables rather than one wide one, so each fits a phone
+    print("\nmean largest weight; unscaled rows > 0.99")
+    print(f"{'d_k':>5}{'var(q·k)':>9}  {'none':>7}{'sqrt':>7}{'d_k':>7}{'>0.99':>7}")
     for i, d_k in enumerate(dims):
         print(f"{d_k:>5}{result['score_var'][i]:>9.1f}  "
               + "".join(f"{result[n]['max_weight'][i]:>7.3f}" for n in scalings)
-              + f"{result['none']['saturated'][i]:>7.0%}  "
-              + "".join(f"{result[n]['grad'][i]:>9.1e}" for n in scalings))
-    print(f"{'uniform row':>14}  {1 / n_keys:>21.3f}{'':>7}  {result['uniform']['grad']:>27.1e}")
+              + f"{result['none']['saturated'][i]:>7.0%}")
+    print(f"{'uniform row':<16}{1 / n_keys:>7.3f}")
+    print("\nmedian |d softmax / d s|")
+    print(f"{'d_k':>5}  {'none':>9}{'sqrt':>9}{'d_k':>9}")
+    for i, d_k in enumerate(dims):
+        print(f"{d_k:>5}  " + "".join(f"{result[n]['grad'][i]:>9.1e}" for n in scalings))
+    print(f"{'uniform row':<25}{result['uniform']['grad']:>9.1e}")
 
     labels = {"none": "q·k", "sqrt": "q·k / √d_k", "d_k": "q·k / d_k"}
-    fig, axes = plt.subplots(1, 3, figsize=(9, 3))
+    fig, axes = plt.subplots(3, 1, figsize=(5.2, 8.4), sharex=True)
     panels = (("max_weight", "mean largest weight"), ("entropy", "mean entropy (nats)"),
               ("grad", "median |Jacobian of softmax|"))
     for ax, (key, title) in zip(axes, panels):
@@ -87,11 +91,13 @@ def softmax_saturation_demo(dims=(4, 16, 64, 256, 1024), n_keys: int = 16,
         ax.axhline(result["uniform"][key], color="grey", linestyle=":", linewidth=1,
                    label="uniform row")
         ax.set_xscale("log", base=2)
-        ax.set_xlabel("d_k")
-        ax.set_title(title, fontsize=10)
+        ax.set_title(title, fontsize=12)
+        ax.tick_params(labelsize=11)
         ax.grid(True, alpha=0.3)
+    axes[2].set_xlabel("d_k", fontsize=11)
     axes[2].set_yscale("log")
-    axes[0].legend(fontsize=8)
+    axes[0].legend(fontsize=10)
+    fig.suptitle("Unscaled scores saturate the softmax as d_k grows", fontsize=13)
     fig.tight_layout()
     return result
 
@@ -132,17 +138,15 @@ def saturated_row_gradient(d_k: int = 256, n_keys: int = 8, d_v: int = 4) -> dic
     result["query_grad_ratio"] = sqrt["query_grad"] / none["query_grad"]
 
     print(f"one query, {n_keys} keys, d_k = {d_k}")
-    print(f"{'':>4}{'unscaled q·k':>30}{'scaled q·k / √d_k':>30}")
-    print(f"{'key':>4}" + 2 * f"{'score':>9}{'weight':>9}{'dL/ds':>12}")
-    for j in range(n_keys):
-        print(f"{j:>4}" + "".join(f"{r['scores'][j]:>9.2f}{r['weights'][j]:>9.4f}"
-                                  f"{r['score_grads'][j]:>12.1e}" for r in (none, sqrt)))
-    print(f"largest |dL/ds|: {none['max_score_grad']:.1e} unscaled, "
-          f"{sqrt['max_score_grad']:.1e} scaled")
-    print(f"keys whose |dL/ds| > 1e-4: {none['live_keys']} of {n_keys} unscaled, "
-          f"{sqrt['live_keys']} of {n_keys} scaled")
-    print(f"|dL/dq|, what reaches W_q: {none['query_grad']:.1e} unscaled, "
-          f"{sqrt['query_grad']:.1e} scaled")
-    print(f"largest |d(-log w)/ds| on the least attended key: {none['ce_max_grad']:.2f} "
-          f"unscaled, {sqrt['ce_max_grad']:.2f} scaled")
+    for r, title in ((none, "unscaled q·k"), (sqrt, "scaled q·k / √d_k")):  # one narrow table each
+        print(f"\n{title}")
+        print(f"{'key':>4}{'score':>9}{'weight':>9}{'dL/ds':>12}")
+        for j in range(n_keys):
+            print(f"{j:>4}{r['scores'][j]:>9.2f}{r['weights'][j]:>9.4f}{r['score_grads'][j]:>12.1e}")
+    print(f"\n{'':<27}{'unscaled':>9}{'scaled':>9}")
+    print(f"{'largest |dL/ds|':<27}{none['max_score_grad']:>9.1e}{sqrt['max_score_grad']:>9.1e}")
+    print(f"{'keys with |dL/ds| > 1e-4':<27}{none['live_keys']:>9}{sqrt['live_keys']:>9}")
+    print(f"{'|dL/dq|, what reaches W_q':<27}{none['query_grad']:>9.1e}{sqrt['query_grad']:>9.1e}")
+    print("largest |d(-log w)/ds|,")
+    print(f"{'  least attended key':<27}{none['ce_max_grad']:>9.2f}{sqrt['ce_max_grad']:>9.2f}")
     return result

@@ -126,16 +126,18 @@ def gradient_flow_demo(n_layers: int = 32, width: int = 32) -> dict:
                 "shortcuts, branch / sqrt(L)": n_layers ** -0.5}
     runs = {name: _stack_gradients(layers, x, readout, scale) for name, scale in variants.items()}
 
-    fig, (ax_s, ax_w) = plt.subplots(1, 2, figsize=(7, 3.2))
+    fig, (ax_s, ax_w) = plt.subplots(2, 1, figsize=(5.2, 6.4), sharex=True)
     for (name, run), style in zip(runs.items(), ("-", "--", ":")):
         ax_s.semilogy(range(n_layers + 1), run["stream"], style, label=name)
         ax_w.semilogy(range(n_layers), run["weights"], style, label=name)
-    ax_s.set_title("gradient at each layer's input", fontsize=10)
-    ax_w.set_title("gradient of each layer's weights", fontsize=10)
+    ax_s.set_title("gradient at each layer's input", fontsize=12)
+    ax_w.set_title("gradient of each layer's weights", fontsize=12)
+    ax_w.set_xlabel("layer (0 = first)", fontsize=11)
     for ax in (ax_s, ax_w):
-        ax.set_xlabel("layer (0 = first)")
+        ax.tick_params(labelsize=11)
         ax.grid(True, which="major")
-    ax_s.legend(fontsize=8)
+    ax_s.legend(fontsize=10)
+    fig.suptitle("Gradient norms through a deep stack, with and without shortcuts", fontsize=12)
     fig.tight_layout()
 
     print(f"norm of the gradient at each layer's input, {n_layers} layers of width {width}")

@@ -87,12 +87,12 @@ def bf16_beside_fp32(size: int = 256, device: str = "cpu") -> dict:
             logits16 = model(ids[:, :-1])
         loss16 = F.cross_entropy(logits16.float().flatten(0, 1), ids[:, 1:].flatten()).item()
     logits_diff = (logits16.float() - logits32).abs().max().item()
-    for row in rows:
-        print(f"{row['value']:>12.9f}  fp32 {row['fp32']:.9f}  bf16 {row['bf16']:.9f}")
-    print(f"{size}x{size} matmul, max error / max |entry|: fp32 {matmul_fp32:.1e}, "
-          f"bf16 {matmul_bf16:.1e}")
-    print(f"tiny GPT loss: fp32 {loss32:.6f}, bf16 autocast {loss16:.6f} "
-          f"(logits dtype {str(logits16.dtype).replace('torch.', '')})")
+    # the rounded values are the returned table; print only what it does not show
+    print(f"{size}x{size} matmul, max error / max |entry|:")
+    print(f"  fp32 {matmul_fp32:.1e}, bf16 {matmul_bf16:.1e}")
+    print(f"tiny GPT loss: fp32 {loss32:.6f},")
+    print(f"  bf16 autocast {loss16:.6f}"
+          f" (logits {str(logits16.dtype).replace('torch.', '')})")
     return {"rows": rows, "bf16_eps": torch.finfo(torch.bfloat16).eps,
             "fp32_eps": torch.finfo(torch.float32).eps,
             "bf16_digits": math.log10(2 ** 8), "fp32_digits": math.log10(2 ** 24),

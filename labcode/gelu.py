@@ -25,13 +25,15 @@ def gelu_vs_relu_plot() -> dict:
     import matplotlib.pyplot as plt
 
     x = torch.linspace(-3, 3, 100)
-    fig, ax = plt.subplots(figsize=(6, 3))
+    fig, ax = plt.subplots(figsize=(5.2, 3.4))
     ax.plot(x, GELU()(x), label="GELU")
     ax.plot(x, nn.ReLU()(x), label="ReLU", linestyle="--")
-    ax.set_xlabel("x")
-    ax.set_ylabel("activation")
+    ax.set_xlabel("x", fontsize=11)
+    ax.set_ylabel("activation", fontsize=11)
+    ax.tick_params(labelsize=11)
     ax.grid(True)
-    ax.legend()
+    ax.legend(fontsize=11)
+    ax.set_title("GELU beside ReLU", fontsize=12)
     fig.tight_layout()
 
     fine = torch.linspace(-3, 0, 30_001)  # steps of 1e-4, to locate the dip

@@ -113,12 +113,10 @@ def untrained_text_demo(prompt: str = "The next token is", max_new_tokens: int =
     greedy = enc.decode(generate(model, ids, max_new_tokens)[0, ids.shape[1]:].tolist())
     sampled = enc.decode(generate(model, ids, max_new_tokens, temperature=1.0)[0, ids.shape[1]:]
                          .tolist())
-    import textwrap
-
+    # unwrapped: the page wraps long lines itself
     print(f"prompt:  {prompt}")
     for label, text in (("greedy:", greedy), ("sampled:", sampled)):
-        print(textwrap.fill(prompt + text, 76, initial_indent=f"{label:<9}",
-                            subsequent_indent=" " * 9))
+        print(f"{label:<9}{prompt + text}")
     return {"prompt": prompt, "greedy": greedy, "sampled": sampled}
 
 
@@ -192,39 +190,44 @@ def decoding_distribution_demo(temperatures=(0.5, 1.0, 2.0), top_k: int = 3, top
         mass = sum(p for p, k in zip(base, keep) if k)
         return [p / mass if k else 0.0 for p, k in zip(base, keep)]
 
-    print(f'next token after "{prompt}" ({len(tokens)} hand-made logits)')
-    header = "".join(f"{'τ ' + format(t, 'g'):>8}" for t in temperatures)
-    print(f"{'token':<15}{'logit':>6}{header}{'top-' + str(top_k):>8}"
-          f"{'top-p ' + format(top_p, 'g'):>11}")
+    # narrow columns, the filters before the temperatures, so a phone shows them
+    print(f'next token after "{prompt}"')
+    print(f"{len(tokens)} hand-made logits; top-p with p = {top_p:g}")
+    header = "".join(f"{'τ ' + format(t, 'g'):>7}" for t in temperatures)
+    print(f"{'token':<15}{'logit':>6}{'top-' + str(top_k):>6}{'top-p':>6}{header}")
     for i, tok in enumerate(tokens):
-        row = "".join(f"{r['probs'][i]:>8.3f}" for r in by_temperature)
-        print(f"{repr(tok):<15}{logits[0, i].item():>6.1f}{row}"
-              f"{'kept' if in_top_k[i] else '-':>8}{'kept' if in_top_p[i] else '-':>11}")
-    print(f"{'entropy (nats)':<21}" + "".join(f"{r['entropy']:>8.2f}" for r in by_temperature))
-    print(f"{'top-p ' + format(top_p, 'g') + ' keeps':<21}"
-          + "".join(f"{r['nucleus_size']:>8}" for r in by_temperature))
+        row = "".join(f"{r['probs'][i]:>7.3f}" for r in by_temperature)
+        print(f"{repr(tok):<15}{logits[0, i].item():>6.1f}"
+              f"{'kept' if in_top_k[i] else '-':>6}{'kept' if in_top_p[i] else '-':>6}{row}")
+    print(f"{'entropy (nats)':<33}" + "".join(f"{r['entropy']:>7.2f}" for r in by_temperature))
+    print(f"{'top-p ' + format(top_p, 'g') + ' keeps':<33}"
+          + "".join(f"{r['nucleus_size']:>7}" for r in by_temperature))
 
     labels = [repr(t).strip("'") for t in tokens]
-    fig, axes = plt.subplots(1, len(temperatures), figsize=(10, 3.4), sharey=True)
+    # panels stacked, one token axis at the bottom, so the figure stays readable on a phone
+    fig, axes = plt.subplots(len(temperatures), 1, figsize=(5.2, 2.2 * len(temperatures) + 1.4),
+                             sharex=True, sharey=True)
     for ax, r in zip(axes, by_temperature):
         ax.bar(range(len(tokens)), r["probs"], color="tab:blue")
-        ax.set_title(f"temperature {r['temperature']:g}")
-        ax.set_xticks(range(len(tokens)), labels, rotation=60, ha="right", fontsize=8)
-    axes[0].set_ylabel("probability")
-    fig.suptitle("Temperature divides the logits before the softmax")
+        ax.set_title(f"temperature {r['temperature']:g}", fontsize=12)
+        ax.set_ylabel("probability", fontsize=11)
+        ax.tick_params(labelsize=11)
+    axes[-1].set_xticks(range(len(tokens)), labels, rotation=60, ha="right", fontsize=11)
+    fig.suptitle("Temperature divides the logits\nbefore the softmax", fontsize=12)
     fig.tight_layout()
 
-    fig, axes = plt.subplots(1, 2, figsize=(8, 3.4), sharey=True)
+    fig, axes = plt.subplots(2, 1, figsize=(5.2, 5.8), sharex=True, sharey=True)
     for ax, keep, title in ((axes[0], in_top_k, f"top-k, k = {top_k}"),
                             (axes[1], in_top_p, f"top-p, p = {top_p:g}")):
         ax.bar(range(len(tokens)), base, color="lightgrey", label="temperature 1")
         ax.bar(range(len(tokens)), renormalised(keep), color="tab:orange", width=0.5,
                label="kept, renormalised")
-        ax.set_title(title)
-        ax.set_xticks(range(len(tokens)), labels, rotation=60, ha="right", fontsize=8)
-    axes[0].set_ylabel("probability")
-    axes[0].legend(fontsize=8)
-    fig.suptitle("What top-k and top-p leave for the sampler (temperature 1)")
+        ax.set_title(title, fontsize=12)
+        ax.set_ylabel("probability", fontsize=11)
+        ax.tick_params(labelsize=11)
+    axes[-1].set_xticks(range(len(tokens)), labels, rotation=60, ha="right", fontsize=11)
+    axes[0].legend(fontsize=10)
+    fig.suptitle("What top-k and top-p leave for the sampler\n(temperature 1)", fontsize=12)
     fig.tight_layout()
 
     sorted_base = sorted(base, reverse=True)
@@ -258,7 +261,7 @@ def decoding_on_tiny_gpt(checkpoint: str = ".cache/labs/tiny-gpt.pt", prompt: st
     """
     import statistics
 
-    from labcode.tiny_gpt import load_tiny_gpt, one_cpu_thread, wrap
+    from labcode.tiny_gpt import load_tiny_gpt, one_cpu_thread
 
     model, enc = load_tiny_gpt(checkpoint, device)
     settings = [  # (short name, label, temperature, top-k, top-p)
@@ -297,7 +300,7 @@ def decoding_on_tiny_gpt(checkpoint: str = ".cache/labs/tiny-gpt.pt", prompt: st
     for row in rows:
         print(f"{row['setting']}: {row['distinct_samples']} different of {num_samples}, "
               f"distinct tokens {row['distinct_token_share']:.0%}, own loss {row['own_loss']:.2f}")
-        print(wrap(row["text"].replace("\n", " ")), end="\n\n")
+        print(row["text"].replace("\n", " "), end="\n\n")  # the page wraps it
     nucleus = rows[4]
     print(f"top-p {top_p:g} kept between {nucleus['nucleus_min']} and {nucleus['nucleus_max']} "
           f"tokens a step (median {nucleus['nucleus_median']:g}); top-k keeps {top_k} every step")
@@ -317,7 +320,7 @@ def stop_at_end_of_text(checkpoint: str = ".cache/labs/tiny-gpt.pt", prompt: str
     different lengths, and the finished rows padded with it.
     """
     from labcode.data import read_text
-    from labcode.tiny_gpt import load_tiny_gpt, one_cpu_thread, wrap
+    from labcode.tiny_gpt import load_tiny_gpt, one_cpu_thread
 
     model, enc = load_tiny_gpt(checkpoint, device)
     eot = enc.eot_token
@@ -356,7 +359,7 @@ def stop_at_end_of_text(checkpoint: str = ".cache/labs/tiny-gpt.pt", prompt: str
           f"along them: mean {p_eot.mean().item():.1e}, max {p_eot.max().item():.1e}")
     print(f"\nthe same seed with eos_id={stop_id} ({stop!r}):")
     for i, (row, n) in enumerate(zip(rows, lengths), start=1):
-        print(wrap(f"{i}. [{n} token{'s' * (n != 1)}] {enc.decode(row[:start + n])}"))
+        print(f"{i}. [{n} token{'s' * (n != 1)}] {enc.decode(row[:start + n])}")
     print(f"\nall rows ran {stopped.shape[1] - start} steps: the loop ends when the last row stops")
     padding = rows[first][start + lengths[first]:]
     print(f"row {first + 1} after its stop: {len(padding)} more ids, "
@@ -478,21 +481,23 @@ def kv_cache_measured(max_new_tokens: int = 160, context_length: int = 64, promp
           f"{rolling_mismatches} differ")
 
     steps = range(1, max_new_tokens + 1)
-    fig, (top, bottom) = plt.subplots(2, 1, figsize=(7, 6), sharex=True)
+    fig, (top, bottom) = plt.subplots(2, 1, figsize=(5.2, 6.4), sharex=True)
     top.plot(steps, plain["elapsed"], label="no cache")
     top.plot(steps, cached["elapsed"], label="KV cache")
-    top.set_ylabel("seconds since the start")
-    top.set_title(f"Greedy generation, cumulative time (each step: fastest of {repeats} runs)",
-                  fontsize=10)
+    top.set_ylabel("seconds since the start", fontsize=11)
+    top.set_title(f"cumulative time (each step: fastest of {repeats} runs)", fontsize=12)
     bottom.plot(steps, plain["positions"], label="no cache")
     bottom.plot(steps, cached["positions"], label="KV cache", linestyle="--")
-    bottom.set_ylabel("positions fed to the model")
-    bottom.set_xlabel("tokens generated")
+    bottom.set_ylabel("positions fed to the model", fontsize=11)
+    bottom.set_xlabel("tokens generated", fontsize=11)
+    bottom.set_title("positions fed to the model at each step", fontsize=12)
     for ax in (top, bottom):
         ax.axvline(full + 0.5, color="grey", linestyle="--", linewidth=1)
-        ax.legend(loc="upper left")
+        ax.tick_params(labelsize=11)
+        ax.legend(loc="upper left", fontsize=10)
     bottom.annotate("window full: the cache is\nrebuilt at every step",
-                    (full + 2, context_length / 2), fontsize=8, color="grey")
+                    (full + 2, context_length / 2), fontsize=10, color="grey")
+    fig.suptitle("Greedy generation with and without a KV cache", fontsize=12)
     fig.tight_layout()
 
     marks = list(range(16, max_new_tokens + 1, 16))

@@ -303,16 +303,21 @@ def load_tiny_gpt2_checkpoint(vocab_size: int = 64, context_length: int = 16, em
             block.att.out_proj.weight.copy_(block.att.out_proj.weight.T.clone())
         careless_diff = (careless(ids) - theirs).abs().max().item()
 
-    print(f"folder: {', '.join(files)}; {len(stored_keys)} tensors, "
-          f"{len(mask_keys)} of them mask buffers (skipped)")
-    print("keys after 'transformer.'; block 0 shown, the other blocks repeat it:")
+    # each key on one line and its target under it: short lines that fit a phone
+    print(f"folder: {', '.join(files)}")
+    print(f"{len(stored_keys)} tensors, {len(mask_keys)} of them mask buffers (skipped)")
+    print("block 0 shown (the other blocks repeat it);")
+    print("keys after 'transformer.', our parameter")
+    print("under each, .T where it is transposed:")
     w = max(len(r["checkpoint key"]) for r in rows) - len("transformer.")
     for r in rows:
         name = r["our parameter"].replace("W_query|W_key|W_value", "W_{query,key,value}")
-        print(f"  {r['checkpoint key'].removeprefix('transformer.'):<{w}} {r['their shape']:<9}"
-              f" -> {name}{'  .T' if r['transposed'] == 'yes' else ''}")
-    print(f"logits {tuple(ours.shape)}, loaded model vs raw tensors: max |diff| = {max_diff:.1e}")
-    print(f"same, with c_proj left untransposed:             max |diff| = {careless_diff:.1e}")
+        print(f"{r['checkpoint key'].removeprefix('transformer.'):<{w}} {r['their shape']}")
+        print(f"{'.T' if r['transposed'] == 'yes' else '':<3}{name}")
+    print(f"max |diff| of the logits {tuple(ours.shape)}")
+    print("against the raw tensors:")
+    print(f"  loaded model:                  {max_diff:.1e}")
+    print(f"  with c_proj left untransposed: {careless_diff:.1e}")
     return {
         "mapping": rows,
         "tensors_stored": len(stored_keys),

@@ -57,20 +57,23 @@ def normalise_activations_demo(emb_dim: int = 768) -> dict:
              "mean after": ma, "var after": va}
             for i, (s, mb, vb, ma, va) in enumerate(
                 zip(sizes, mean_before, var_before, mean_after, var_after))]
-    print(f"{'token':>5}{'input scale':>13}{'mean before':>13}{'var before':>12}"
-          f"{'mean after':>12}{'var after':>11}")
+    # narrow columns under two group headings, so the table fits a phone
+    print(f"{'':>5}{'input':>6}{'before LayerNorm':>20}{'after':>16}")
+    print(f"{'token':>5}{'scale':>6}{'mean':>10}{'var':>10}{'mean':>9}{'var':>7}")
     for r in rows:
-        print(f"{r['token']:>5}{r['input scale']:>13.2f}{r['mean before']:>13.2e}"
-              f"{r['var before']:>12.2e}{r['mean after']:>12.1e}{r['var after']:>11.4f}")
+        print(f"{r['token']:>5}{r['input scale']:>6.2f}{r['mean before']:>10.2e}"
+              f"{r['var before']:>10.2e}{r['mean after']:>9.1e}{r['var after']:>7.4f}")
 
-    fig, axes = plt.subplots(1, 2, figsize=(7, 3), sharey=False)
+    fig, axes = plt.subplots(2, 1, figsize=(5.2, 6.0), sharex=True)
     for ax, values, title in ((axes[0], h, "before LayerNorm"), (axes[1], out, "after LayerNorm")):
         ax.boxplot([v.numpy() for v in values], showfliers=False)
         ax.set_xticks(range(1, len(sizes) + 1), [str(i) for i in range(len(sizes))])
-        ax.set_xlabel("token")
-        ax.set_title(title)
+        ax.set_title(title, fontsize=12)
+        ax.set_ylabel("activation value", fontsize=11)
+        ax.tick_params(labelsize=11)
         ax.grid(True, axis="y")
-    axes[0].set_ylabel("activation value")
+    axes[1].set_xlabel("token", fontsize=11)
+    fig.suptitle("Each token's activations before and after LayerNorm", fontsize=12)
     fig.tight_layout()
 
     normal = slice(0, len(sizes) - 1)  # every token but the tiny one
@@ -140,14 +143,16 @@ def eps_demo(emb_dim: int = 768) -> dict:
         without_eps = norm(constant)
     predicted = stds**2 / (stds**2 + 1e-5)
 
-    fig, ax = plt.subplots(figsize=(6, 3))
+    fig, ax = plt.subplots(figsize=(5.2, 3.6))
     ax.semilogx(stds, var_after, label="measured")
     ax.semilogx(stds, predicted, linestyle="--", label="var / (var + eps)")
     ax.axvline(1e-5 ** 0.5, color="grey", linewidth=0.8)
-    ax.set_xlabel("standard deviation of the token's activations")
-    ax.set_ylabel("variance after LayerNorm")
+    ax.set_xlabel("std of the token's activations", fontsize=11)
+    ax.set_ylabel("variance after LayerNorm", fontsize=11)
+    ax.tick_params(labelsize=11)
     ax.grid(True)
-    ax.legend()
+    ax.legend(fontsize=10)
+    ax.set_title("What eps does to a nearly constant token", fontsize=12)
     fig.tight_layout()
 
     def after(std):
@@ -195,10 +200,12 @@ def compare_with_torch(device: str = "cpu") -> dict:
         unbiased = (x64 - mean) / torch.sqrt(x64.var(-1, keepdim=True) + 1e-5)
         biased = (x64 - mean) / torch.sqrt(x64.var(-1, keepdim=True, unbiased=False) + 1e-5)
         unbiased_diff = (unbiased - biased).abs().max().item()
-    print(f"max |ours - torch.nn.LayerNorm|, float32 forward:  {forward:.2e}")
-    print(f"max |ours - torch.nn.LayerNorm|, float32 gradient: {backward:.2e}")
-    print(f"max |ours - torch.nn.LayerNorm|, float64 forward:  {forward64:.2e}")
-    print(f"max change from dividing by n - 1 instead of n:     {unbiased_diff:.2e}")
+    print("max |ours - torch.nn.LayerNorm|:")
+    print(f"  float32 forward:   {forward:.2e}")
+    print(f"  float32 gradient:  {backward:.2e}")
+    print(f"  float64 forward:   {forward64:.2e}")
+    print("max change from dividing by n - 1")
+    print(f"  instead of n:      {unbiased_diff:.2e}")
     return {"forward_max_diff": forward, "grad_max_diff": backward,
             "forward64_max_diff": forward64, "unbiased_max_diff": unbiased_diff,
             "emb_dim": d}
@@ -266,27 +273,30 @@ def pre_vs_post_norm_demo(n_layers: int = 24, emb_dim: int = 64, draws: int = 3)
     def mean_curve(place, key):
         return [sum(vals) / draws for vals in zip(*(run[key] for run in runs[place]))]
 
-    fig, (ax_g, ax_s) = plt.subplots(1, 2, figsize=(7, 3))
+    fig, (ax_g, ax_s) = plt.subplots(2, 1, figsize=(5.2, 6.0), sharex=True)
     for place, style in (("pre", "-"), ("post", "--")):
         ax_g.semilogy(range(n_layers), mean_curve(place, "grad"), style, label=f"{place}-norm")
         ax_s.plot(range(n_layers), mean_curve(place, "stream_std"), style, label=f"{place}-norm")
-    ax_g.set_ylabel("gradient norm of the block")
-    ax_s.set_ylabel("std of the stream after it")
+    ax_g.set_ylabel("gradient norm of the block", fontsize=11)
+    ax_s.set_ylabel("std of the stream after it", fontsize=11)
+    ax_s.set_xlabel("block", fontsize=11)
     for ax in (ax_g, ax_s):
-        ax.set_xlabel("block")
+        ax.tick_params(labelsize=11)
         ax.grid(True)
-        ax.legend()
+        ax.legend(fontsize=10)
+    fig.suptitle("Pre-norm against post-norm, block by block", fontsize=12)
     fig.tight_layout()
 
     result = {"n_layers": n_layers, "emb_dim": emb_dim, "draws": draws}
-    print(f"{n_layers} blocks of width {emb_dim}; weights with std 1/sqrt(fan_in)")
-    print(f"{'':<10}{'draw':>5}{'grad, block 0':>15}{'grad, last':>12}{'last / first':>14}"
-          f"{'stream std':>12}")
+    print(f"{n_layers} blocks of width {emb_dim};")
+    print("weights with std 1/sqrt(fan_in)")
+    print(f"{'':<10}{'':>5}{'grad,':>9}{'grad,':>8}{'last /':>8}{'stream':>8}")
+    print(f"{'':<10}{'draw':>5}{'block 0':>9}{'last':>8}{'first':>8}{'std':>8}")
     for place, place_runs in runs.items():
         ratios = [run["grad"][-1] / run["grad"][0] for run in place_runs]
         for seed, (run, ratio) in enumerate(zip(place_runs, ratios)):
-            print(f"{place + '-norm':<10}{seed:>5}{run['grad'][0]:>15.3f}{run['grad'][-1]:>12.3f}"
-                  f"{ratio:>14.2f}{run['stream_std'][-1]:>12.2f}")
+            print(f"{place + '-norm':<10}{seed:>5}{run['grad'][0]:>9.3f}{run['grad'][-1]:>8.3f}"
+                  f"{ratio:>8.2f}{run['stream_std'][-1]:>8.2f}")
         result[f"{place}_ratio_min"] = min(ratios)
         result[f"{place}_ratio_max"] = max(ratios)
         stds = [run["stream_std"][-1] for run in place_runs]

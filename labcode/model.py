@@ -141,8 +141,8 @@ def parameter_table() -> dict:
     Q/K/V biases (the configuration the book builds).
     """
     result = {}
-    print(f"{'preset':<12}{'layers':>7}{'width':>7}{'parameters':>14}{'tied head':>14}"
-          f"{'fp32 MiB':>10}")
+    # short preset names, the counts before the shape, so a phone shows the counts
+    print(f"{'preset':<7}{'parameters':>14}{'tied head':>15}{'fp32 MiB':>9}{'layers':>7}{'width':>6}")
     for key, name in PRESETS.items():
         cfg = GPTConfig.preset(name)
         with torch.device("meta"):
@@ -152,15 +152,16 @@ def parameter_table() -> dict:
         counts.update(layers=cfg.n_layers, width=cfg.emb_dim, heads=cfg.n_heads)
         counts["blocks_share"] = counts["blocks"] / counts["tied"]
         result[key] = counts
-        print(f"{name:<12}{cfg.n_layers:>7}{cfg.emb_dim:>7}{counts['parameters']:>14,}"
-              f"{counts['tied']:>14,}{counts['fp32_mib']:>10,.1f}")
+        print(f"{name.removeprefix('gpt2-'):<7}{counts['parameters']:>14,}{counts['tied']:>15,}"
+              f"{counts['fp32_mib']:>9,.1f}{cfg.n_layers:>7}{cfg.emb_dim:>6}")
 
     torch.manual_seed(0)
     built = count_parameters(GPTModel(GPTConfig.preset("gpt2-small")))  # real weights, ~0.6 GB
     with torch.device("meta"):
         no_qkv_bias = count_parameters(GPTModel(GPTConfig.preset("gpt2-small", qkv_bias=False)))
-    print(f"gpt2-small built on the CPU: {built:,} parameters "
-          f"({'same as' if built == result['small']['parameters'] else 'NOT'} the meta count)")
+    print(f"gpt2-small built on the CPU: {built:,}")
+    print(f"  parameters, {'the same as' if built == result['small']['parameters'] else 'NOT'}"
+          f" the meta count")
     print(f"gpt2-small without Q/K/V biases: {no_qkv_bias:,}")
     result["small_built"] = built
     result["small_no_qkv_bias"] = no_qkv_bias
@@ -259,23 +260,26 @@ def training_memory_table(gpu_gib: float = 80.0) -> dict:
         rows.append(row)
         result[key] = row
 
-    print(f"GPT-2 as released (tied head, Q/K/V biases); GiB = 2**30 bytes")
-    print(f"{'':<12}{'':>14}{'weights':^14}{'training with AdamW':^21}{'embed':>7}")
-    print(f"{'preset':<12}{'parameters':>14}{'fp32':>7}{'bf16':>7}{'fp32':>7}{'mixed':>7}"
-          f"{'bf16':>7}{'share':>7}")
+    # short preset names, training memory and embedding share first: they fit a phone
+    print("GPT-2 as released (tied head, Q/K/V biases)")
+    print("GiB = 2**30 bytes")
+    print(f"{'':<7}{'training, AdamW':^20}{'embed':>7}{'':>15}{'weights':^12}".rstrip())
+    print(f"{'preset':<7}{'fp32':>6}{'mixed':>7}{'bf16':>7}{'share':>7}{'parameters':>15}"
+          f"{'fp32':>6}{'bf16':>6}")
     for r in rows:
-        print(f"{r['preset']:<12}{r['tied']:>14,}{r['fp32_gib']:>7.2f}{r['bf16_gib']:>7.2f}"
-              f"{r['train_fp32_gib']:>7.2f}{r['train_mixed_gib']:>7.2f}{r['train_bf16_gib']:>7.2f}"
-              f"{r['embedding_share']:>7.1%}")
-    print(f"\n{'preset':<12}{'untied':>15}{'tied, no QKV bias':>19}{'untied, no QKV bias':>21}")
+        print(f"{r['preset'].removeprefix('gpt2-'):<7}{r['train_fp32_gib']:>6.2f}"
+              f"{r['train_mixed_gib']:>7.2f}{r['train_bf16_gib']:>7.2f}{r['embedding_share']:>7.1%}"
+              f"{r['tied']:>15,}{r['fp32_gib']:>6.2f}{r['bf16_gib']:>6.2f}")
+    print(f"\n{'':<7}{'':>14}{'tied,':>14}{'untied,':>14}")
+    print(f"{'preset':<7}{'untied':>14}{'no QKV bias':>14}{'no QKV bias':>14}")
     for r in rows:
-        print(f"{r['preset']:<12}{r['untied']:>15,}{r['tied_no_qkv_bias']:>19,}"
-              f"{r['untied_no_qkv_bias']:>21,}")
-    print(f"\nAdamW's two moments, measured after one step: "
-          f"{moments[torch.float32]:g} bytes a parameter for fp32 weights, "
-          f"{moments[torch.bfloat16]:g} for bf16")
-    print("bytes a parameter in training: " + ", ".join(
-        f"{k} {b:g}" for k, b in per_param.items()) + " (activations not included)")
+        print(f"{r['preset'].removeprefix('gpt2-'):<7}{r['untied']:>14,}"
+              f"{r['tied_no_qkv_bias']:>14,}{r['untied_no_qkv_bias']:>14,}")
+    print("\nAdamW's two moments, measured after one step:")
+    print(f"  fp32 weights {moments[torch.float32]:g} bytes a parameter,"
+          f" bf16 {moments[torch.bfloat16]:g}")
+    print("bytes a parameter in training (no activations):")
+    print("  " + ", ".join(f"{k} {b:g}" for k, b in per_param.items()))
 
     # the largest model whose weights, grads and moments fit on one GPU (no activations)
     result["max_billions"] = {k: gpu_gib * gib / b / 1e9 for k, b in per_param.items()}
@@ -283,7 +287,7 @@ def training_memory_table(gpu_gib: float = 80.0) -> dict:
     result["xl_train_fp32_share_of_gpu"] = result["xl"]["train_fp32_gib"] / gpu_gib
     result["embedding_share_drop"] = result["small"]["embedding_share"] / result["xl"]["embedding_share"]
 
-    fig, axes = plt.subplots(1, 2, figsize=(7, 3))
+    fig, axes = plt.subplots(2, 1, figsize=(5.2, 6.0), sharex=True)
     names = [r["preset"].removeprefix("gpt2-") for r in rows]
     parts = [("embeddings", "C0"), ("blocks", "C1"), ("head", "C2")]
     for ax, scale, ylabel in ((axes[0], 1e6, "parameters (millions)"), (axes[1], None, "share")):
@@ -298,12 +302,14 @@ def training_memory_table(gpu_gib: float = 80.0) -> dict:
             ax.bar(names, values, bottom=bottom, color=colour,
                    label=part if part != "head" else "head (if untied)")
             bottom = [b + v for b, v in zip(bottom, values)]
-        ax.set_ylabel(ylabel)
+        ax.set_ylabel(ylabel, fontsize=11)
+        ax.tick_params(labelsize=11)
         ax.grid(True, axis="y")
     axes[1].set_ylim(0, 1)
-    axes[0].legend(fontsize=8)
-    axes[0].set_title("where the parameters live")
-    axes[1].set_title("as a share of the untied model")
+    axes[0].legend(fontsize=10)
+    axes[0].set_title("where the parameters live", fontsize=12)
+    axes[1].set_title("as a share of the untied model", fontsize=12)
+    fig.suptitle("Parameters of each GPT-2 size", fontsize=12)
     fig.tight_layout()
     return result
 
@@ -327,9 +333,10 @@ def tied_head_demo(vocab_size: int = 2000, emb_dim: int = 128, n_tokens: int = 2
     same_tensor = tied.out_head.weight is tied.embed.tok_emb.weight
     same_memory = tied.out_head.weight.data_ptr() == tied.embed.tok_emb.weight.data_ptr()
     n_untied, n_tied = count_parameters(untied), count_parameters(tied)
-    print(f"tied: out_head.weight is tok_emb.weight: {same_tensor}; same data_ptr: {same_memory}")
-    print(f"parameters: untied {n_untied:,}, tied {n_tied:,}, saved {n_untied - n_tied:,} "
-          f"= {vocab_size} x {emb_dim}")
+    print(f"tied: out_head.weight is tok_emb.weight: {same_tensor}")
+    print(f"  same data_ptr: {same_memory}")
+    print(f"parameters: untied {n_untied:,}, tied {n_tied:,},")
+    print(f"  saved {n_untied - n_tied:,} = {vocab_size} x {emb_dim}")
     print(f"state_dict keys still name both: "
           f"{'out_head.weight' in tied.state_dict() and 'embed.tok_emb.weight' in tied.state_dict()}")
 
@@ -338,8 +345,8 @@ def tied_head_demo(vocab_size: int = 2000, emb_dim: int = 128, n_tokens: int = 2
               "params_untied": n_untied, "params_tied": n_tied,
               "params_saved": n_untied - n_tied, "vocab_size": vocab_size, "width": emb_dim,
               "n_tokens": n_tokens}
-    print(f"\n{'model':<8}{'own logit':>12}{'other logits':>14}{'own is top-1':>14}"
-          f"{'next = input':>14}")
+    print(f"\n{'':<8}{'own':>11}{'other':>12}{'own is':>8}{'next =':>8}")
+    print(f"{'model':<8}{'logit':>11}{'logits':>12}{'top-1':>8}{'input':>8}")
     with torch.no_grad():
         for name, model in (("untied", untied), ("tied", tied)):
             # 1. the head applied straight to a token's own (normalised) embedding
@@ -358,9 +365,9 @@ def tied_head_demo(vocab_size: int = 2000, emb_dim: int = 128, n_tokens: int = 2
                             "other_logit_std": (others[~others.isnan()]).std().item(),
                             "own_is_top1": top1, "next_is_input": repeat}
             r = result[name]
-            print(f"{name:<8}{r['own_logit_mean']:>7.2f} ±{r['own_logit_std']:.2f}"
-                  f"{r['other_logit_mean']:>7.2f} ±{r['other_logit_std']:.2f}"
-                  f"{top1:>14.1%}{repeat:>14.1%}")
+            print(f"{name:<8}{r['own_logit_mean']:>5.2f} ±{r['own_logit_std']:.2f}"
+                  f"{r['other_logit_mean']:>6.2f} ±{r['other_logit_std']:.2f}"
+                  f"{top1:>8.1%}{repeat:>8.1%}")
     emb_std = tied.embed.tok_emb.weight.std().item()
     result["emb_std"] = emb_std
     result["predicted_own_logit"] = emb_dim * emb_std  # |e|^2 / std(e) = d * std(e)

@@ -101,14 +101,14 @@ def series_counts(posts: str = "content/posts", series: str = "LLM from scratch"
     counted = [count_post(read_text(path), post_slug(path))
                for path in sorted(Path(posts).glob("*.md"))]
     rows = [c for c in counted if c.series == series and not c.draft]
-    print(f"{'post':<46} {'labs':>5} {'source':>7} {'cites':>6}")
-    for c in rows:
-        slug = c.slug if len(c.slug) <= 46 else c.slug[:45] + "…"
-        print(f"{slug:<46} {c.labs:>5} {c.sources:>7} {c.citations:>6}")
+    # the counts first and the post's slug last, so a narrow screen shows the counts
+    print(f"{'part':>4} {'labs':>5} {'source':>7} {'cites':>6}  post")
+    for part, c in enumerate(rows, start=1):
+        print(f"{part:>4} {c.labs:>5} {c.sources:>7} {c.citations:>6}  {c.slug}")
     total = {key: sum(getattr(c, key) for c in rows)
              for key in ("labs", "sources", "named", "citations")}
-    print(f"{'all ' + str(len(rows)) + ' posts':<46} {total['labs']:>5} {total['sources']:>7} "
-          f"{total['citations']:>6}")
+    print(f"{'':>4} {total['labs']:>5} {total['sources']:>7} {total['citations']:>6}  "
+          f"all {len(rows)} posts")
     most = max(rows, key=lambda c: c.citations)
     return {
         "posts": len(rows),
