@@ -91,6 +91,7 @@ def carry_out(plan: Plan, site: SiteLabs, facts: Facts, run: Run,
                 else:
                     ready.append(step)
             requests = [_request(step.instance.call, run) for step in ready]
+            before = labcode_stats(run.root)   # to tell a module saved while its lab ran
             outcomes = execute(
                 pool, requests,
                 on_start=lambda request: run.progress.lab_started(request.ref),
@@ -99,7 +100,7 @@ def carry_out(plan: Plan, site: SiteLabs, facts: Facts, run: Run,
             for step, outcome in zip(ready, outcomes):
                 if outcome is None:          # not reached: an earlier lab of the wave failed
                     continue
-                results[step.stem] = _record(step, outcome, entries, run, index)
+                results[step.stem] = _record(step, outcome, entries, run, index, before)
             failures = [s for s in wave if s.stem in results and results[s.stem].failed]
             for step in failures:
                 result = results[step.stem]
@@ -115,6 +116,21 @@ def carry_out(plan: Plan, site: SiteLabs, facts: Facts, run: Run,
     return results
 
 
+def labcode_stats(root: Path) -> dict[str, tuple[int, int]]:
+    """(mtime, size) of every labcode source file, by project-relative path."""
+    stats = {}
+    for path in (root / "labcode").rglob("*.py"):
+        st = path.stat()
+        stats[path.relative_to(root).as_posix()] = (st.st_mtime_ns, st.st_size)
+    return stats
+
+
+def _module_files(module: str) -> tuple[str, str]:
+    """Where a labcode module's source can be: `a/b.py` or `a/b/__init__.py`."""
+    base = module.replace(".", "/")
+    return f"{base}.py", f"{base}/__init__.py"
+
+
 def _request(call: LabCall, run: Run) -> RunRequest:
     labs = run.config.labs
     return RunRequest(ref=call.ref, args=call.args, device=run.device, seed=lab_seed(call.ref),
@@ -122,8 +138,10 @@ def _request(call: LabCall, run: Run) -> RunRequest:
                       max_output_chars=labs.max_output_chars, progress=True, quick=run.quick)
 
 
-def _record(step, outcome: RunOutcome, entries: dict, run: Run, index) -> LabResult:
-    """The result of a lab that ran; its new entry is kept (and saved by a build)."""
+def _record(step, outcome: RunOutcome, entries: dict, run: Run, index, before: dict) -> LabResult:
+    """The result of a lab that ran; its new entry is kept (and saved by a build) unless a
+    module it imported was edited while it ran: then the code that ran is not known, and the
+    next build runs it again."""
     call = step.instance.call
     output = output_with_note(outcome.output, outcome.output_dropped)
     if outcome.leftovers:
@@ -139,9 +157,17 @@ def _record(step, outcome: RunOutcome, entries: dict, run: Run, index) -> LabRes
         return result
     upstream = entries.get(step.instance.upstream) if step.instance.upstream else None
     entry = make_entry(call, outcome, run, upstream)
-    entries[step.stem] = entry
-    if run.save:
-        run.cache.save(step.stem, entry)
+    now = labcode_stats(run.root)
+    edited = sorted(name for name in entry.modules
+                    if any(before.get(path) != now.get(path) for path in _module_files(name)))
+    if edited:
+        run.progress.warn(f"{call.path}:{call.line}: warning: {', '.join(edited)} changed while "
+                          f"lab {call.ref} ran; its result is shown but not cached, so the next "
+                          "build runs it again")
+    else:
+        entries[step.stem] = entry
+        if run.save:
+            run.cache.save(step.stem, entry)
     run.progress.lab_done(call.ref, "ran", outcome.wall_s, list(step.reasons))
     return _result(call, entry, "ran", index)
 

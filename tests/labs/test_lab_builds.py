@@ -538,6 +538,34 @@ def test_prune_keeps_the_results_of_drafts(project):
     assert "prune: 0 files removed" in result.stdout, result.stdout
     assert cache_files(project) == before  # the draft's plot is still there when it is published
 
+
+SELF_EDIT = '''\
+"""A lab whose module is edited while it runs (as an author saving the file mid-build)."""
+from pathlib import Path
+
+VALUE = 1
+
+
+def edited_while_running():
+    source = Path(__file__)
+    source.write_text(source.read_text().replace("VALUE = 1", "VALUE = 2"))
+    print("value", VALUE)
+'''
+
+
+def test_a_module_edited_while_its_lab_runs_is_not_cached_as_the_new_code(project):
+    write(project / "labcode" / "selfedit.py", SELF_EDIT)
+    write(project / "content" / "posts" / "edit.md", GELU_POST.replace('"GELU"', '"Edit"').replace(
+        "labcode.gelu:gelu_vs_relu_plot\nshow: output, figures", "labcode.selfedit:edited_while_running"))
+    first = build(project)
+    assert first.returncode == 0, first.stderr
+    assert "labcode.selfedit changed while lab labcode.selfedit:edited_while_running ran" in first.stderr
+    assert "value 1" in (project / "output" / "posts" / "edit.html").read_text()
+    # the entry would say "VALUE = 2 printed 1": the next build runs the code now on disk
+    second = build(project)
+    assert labs_line(second).endswith("labs: 1 run, 3 cached, 0 failed"), second.stdout
+    assert "value 2" in (project / "output" / "posts" / "edit.html").read_text()
+
 CONSUMERS = '''\
 """Two labs that read what labcode.pipeline:make wrote (a test module of this project)."""
 from pathlib import Path
