@@ -223,13 +223,18 @@ def figure_image(figure) -> tuple[bytes, str]:
     """A figure as published: (bytes, "svg") for line plots, (bytes, "png") when it shows an image."""
     raster = any(ax.images or any(type(c).__name__ == "QuadMesh" for c in ax.collections)
                  for ax in figure.axes)
-    buffer = io.BytesIO()
     if raster:
-        figure.savefig(buffer, format="png", dpi=120, bbox_inches="tight",
-                       metadata={"Software": None})
-    else:
-        figure.savefig(buffer, format="svg", bbox_inches="tight", metadata={"Date": None})
-    return buffer.getvalue(), "png" if raster else "svg"
+        return figure_png(figure, dpi=120), "png"
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="svg", bbox_inches="tight", metadata={"Date": None})
+    return buffer.getvalue(), "svg"
+
+
+def figure_png(figure, dpi: int) -> bytes:
+    """A figure as PNG bytes, with no software stamp (same plot, same bytes)."""
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=dpi, bbox_inches="tight", metadata={"Software": None})
+    return buffer.getvalue()
 
 
 def figure_alt(figure, number: int, ref: str) -> str:
@@ -251,10 +256,7 @@ def save_figures(value, figdir: Path, ref: str) -> list[dict]:
         data, kind = figure_image(figure)
         entry = {"file": _write_named(figdir, data, kind), "alt": figure_alt(figure, number, ref)}
         if kind == "svg":
-            buffer = io.BytesIO()
-            figure.savefig(buffer, format="png", dpi=100, bbox_inches="tight",
-                           metadata={"Software": None})
-            entry["preview"] = _write_named(figdir, buffer.getvalue(), "png")
+            entry["preview"] = _write_named(figdir, figure_png(figure, dpi=100), "png")
         saved.append(entry)
     close_figures()
     return saved
