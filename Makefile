@@ -10,9 +10,15 @@ TIKTOKEN_FILE   := 0ea1e91bbb3a60f729a8dc8f777fd2fc07cd8df4
 export TIKTOKEN_CACHE_DIR := $(CURDIR)/.cache/tiktoken
 export MPLBACKEND := Agg
 
-.PHONY: setup site test bench clean
+.PHONY: setup site test bench clean bytecode
 
-setup: $(VENV)/.installed $(TIKTOKEN_CACHE_DIR)/$(TIKTOKEN_FILE)
+setup: $(VENV)/.installed $(TIKTOKEN_CACHE_DIR)/$(TIKTOKEN_FILE) bytecode
+
+# The generator's own modules compiled ahead, as pip does for installed packages: a rebuild
+# then starts without compiling them, even where PYTHONDONTWRITEBYTECODE is set (only the
+# files changed since the last run are compiled again).
+bytecode: $(VENV)/.installed
+	@$(BIN)/python -m compileall -q labnotes >/dev/null
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)

@@ -237,18 +237,25 @@ def _corpus(args) -> int:
 
 
 def _serve(args) -> int:
+    from labnotes.input_manifest import unchanged_build
     from labnotes.model import BuildOptions
     from labnotes.pipeline import build
     from labnotes.serve import make_server, serve
 
-    def rebuild() -> None:    # a BuildError tells the server the rebuild failed
-        report = build(args.config, args.content, args.out, BuildOptions(drafts=args.drafts, future=args.future))
+    options = BuildOptions(drafts=args.drafts, future=args.future)
+
+    def rebuild(first: bool = False) -> None:    # a BuildError tells the server the rebuild failed
+        # The first build is skipped, as `build` skips it, when nothing changed since the last
+        # one with these options; the watcher's rebuilds follow a change.
+        report = unchanged_build(args.config, args.content, args.out, options) if first else None
+        if report is None:
+            report = build(args.config, args.content, args.out, options)
         _print_warnings(report)
         print(report.summary(), flush=True)
 
     server = make_server(args.out, "127.0.0.1", args.port, verbose=True)   # a busy port fails before building
     try:
-        rebuild()
+        rebuild(first=True)
     except BuildError as error:   # serve the last good site, if any, until the input is fixed
         print(error.one_line(), file=sys.stderr, flush=True)
     watch = [args.content, args.config, Path("templates"), Path("static"), Path("labcode")]

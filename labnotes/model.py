@@ -7,6 +7,7 @@ these objects; none of them touches the disk.
 from __future__ import annotations
 
 import functools
+import hashlib
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -108,6 +109,12 @@ class Document:
         """Path of the HTML file inside the output folder."""
         return self.url + "index.html" if self.url.endswith("/") else self.url
 
+    @functools.cached_property
+    def body_digest(self) -> str:
+        """A digest of `body`, for render keys: computed once per parse and kept with the
+        parsed document, so a rebuild does not hash every unchanged post's text again."""
+        return hashlib.blake2b(self.body.encode("utf-8", "surrogatepass"), digest_size=16).hexdigest()
+
 
 @dataclass
 class RenderedDocument:
@@ -118,6 +125,7 @@ class RenderedDocument:
     intro_html: str      # above the <!--more--> fold; equals `html` when there is no fold
     has_more: bool       # True when the body has a fold
     markdown: str        # the body as Markdown for mirrors, lab blocks rendered as text
+    key: str = ""        # names the four above (equal key, equal text); "" when unknown
 
 
 @dataclass(frozen=True)

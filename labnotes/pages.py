@@ -205,12 +205,12 @@ def site_pages(config: SiteConfig, posts: Sequence[RenderedDocument], pages: Seq
         place = place_of.get(entry.url)
         notebook = root + notebook_path(doc) if has_notebook(doc) else None
         page(doc.output_path, "post.html",
-             (meta(entry), doc.summary, _digest(entry.html), link(newer), link(older), series_shown(place), notebook),
+             (meta(entry), doc.summary, _body_key(entry), link(newer), link(older), series_shown(place), notebook),
              entry=entry, newer=newer, older=older, series=place, page_title=doc.title, description=doc.summary,
              notebook=notebook)
     for entry in page_entries:
         doc = entry.document
-        page(doc.output_path, "page.html", (meta(entry), doc.summary, _digest(entry.html)),
+        page(doc.output_path, "page.html", (meta(entry), doc.summary, _body_key(entry)),
              entry=entry, page_title=doc.title, description=doc.summary)
 
     size = config.posts_per_page
@@ -285,6 +285,11 @@ def first_figure(body_html: str, page_url: str) -> Figure | None:
         elif attrs.get("data-preview", "").strip():
             raster.append(Figure(resolve_url(page_url, attrs["data-preview"].strip()), images[-1].alt))
     return (raster or images or [None])[0]
+
+
+def _body_key(entry: Entry) -> str:
+    # The render key names the body's bytes already: no need to hash kilobytes of HTML again.
+    return entry.rendered.key or _digest(entry.html)
 
 
 def _digest(text: str) -> str:

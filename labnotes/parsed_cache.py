@@ -7,26 +7,29 @@ them). Files changed within a clock tick of the build are parsed every time (see
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import pickle
+import zlib
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
 from .content import load_document
 from .input_manifest import RACY_NS
 from .model import Document
-from .render_cache import read_blob, write_blob
+from .render_cache import SHARDS, ShardedBlob
 
-FILE_NAME = "documents.bin"
+FOLDER_NAME = "documents"
 
 
 class ParsedDocuments:
     """`load_document` through a cache kept in `folder`; `save()` keeps what this build used."""
 
     def __init__(self, folder: Path, started_ns: int):
-        self.path = Path(folder) / FILE_NAME
-        loaded = read_blob(self.path, loads=pickle.loads)
-        self._old: dict = loaded if isinstance(loaded, dict) else {}
+        self.folder = Path(folder)
+        self._blob = ShardedBlob(self.folder / FOLDER_NAME, shard_of=_shard_of_key,
+                                 loads=pickle.loads, dumps=pickle.dumps)
+        self._old: dict = self._blob.merged()
         self._new: dict = {}
         self._trusted_before = started_ns - RACY_NS
         self.parsed = 0
@@ -46,4 +49,11 @@ class ParsedDocuments:
     def save(self) -> None:
         """Write the entries of this build, unless they are those that were loaded."""
         if self._new.keys() != self._old.keys():
-            write_blob(self.path, self._new, dumps=pickle.dumps)
+            self._blob.save(self._new)
+            with contextlib.suppress(OSError):   # the single file of earlier versions
+                (self.folder / "documents.bin").unlink(missing_ok=True)
+
+
+def _shard_of_key(key: tuple) -> int:
+    # By source path: every version of a file's entry lands in the same shard.
+    return zlib.crc32(key[0].encode("utf-8", "surrogatepass")) % SHARDS

@@ -101,6 +101,8 @@ class Renders:
         self.config_key = config_key(config)
         self.root = base_path(config)
         self.identity: dict[str, str] = {}    # output path of the document -> key
+        self.meta: dict[str, str] = {}        # output path -> key of its front matter as listings show it
+        self._keys: dict[str, tuple[str, str, str]] = {}   # output path -> (code, mirror, rss-item) keys
         self.rendered = 0
 
     def documents(self, docs: Sequence[Document], block_renderer, cite=None) -> list[RenderedDocument]:
@@ -112,7 +114,7 @@ class Renders:
         """
         blocks = [{(b.path, b.line): block_renderer(b) for b in doc.blocks} for doc in docs]
         cited = [cite(doc) if cite is not None else {} for doc in docs]
-        keys = [content_key(self.version, self.root, str(doc.source), doc.body, doc.body_line, doc.url,
+        keys = [content_key(self.version, self.root, str(doc.source), doc.body_digest, doc.body_line, doc.url,
                             doc.summary, [(b.html, b.markdown) for b in shown.values()],
                             [(value.text, value.title) for value in values.values()])
                 for doc, shown, values in zip(docs, blocks, cited)]
@@ -138,13 +140,22 @@ class Renders:
         document = doc if summary == doc.summary else dataclasses.replace(doc, summary=summary)
         series = self.series_of.get(doc.output_path)
         place = (series.name, series.slug, series.part_of(doc), len(series.posts)) if series else None
-        self.identity[doc.output_path] = content_key(
-            key, doc.kind, doc.slug, doc.title, repr(doc.date), repr(doc.updated), doc.categories, summary, place)
-        rendered = RenderedDocument(document, html, intro, has_more, markdown)
-        self.cache.keep("code", self._code_key(doc))
-        self.cache.keep("mirror", self._mirror_key(rendered))
-        self.cache.keep("rss-item", self._item_key(rendered))
+        path = doc.output_path
+        self.meta[path] = meta = content_key(
+            doc.kind, doc.slug, doc.title, repr(doc.date), repr(doc.updated), doc.categories, summary, place)
+        self.identity[path] = identity = content_key(key, meta)
+        self._keys[path] = keys = (self._code_key(doc), content_key(identity, self.config.base_url),
+                                   content_key(identity, self.config.base_url, self.config.author))
+        rendered = RenderedDocument(document, html, intro, has_more, markdown, key)
+        for kind, one in zip(("code", "mirror", "rss-item"), keys):
+            self.cache.keep(kind, one)
         return rendered
+
+    def metadata_key(self, *parts, documents: Sequence[RenderedDocument] = ()) -> str:
+        """A key for a file made from `parts`, the site configuration and the front matter of
+        `documents` (not their bodies): llms.txt, which lists titles and summaries."""
+        return content_key(self.version, self.config_key, parts,
+                           [self.meta[d.document.output_path] for d in documents])
 
     def key_of(self, *parts, documents: Sequence[RenderedDocument] = ()) -> str:
         """A key for a file made from `parts`, the site configuration and `documents`."""
@@ -166,10 +177,10 @@ class Renders:
         return [self.cache.get("rss-item", key, lambda key=key: made[key]) for key in keys]
 
     def _mirror_key(self, rendered: RenderedDocument) -> str:
-        return content_key(self.identity[rendered.document.output_path], self.config.base_url)
+        return self._keys[rendered.document.output_path][1]
 
     def _item_key(self, rendered: RenderedDocument) -> str:
-        return content_key(self.identity[rendered.document.output_path], self.config.base_url, self.config.author)
+        return self._keys[rendered.document.output_path][2]
 
 
 # Below this many documents to render, starting worker processes costs more than it saves.
@@ -269,8 +280,11 @@ def site_files(config: SiteConfig, content: Content, posts: list[RenderedDocumen
     series = group_series([p.document for p in posts])
     for one in series:
         files[series_mirror_path(one)] = OutputFile.of(render_series_mirror(config, one).encode("utf-8"))
-    files["llms.txt"] = OutputFile.of(render_llms_txt(config, posts, pages, series,
-                                                      labs_page="labs/index.html.md" in files).encode("utf-8"))
+    labs_page = "labs/index.html.md" in files
+    files["llms.txt"] = OutputFile(
+        renders.metadata_key("llms.txt", [(s.name, s.slug, [d.output_path for d in s.posts]) for s in series],
+                             labs_page, documents=posts + pages),
+        lambda: render_llms_txt(config, posts, pages, series, labs_page=labs_page).encode("utf-8"))
     files["llms-full.txt"] = OutputFile(
         renders.key_of("llms-full", documents=posts + pages),
         lambda: render_llms_full(config, posts, pages, mirror_of=renders.mirror).encode("utf-8"))

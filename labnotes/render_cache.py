@@ -3,9 +3,11 @@
 A key is a hash of every input of a piece of output: the document's source and the lab blocks
 it shows, the site configuration, and the generator itself (its Python code, templates and the
 versions of the libraries that render). Equal key, equal bytes: that is what lets a rebuild skip
-work without ever showing stale output. Entries live in one file, checked by a hash of its bytes;
-a missing, truncated or corrupt file is an empty cache, never an error. Nothing here holds a
-clock time, so a cache never changes what a build produces, only how fast.
+work without ever showing stale output. Entries are spread over a fixed set of shard files, each
+checked by a hash of its bytes, so that an edit rewrites the few shards whose entries changed
+rather than every rendered post; a missing, truncated or corrupt shard is an empty part of the
+cache, never an error. Nothing here holds a clock time, so a cache never changes what a build
+produces, only how fast.
 """
 from __future__ import annotations
 
@@ -17,7 +19,8 @@ import json
 import marshal
 import os
 import sys
-from collections.abc import Callable
+import zlib
+from collections.abc import Callable, Hashable
 from pathlib import Path
 from typing import Any
 
@@ -133,17 +136,67 @@ def _identity(stat: os.stat_result, start: bytes) -> tuple:
     return (stat.st_size, stat.st_mtime_ns, stat.st_ino, start)
 
 
+# Shards of a sharded blob: an edit of one post changes a handful of entries (its document, its
+# mirror, its feed item: each an old key out and a new one in), so it rewrites at most a few
+# sixty-fourths of the cache instead of megabytes of untouched posts.
+SHARDS = 64
+
+
+def shard_of_name(name: str) -> int:
+    """The shard of the entry named `name` (stable across processes, unlike `hash`)."""
+    return zlib.crc32(name.encode("utf-8", "surrogatepass")) % SHARDS
+
+
+class ShardedBlob:
+    """A dict saved as `SHARDS` blob files in `folder`; `save(new)` rewrites only the shards
+    whose set of keys differs from what was loaded (entries are immutable by key)."""
+
+    def __init__(self, folder: Path, shard_of: Callable[[Hashable], int] = shard_of_name,
+                 loads: Callable[[bytes], Any] = marshal.loads, dumps: Callable[[Any], bytes] = marshal.dumps):
+        self.folder = Path(folder)
+        self.shard_of = shard_of
+        self.dumps = dumps
+        self.loaded: list[dict] = []
+        for index in range(SHARDS):
+            value = read_blob(self._path(index), loads)
+            self.loaded.append(value if isinstance(value, dict) else {})
+
+    def merged(self) -> dict:
+        """Every loaded entry in one dict."""
+        merged: dict = {}
+        for shard in self.loaded:
+            merged.update(shard)
+        return merged
+
+    def save(self, entries: dict) -> int:
+        """Keep exactly `entries`; returns how many shard files were written."""
+        shards: list[dict] = [{} for _ in range(SHARDS)]
+        for key, value in entries.items():
+            shards[self.shard_of(key)][key] = value
+        written = 0
+        for index, (new, old) in enumerate(zip(shards, self.loaded)):
+            if new.keys() != old.keys():
+                write_blob(self._path(index), new, self.dumps)
+                written += 1
+        self.loaded = shards
+        return written
+
+    def _path(self, index: int) -> Path:
+        return self.folder / f"{index:02x}.bin"
+
+
 class RenderCache:
-    """Rendered pieces (strings and tuples of them) by kind and key, kept in one file.
+    """Rendered pieces (strings and tuples of them) by kind and key, kept in `folder`/rendered/
+    as a `ShardedBlob`.
 
     Only the entries a build asked for are saved, so removed posts do not pile up.
     """
 
     def __init__(self, folder: Path):
         self.folder = Path(folder)
-        self.path = self.folder / "rendered.bin"
-        loaded = read_blob(self.path)
-        self._old: dict[str, Any] = loaded if isinstance(loaded, dict) else {}
+        self.path = self.folder / "rendered"
+        self._blob = ShardedBlob(self.path)
+        self._old: dict[str, Any] = self._blob.merged()
         self._new: dict[str, Any] = {}
         self.hits = 0
         self.misses = 0
@@ -188,4 +241,7 @@ class RenderCache:
     def save(self) -> None:
         """Write the entries used by this build, unless they are exactly what was loaded."""
         if self._new.keys() != self._old.keys():
-            write_blob(self.path, self._new)
+            self._blob.save(self._new)
+            # The single-file cache of earlier versions, megabytes nobody reads any more.
+            with contextlib.suppress(OSError):
+                (self.folder / "rendered.bin").unlink(missing_ok=True)

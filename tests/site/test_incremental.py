@@ -97,6 +97,23 @@ def test_prose_edit_rerenders_only_pages_that_show_it(site):
     assert {path: after[path] for path in unchanged} == {path: before[path] for path in unchanged}
 
 
+def test_prose_edit_rewrites_only_the_render_cache_shards_holding_that_post(site):
+    """The render cache is spread over shard files so that an edit does not rewrite the cached
+    renders of every other post (megabytes on a site of 1,000 posts)."""
+    add_posts(site)
+    site.build()
+    folder = site.root / ".cache" / "render" / "rendered"
+    shards = lambda: {p.name: (p.stat().st_mtime_ns, p.stat().st_ino) for p in folder.glob("*.bin")}
+    before = shards()
+    edit(site.content / "posts" / "b.md", "Rest of b,", "Edited rest of b,")
+    site.build()
+    after = shards()
+    rewritten = {name for name in after if after[name] != before.get(name)}
+    # b's rendered body, mirror and feed item: each an old entry out and a new one in
+    assert 1 <= len(rewritten) <= 6 < len(before)
+    assert site.build().rendered == ()   # and what was kept is whole
+
+
 def test_intro_edit_rerenders_the_index_page_showing_it_and_no_other(site):
     add_posts(site)
     site.build()
@@ -118,7 +135,7 @@ def test_title_edit_rerenders_neighbours_and_listings(site):
     rendered = set(report.rendered)
     # its neighbours link to it by title; the listings, archive and its index page show it
     assert {"posts/a.html", "posts/b.html", "posts/c.html", "page/2/index.html", "archive/index.html",
-            "category/notes/index.html", "category/maths/index.html", "2026/03/index.html"} <= rendered
+            "category/notes/index.html", "category/maths/index.html", "2026/03/index.html", "llms.txt"} <= rendered
     assert not {"posts/d.html", "index.html", "category/other/index.html", "2026/04/index.html"} & rendered
     assert report.documents_rendered == 0   # the body did not change: its Markdown is not rendered again
     assert "Retitled b" in site.html("posts/c.html").select_one(".post-nav").get_text()
@@ -143,7 +160,7 @@ def test_corrupt_render_cache_is_rebuilt(site, tmp_path):
     add_posts(site)
     site.build()
     built = site.snapshot()
-    cache_files = sorted((site.root / ".cache" / "render").glob("*.bin"))
+    cache_files = sorted((site.root / ".cache" / "render").rglob("*.bin"))
     assert cache_files
     for number, path in enumerate(cache_files):
         data = path.read_bytes()

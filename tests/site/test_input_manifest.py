@@ -9,6 +9,7 @@ a build is looked at again, see the racy-file test).
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -169,11 +170,12 @@ def test_full_builds_even_when_nothing_changed(site, run_cli):
     small_site(site)
     age(site.root)
     run_cli("build")
-    (site.root / ".cache" / "render").joinpath("rendered.bin").unlink()   # only a real build notices
+    rendered = site.root / ".cache" / "render" / "rendered"
+    shutil.rmtree(rendered)   # only a real build notices
     assert run_cli("build").code == 0
-    assert not (site.root / ".cache" / "render" / "rendered.bin").exists()
+    assert not rendered.exists()
     assert run_cli("build", "--full").code == 0
-    assert (site.root / ".cache" / "render" / "rendered.bin").exists()
+    assert any(rendered.glob("*.bin"))
 
 
 def test_an_unchanged_build_imports_no_renderer_nor_lab_engine(site):
@@ -211,3 +213,31 @@ def run_cli(site, capsys, monkeypatch):
         out, err = capsys.readouterr()
         return Result(code, out, err)
     return run
+
+
+def test_serve_on_an_up_to_date_site_starts_without_building_and_builds_after_an_edit(site, run_cli, monkeypatch):
+    """`serve` asks the manifest first too: starting it on a site built a moment ago serves at
+    once; the first change it sees is built for real."""
+    import labnotes.pipeline
+    import labnotes.serve
+
+    small_site(site)
+    age(site.root)
+    assert run_cli("build").code == 0
+    builds, rebuilds = [], []
+    real_build = labnotes.pipeline.build
+    monkeypatch.setattr(labnotes.pipeline, "build", lambda *a, **k: builds.append(a) or real_build(*a, **k))
+
+    def serve(server, rebuild, watch):   # one edit, then stop
+        server.server_close()
+        edit(site.content / "posts" / "a.md", "Rest of a.", "Rest of a, served.")
+        rebuild()
+        rebuilds.append(True)
+    monkeypatch.setattr(labnotes.serve, "serve", serve)
+    result = run_cli("serve", "--port", "0")
+    assert result.code == 0 and rebuilds and len(builds) == 1
+    assert "Rest of a, served." in (site.out / "posts" / "a.html").read_text(encoding="utf-8")
+    builds.clear()
+    monkeypatch.setattr(labnotes.serve, "serve", lambda server, rebuild, watch: server.server_close())
+    assert run_cli("serve", "--port", "0", "--drafts").code == 0   # other options: a real first build
+    assert len(builds) == 1
