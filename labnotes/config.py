@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 import tomllib
 from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -19,6 +20,7 @@ _SITE_KEYS = {
     "timezone": (str,),
     "language": (str,),
     "posts_per_page": (int,),
+    "repository": (str,),
     "blogroll": (list,),
     "labs": (dict,),
 }
@@ -66,6 +68,8 @@ def config_from_dict(data: dict, path: Path, lines: dict[tuple, int] | None = No
         except (ZoneInfoNotFoundError, ValueError):
             raise error(f"unknown timezone {values['timezone']!r}; use an IANA name such as 'Europe/Paris' or 'UTC'",
                         "timezone") from None
+    if "repository" in values:
+        values["repository"] = _check_repository(values["repository"].strip(), error)
     if "posts_per_page" in values and values["posts_per_page"] < 1:
         raise error("posts_per_page must be at least 1", "posts_per_page")
     if "blogroll" in data:
@@ -107,6 +111,17 @@ def _normalise_base_url(url: str, error) -> str:
     if not url.startswith(("http://", "https://")):
         raise error(f"base_url must start with http:// or https://, not {url!r}", "base_url")
     return url if url.endswith("/") else url + "/"
+
+
+# What `git clone` takes: a URL of a scheme git speaks, or scp-like `user@host:path`.
+_CLONE_URL = re.compile(r"(?:(?:https?|ssh|git|file)://\S+|[\w.-]+@[\w.-]+:\S+)")
+
+
+def _check_repository(url: str, error) -> str:
+    if not _CLONE_URL.fullmatch(url):
+        raise error(f"repository must be an address `git clone` takes (https://..., ssh://... or "
+                    f"user@host:path), not {url!r}", "repository")
+    return url
 
 
 def _blogroll(entries: list, error) -> tuple[Link, ...]:

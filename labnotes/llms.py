@@ -47,11 +47,11 @@ def render_llms_txt(config: SiteConfig, posts: Sequence[RenderedDocument],
         "",
     ] if series else []
     lines = [
-        f"# {_inline(config.title)}",
+        f"# {inline_text(config.title)}",
         "",
-        f"> {_inline(config.description or config.title)}",
+        f"> {inline_text(config.description or config.title)}",
         "",
-        _inline(f"{config.title} is a blog by {config.author} whose posts run their own PyTorch "
+        inline_text(f"{config.title} is a blog by {config.author} whose posts run their own PyTorch "
                 f"code; what each lab computed is shown in the post. Every link below is the "
                 f"Markdown version of a page: drop the final `.md` for its HTML. The RSS feed is "
                 f"at {absolute_url(config, 'feed.xml')}."),
@@ -81,18 +81,20 @@ def render_labs_mirror(config: SiteConfig, rows: Sequence[tuple]) -> str:
     lines = [
         "# Labs",
         "",
-        f"- HTML version: <{_safe_url(absolute_url(config, 'labs/'))}>",
+        f"- HTML version: <{markdown_url(absolute_url(config, 'labs/'))}>",
         "",
-        _inline(f"Every lab of {config.title}, newest post first: where it ran, with which torch, how "
+        inline_text(f"Every lab of {config.title}, newest post first: where it ran, with which torch, how "
                 "long it took, whether this build ran it or reused its cached result, and the "
-                "command that reruns it."),
+                "command that reruns it")
+        + (f" in a clone of the blog's repository (`git clone {config.repository}`, then `make setup`)."
+           if config.repository else "."),
         "",
         "| post | lab | device | torch | wall time | this build | rerun |",
         "| --- | --- | --- | --- | --- | --- | --- |",
     ]
     for title, url, ref, args, device, torch, wall, status, command in rows:
         lab = f"`{ref}`" + (f" ({cell(args)})" if args else "")
-        lines.append(f"| [{_link_text(title)}]({_safe_url(absolute_url(config, url))}) | "
+        lines.append(f"| [{link_text(title)}]({markdown_url(absolute_url(config, url))}) | "
                      f"{lab} | {cell(device)} | {cell(torch)} | {cell(wall)} | {STATUS[status]} | "
                      f"`{cell(command)}` |")
     return "\n".join(lines) + "\n"
@@ -104,15 +106,15 @@ STATUS = {"ran": "ran", "cached": "reused", "failed": "failed"}
 def render_series_mirror(config: SiteConfig, series: Series) -> str:
     """A series page as Markdown: its name, its HTML URL, then its parts in reading order."""
     lines = [
-        f"# {_inline(series.name)}",
+        f"# {inline_text(series.name)}",
         "",
-        f"- HTML version: <{_safe_url(absolute_url(config, series.url))}>",
+        f"- HTML version: <{markdown_url(absolute_url(config, series.url))}>",
         "",
-        _inline(f"A series of {len(series.posts)} post{'' if len(series.posts) == 1 else 's'} on {config.title}, in reading order; "
+        inline_text(f"A series of {len(series.posts)} post{'' if len(series.posts) == 1 else 's'} on {config.title}, in reading order; "
                 f"each link is the Markdown version of a post."),
         "",
-        *(f"{number}. [{_link_text(d.title)}]({_safe_url(mirror_url(config, d))})"
-          + (f": {_inline(note)}" if (note := _post_note(d)) else "")
+        *(f"{number}. [{link_text(d.title)}]({markdown_url(mirror_url(config, d))})"
+          + (f": {inline_text(note)}" if (note := _post_note(d)) else "")
           for number, d in enumerate(series.posts, start=1)),
     ]
     return "\n".join(lines) + "\n"
@@ -129,17 +131,17 @@ def render_markdown_mirror(config: SiteConfig, doc: RenderedDocument, series: Se
     if d.updated is not None:
         meta.append(f"- Updated: {d.updated.date().isoformat()}")
     if d.categories:
-        meta.append(f"- Categories: {', '.join(_inline(c) for c in d.categories)}")
+        meta.append(f"- Categories: {', '.join(inline_text(c) for c in d.categories)}")
     if series is not None:
-        meta.append(f"- Series: [{_link_text(series.name)}]({_safe_url(absolute_url(config, series_mirror_path(series)))}), "
+        meta.append(f"- Series: [{link_text(series.name)}]({markdown_url(absolute_url(config, series_mirror_path(series)))}), "
                     f"part {series.part_of(d)} of {len(series.posts)}")
-    meta.append(f"- HTML version: <{_safe_url(page_url)}>")
+    meta.append(f"- HTML version: <{markdown_url(page_url)}>")
     from .notebooks import has_notebook, notebook_path   # notebooks.py builds on this module
     if has_notebook(d):
-        meta.append(f"- Jupyter notebook (each lab a code cell to rerun): <{_safe_url(absolute_url(config, notebook_path(d)))}>")
-    parts = [f"# {_inline(d.title)}", "\n".join(meta)]
+        meta.append(f"- Jupyter notebook (each lab a code cell to rerun): <{markdown_url(absolute_url(config, notebook_path(d)))}>")
+    parts = [f"# {inline_text(d.title)}", "\n".join(meta)]
     if d.summary:
-        parts.append(f"> {_inline(d.summary)}")
+        parts.append(f"> {inline_text(d.summary)}")
     parts.append(absolutize_markdown(doc.markdown, page_url, config.base_url).strip())
     return "\n\n".join(p for p in parts if p) + "\n"
 
@@ -154,11 +156,11 @@ def render_llms_full(config: SiteConfig, posts: Sequence[RenderedDocument],
     mirror_of = mirror_of or (lambda rendered: render_markdown_mirror(config, rendered))
     docs = [*_newest_first(posts), *_by_title(pages)]
     head = "\n".join([
-        f"# {_inline(config.title)}",
+        f"# {inline_text(config.title)}",
         "",
-        f"> {_inline(config.description or config.title)}",
+        f"> {inline_text(config.description or config.title)}",
         "",
-        _inline(f"Every post of {config.title} (newest first), then every page, in full Markdown. "
+        inline_text(f"Every post of {config.title} (newest first), then every page, in full Markdown. "
                 f"Each starts with its title as a level-one heading and its HTML URL; "
                 f"a horizontal rule separates them."),
     ])
@@ -182,7 +184,7 @@ def absolutize_markdown(markdown: str, page_url: str, site_url: str) -> str:
         return resolve_url(page_url, url, site_url) if url else url
 
     out = []
-    for is_code, chunk in _split_code(markdown):
+    for is_code, chunk in split_fenced_code(markdown):
         if is_code:
             out.append(chunk)
         else:
@@ -208,7 +210,7 @@ def _map_outside_spans(text: str, fix) -> str:
     return "".join(out)
 
 
-def _split_code(markdown: str) -> list[tuple[bool, str]]:
+def split_fenced_code(markdown: str) -> list[tuple[bool, str]]:
     """Cut `markdown` into (is_fenced_code, text) chunks that join back to the input."""
     chunks: list[tuple[bool, str]] = []
     buf: list[str] = []
@@ -231,24 +233,26 @@ def _split_code(markdown: str) -> list[tuple[bool, str]]:
 
 
 def _link_line(title: str, url: str, note: str = "") -> str:
-    line = f"- [{_link_text(title)}]({_safe_url(url)})"
-    note = _inline(note)
+    line = f"- [{link_text(title)}]({markdown_url(url)})"
+    note = inline_text(note)
     return f"{line}: {note}" if note else line
 
 
-def _link_text(title: str) -> str:
-    # A `]` ends the link text for llms.txt parsers, even escaped; parentheses read the same.
-    return _inline(title.replace("[", "(").replace("]", ")")) or "Untitled"
+def link_text(title: str) -> str:
+    """`title` as Markdown link text that llms.txt parsers read whole: a `]` ends link text
+    for them even escaped, so brackets become parentheses, which read the same."""
+    return inline_text(title.replace("[", "(").replace("]", ")")) or "Untitled"
 
 
-def _inline(text: str) -> str:
+def inline_text(text: str) -> str:
     """`text` on one line, with `<` and `&` that Markdown would read as HTML escaped."""
     text = " ".join(text.split())
     return _ENTITY_START.sub(r"\\&", _HTML_START.sub(r"\\<", text))
 
 
-def _safe_url(url: str) -> str:
-    # `(`, `)`, spaces and `<`/`>` would end or break a Markdown link target.
+def markdown_url(url: str) -> str:
+    """`url` percent-escaped where `(`, `)`, spaces and `<`/`>` would end or break a Markdown
+    link target."""
     return quote(url, safe=":/?#[]@!$&'*+,;=%~")
 
 

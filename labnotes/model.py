@@ -46,6 +46,7 @@ class SiteConfig:
     language: str = "en"              # the feeds' <language>
     timezone: str = "UTC"
     posts_per_page: int = 5
+    repository: str = ""              # where `git clone` gets the blog's source; "" when not said
     blogroll: tuple[Link, ...] = ()
     labs: LabSettings = field(default_factory=LabSettings)
     root: Path = Path(".")            # folder of site.toml: relative paths resolve here

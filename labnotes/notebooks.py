@@ -20,7 +20,7 @@ import keyword
 from collections.abc import Callable, Sequence
 
 from .feeds import absolute_url
-from .llms import _inline, _link_text, _safe_url, _split_code, absolutize_markdown
+from .llms import absolutize_markdown, inline_text, link_text, markdown_url, split_fenced_code
 from .maths import code_span_end, maths_end
 from .model import Document, FencedBlock, NotebookLab, RenderedBlock, SiteConfig
 
@@ -121,7 +121,7 @@ def render_notebook(config: SiteConfig, doc: Document, pieces: Sequence[str | No
     def add_lab(lab: NotebookLab) -> None:
         upstream = lab.upstream
         if upstream is not None and _identity(upstream) not in ran:   # e.g. a lab of another post
-            post = f"[{_link_text(upstream.post_title)}]({_safe_url(absolute_url(config, upstream.post_url))})"
+            post = f"[{link_text(upstream.post_title)}]({markdown_url(absolute_url(config, upstream.post_url))})"
             cells.append(("markdown", f"The next lab runs after `{upstream.result.ref}`, a lab of {post}: "
                                       "this cell runs it first.", []))
             add_lab(upstream)
@@ -212,10 +212,10 @@ def _intro(config: SiteConfig, doc: Document, labs: Sequence[NotebookLab]) -> st
     made = sorted({(lab.result.device_name, lab.result.torch_version) for lab in labs if not lab.result.failed})
     where = " and ".join(f"{device} with torch {torch}" for device, torch in made) or "no device (every lab failed)"
     return "\n".join([
-        f"# {_inline(doc.title)}",
+        f"# {inline_text(doc.title)}",
         "",
-        f"This notebook is the post [{_link_text(doc.title)}]({_safe_url(absolute_url(config, doc.url))}) "
-        f"of {_inline(config.title)}: its prose, and each of its labs as a code cell that calls the same "
+        f"This notebook is the post [{link_text(doc.title)}]({markdown_url(absolute_url(config, doc.url))}) "
+        f"of {inline_text(config.title)}: its prose, and each of its labs as a code cell that calls the same "
         f"`labcode` function with the same arguments. The outputs under the cells are the ones the post "
         f"published, made on {where}.",
         "",
@@ -223,7 +223,7 @@ def _intro(config: SiteConfig, doc: Document, labs: Sequence[NotebookLab]) -> st
         "with the project's Python (`make setup` installs `ipykernel`; any Jupyter front end can use "
         "`.venv/bin/python` as its kernel):",
         "",
-        "    git clone <the blog's repository> lab-notes && cd lab-notes",
+        f"    git clone {config.repository or '<the blog' + chr(39) + 's repository>'} lab-notes && cd lab-notes",
         "    make setup                        # .venv with torch and the GPT-2 encoding",
         "    .venv/bin/pip install jupyterlab",
         "    .venv/bin/jupyter lab             # then open this notebook inside the clone",
@@ -237,7 +237,7 @@ def _dollars_outside_maths(markdown: str) -> str:
     """`$` that the site reads as prose ("$5 and $10") escaped, since Jupyter would read maths
     there; maths, code and `\\$` stay as written."""
     out = []
-    for is_code, chunk in _split_code(markdown):
+    for is_code, chunk in split_fenced_code(markdown):
         i = 0
         while not is_code and "$" in chunk[i:]:
             j = min(k for k in (chunk.find("$", i), chunk.find("`", i), chunk.find("\\", i)) if k >= 0)

@@ -285,3 +285,19 @@ def test_notebooks_of_an_incremental_build_equal_those_of_a_clean_build(project)
     rebuild(project)
     clean = {p.name: p.read_bytes() for p in (project / "output" / "posts").glob("*.ipynb")}
     assert clean == incremental
+
+
+def test_a_site_naming_its_repository_says_what_to_clone_in_notebooks_labs_page_and_footer(built, project):
+    intro = notebook(built, "attention").cells[0].source
+    assert "git clone <the blog's repository> lab-notes" in intro   # not said: a placeholder
+    assert "repository" not in page(built, "attention").select_one(".site-footer").get_text()
+    url = "https://git.example.org/lab-notes.git"
+    toml = project / "site.toml"
+    toml.write_text(f'repository = "{url}"\n' + toml.read_text(encoding="utf-8"), encoding="utf-8")
+    rebuild(project)
+    assert f"    git clone {url} lab-notes && cd lab-notes\n" in notebook(project, "attention").cells[0].source
+    labs = BeautifulSoup((project / "output" / "labs" / "index.html").read_text(encoding="utf-8"), "html.parser")
+    assert f"git clone {url}" in labs.select_one(".listing-header").get_text()
+    assert f"(`git clone {url}`, then `make setup`)" in (project / "output" / "labs" / "index.html.md").read_text(encoding="utf-8")
+    footer = page(project, "attention").select_one(".site-footer a[href='" + url + "']")
+    assert footer is not None and footer.get_text() == "the blog's repository"

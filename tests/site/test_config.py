@@ -33,6 +33,8 @@ BAD = {
     "unknown_labs_key": (GOOD + "gpu = true\n", 12, "unknown key [labs] 'gpu'"),
     "labs_timeout": (GOOD.replace("timeout = 60", "timeout = -1"), 11, "[labs] timeout must be a positive number"),
     "labs_dotted_key": ('title = "x"\nlabs.timeout = "soon"\n', 2, "[labs] timeout must be an integer or a number"),
+    "bad_repository": (GOOD.replace('title = "Notes"', 'title = "Notes"\nrepository = "github.com/me/notes"'), 3,
+                       "repository must be an address `git clone` takes"),
     "not_toml": ('title = "x"\nauthor = \n', 2, "not valid TOML"),
     "not_utf8": (b'title = "x"\n\nauthor = "\xff"\n', 3, "not UTF-8"),
 }
@@ -89,3 +91,11 @@ def test_a_good_file_loads(tmp_path):
     (tmp_path / "site.toml").write_text(GOOD, encoding="utf-8")
     config = load_config(tmp_path / "site.toml")
     assert [link.name for link in config.blogroll] == ["A", "B"] and config.labs.timeout == 60
+    assert config.repository == ""
+
+
+@pytest.mark.parametrize("url", ["https://git.example.org/notes.git", "git@git.example.org:me/notes.git",
+                                 "ssh://git@git.example.org/me/notes.git", "file:///srv/git/notes"])
+def test_repository_takes_what_git_clone_takes(tmp_path, url):
+    (tmp_path / "site.toml").write_text(f'repository = "{url}"\n' + GOOD, encoding="utf-8")
+    assert load_config(tmp_path / "site.toml").repository == url
