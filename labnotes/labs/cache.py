@@ -69,35 +69,39 @@ def module_digests(root: Path, modules) -> tuple[dict[str, str | None], dict[str
     """Code digests of labcode modules as they are on disk now (None: the module is gone).
 
     Parsing is the slow part of a build that runs no lab, so digests are remembered in
-    .cache/code-digests.json by the sha256 of each file's bytes (safe to delete).
+    .cache/code-digests.json (safe to delete), for each module the version last seen (by the
+    sha256 of its bytes): the file stays as small as labcode however often modules change.
     """
     memo_path = Path(root) / ".cache" / "code-digests.json"
     try:
-        memo = json.loads(memo_path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        saved = json.loads(memo_path.read_text(encoding="utf-8"))
+        memo = saved["modules"] if saved.get("format") == 2 else {}
+    except (OSError, ValueError, AttributeError, KeyError):
         memo = {}
-    known = len(memo)
+    changed = False
     whole: dict[str, str | None] = {}
     parts: dict[str, dict] = {}
     for name in modules:
         file = module_file(root, name)
         if file is None:
             whole[name] = None
+            changed |= memo.pop(name, None) is not None
             continue
         data = file.read_bytes()
         key = hashlib.sha256(data).hexdigest()
-        if key not in memo:
+        if not (isinstance(memo.get(name), list) and memo[name][:1] == [key]):
             try:
-                memo[key] = list(code_digests(data.decode("utf-8")))
+                memo[name] = [key, *code_digests(data.decode("utf-8"))]
             except (SyntaxError, UnicodeDecodeError, ValueError):
-                memo[key] = [key, {}]
-        whole[name], parts[name] = memo[key][0], memo[key][1]
-    if len(memo) != known:
+                memo[name] = [key, key, {}]
+            changed = True
+        whole[name], parts[name] = memo[name][1], memo[name][2]
+    if changed:
         try:
             memo_path.parent.mkdir(parents=True, exist_ok=True)
             fd, temp = tempfile.mkstemp(dir=memo_path.parent, prefix=".digests-")
             with os.fdopen(fd, "w", encoding="utf-8") as handle:
-                json.dump(memo, handle)
+                json.dump({"format": 2, "modules": memo}, handle)
             os.replace(temp, memo_path)
         except OSError:
             pass            # a cache that cannot be written only costs time

@@ -225,3 +225,21 @@ def test_orphans_are_entries_no_lab_uses_and_figures_no_entry_names(root):
                               result={"figures": [{"file": "kept.svg", "alt": ""}]}))
     cache.save("gone", entry(root, "labcode.plot:plot"))
     assert sorted(p.name for p in cache.orphans({"shown"})) == ["gone.cpu.json", "orphan.svg"]
+
+
+def test_code_digest_memo_keeps_one_version_per_module_however_often_it_is_edited(root):
+    """The memo of module digests follows the code: every edit gives the new digest, and the
+    file does not grow with the history of edits."""
+    import json
+
+    memo = root / ".cache" / "code-digests.json"
+    seen = set()
+    for steps in range(20):
+        (root / "labcode" / "train.py").write_text(TRAIN.replace("steps=3", f"steps={steps}"))
+        modules, _ = module_digests(root, ["labcode.train", "labcode.sample"])
+        seen.add(modules["labcode.train"])
+    assert len(seen) == 20
+    assert sorted(json.loads(memo.read_text())["modules"]) == ["labcode.sample", "labcode.train"]
+    (root / "labcode" / "sample.py").unlink()
+    assert module_digests(root, ["labcode.sample"])[0] == {"labcode.sample": None}
+    assert sorted(json.loads(memo.read_text())["modules"]) == ["labcode.train"]
