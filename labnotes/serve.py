@@ -21,10 +21,14 @@ from pathlib import Path
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from .errors import BuildError
+from .inotify import ChangeSignal
 from .output import scan_folder
 
 RELOAD_PATH = "/__reload"
 POLL_SECONDS = 0.05         # how often the watcher looks at mtimes (a look at 1,000 posts: ~3-5 ms of CPU)
+# With inotify the watcher looks when the kernel reports an event, and also this often, in case
+# it dropped one (queue overflow) or a new folder could not be watched.
+IDLE_LOOK_SECONDS = 2.0
 LONG_POLL_SECONDS = 20.0    # how long /__reload holds a request open waiting for a build
 
 # The few types a blog serves, with charsets, so browsers never guess; the rest from mimetypes.
@@ -211,13 +215,15 @@ def inject_reload_script(html: bytes, build: int) -> bytes:
 
 
 class SourceWatcher(threading.Thread):
-    """Polls the mtimes of the watched files; on a change calls `rebuild` and bumps `counter`.
+    """Looks at the stats of the watched files when inotify reports an event under them (or
+    every `interval` seconds where there is no inotify); on a change calls `rebuild` and bumps
+    `counter`.
 
     A failed rebuild prints its one-line error; the server keeps the last good site.
     """
 
     def __init__(self, watch: Sequence[Path], rebuild: Callable[[], None], counter: BuildCounter,
-                 ignore: Sequence[Path] = (), interval: float = POLL_SECONDS):
+                 ignore: Sequence[Path] = (), interval: float = POLL_SECONDS, notify: bool = True):
         super().__init__(name="labnotes-watcher", daemon=True)
         self.watch = [Path(p) for p in watch]
         self.ignore = [Path(p).absolute() for p in ignore]
@@ -225,6 +231,9 @@ class SourceWatcher(threading.Thread):
         self.counter = counter
         self.interval = interval
         self.stopped = threading.Event()
+        self.notify = notify
+        self.signal: ChangeSignal | None = None    # set while running with inotify
+        self.looks = 0                              # how many times it looked at the files
 
     def snapshot(self) -> dict[Path, tuple[int, int, int]]:
         """(size, mtime, inode) of every watched file, skipping hidden folders, caches and the output."""
@@ -232,6 +241,7 @@ class SourceWatcher(threading.Thread):
 
     def _stats(self) -> dict[tuple[Path, str], tuple[int, int, int]]:
         # Keyed by (watched path, relative path): making a Path per file would cost more than the look.
+        self.looks += 1
         seen: dict[tuple[Path, str], tuple[int, int, int]] = {}
         for top in self.watch:
             if top.is_file():
@@ -246,13 +256,27 @@ class SourceWatcher(threading.Thread):
         return seen
 
     def run(self) -> None:
-        last = self._stats()
-        while not self.stopped.wait(self.interval):
-            current = self._stats()
-            if current == last:
-                continue
-            last = current
-            self.rebuild_once()
+        # Opened before the first look, so that nothing saved in between goes unseen.
+        self.signal = ChangeSignal.open(self.watch, skip=self.ignore) if self.notify else None
+        if self.signal is not None and self.stopped.is_set():   # stopped before it could interrupt
+            self.signal.interrupt()
+        try:
+            last = self._stats()
+            while not self.stopped.is_set():
+                if self.signal is not None:
+                    self.signal.wait(IDLE_LOOK_SECONDS)
+                else:
+                    self.stopped.wait(self.interval)
+                if self.stopped.is_set():
+                    break
+                current = self._stats()
+                if current == last:
+                    continue
+                last = current
+                self.rebuild_once()
+        finally:
+            if self.signal is not None:
+                self.signal.close()
 
     def rebuild_once(self) -> bool:
         """Run `rebuild`; True and a bumped counter on success, the error printed otherwise."""
@@ -272,6 +296,8 @@ class SourceWatcher(threading.Thread):
 
     def stop(self) -> None:
         self.stopped.set()
+        if self.signal is not None:
+            self.signal.interrupt()
 
 
 def make_server(out_dir: Path, host: str = "127.0.0.1", port: int = 0,

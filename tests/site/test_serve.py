@@ -1,6 +1,7 @@
 """The dev server on a free port, asked what a browser (or an attacker) would ask."""
 from __future__ import annotations
 
+import os
 import signal
 import socket
 import struct
@@ -179,7 +180,7 @@ def test_watcher_rebuilds_on_change_and_bumps_the_counter(tmp_path):
     (content / "a.md").write_text("one")
     calls = []
     counter = BuildCounter()
-    watcher = SourceWatcher([content], lambda: calls.append(1), counter, interval=0.05)
+    watcher = SourceWatcher([content], lambda: calls.append(1), counter, interval=0.05, notify=False)  # polling
     watcher.start()
     try:
         time.sleep(0.15)
@@ -190,6 +191,61 @@ def test_watcher_rebuilds_on_change_and_bumps_the_counter(tmp_path):
     finally:
         watcher.stop()
     assert calls and counter.value == 1
+
+
+needs_inotify = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="inotify is Linux's")
+
+
+@needs_inotify
+def test_watcher_sleeps_until_the_kernel_reports_a_save_then_rebuilds_at_once(tmp_path):
+    """With inotify the watcher does not look at 1,000 posts twenty times a second while the
+    author is thinking, and it sees a save sooner than a poll would."""
+    content = tmp_path / "content"
+    (content / "posts").mkdir(parents=True)
+    (content / "posts" / "a.md").write_text("one")
+    counter = BuildCounter()
+    watcher = SourceWatcher([content], lambda: None, counter, interval=60)   # a poll would come too late
+    watcher.start()
+    try:
+        assert wait_until(lambda: watcher.signal is not None, 2)
+        time.sleep(0.5)
+        assert watcher.looks <= 2                          # the first look, and no polling
+        saved = time.monotonic()
+        (content / "posts" / "a.md").write_text("two, longer")
+        assert wait_until(lambda: counter.value == 1, 3)
+        assert time.monotonic() - saved < 1.0
+        # an editor's save: a new file renamed over the old one
+        (content / "posts" / ".a.md.swp").write_text("three")
+        os.replace(content / "posts" / ".a.md.swp", content / "posts" / "a.md")
+        assert wait_until(lambda: counter.value == 2, 3)
+        # a folder made after the watcher started is watched too
+        (content / "posts" / "2026").mkdir()
+        time.sleep(0.1)
+        (content / "posts" / "2026" / "b.md").write_text("new")
+        assert wait_until(lambda: counter.value >= 3, 3)
+    finally:
+        watcher.stop()
+        watcher.join(2)
+    assert not watcher.is_alive()   # stop wakes it at once
+
+
+@needs_inotify
+def test_watcher_with_inotify_ignores_writes_to_the_output_folder(tmp_path):
+    (tmp_path / "content").mkdir()
+    (tmp_path / "content" / "a.md").write_text("x")
+    (tmp_path / "output").mkdir()
+    counter = BuildCounter()
+    watcher = SourceWatcher([tmp_path], lambda: None, counter, ignore=[tmp_path / "output"], interval=60)
+    watcher.start()
+    try:
+        assert wait_until(lambda: watcher.signal is not None, 2)
+        for n in range(20):
+            (tmp_path / "output" / f"{n}.html").write_text("built")
+        time.sleep(0.3)
+        assert watcher.looks <= 2 and counter.value == 0
+    finally:
+        watcher.stop()
+        watcher.join(2)
 
 
 def test_failed_rebuild_prints_one_line_and_keeps_the_counter(tmp_path, capsys):
