@@ -233,6 +233,7 @@ class SourceWatcher(threading.Thread):
         self.stopped = threading.Event()
         self.notify = notify
         self.signal: ChangeSignal | None = None    # set while running with inotify
+        self._last: dict = {}                       # the first look, taken by start()
         self.looks = 0                              # how many times it looked at the files
 
     def snapshot(self) -> dict[Path, tuple[int, int, int]]:
@@ -255,13 +256,17 @@ class SourceWatcher(threading.Thread):
                     seen[(top, relative)] = stat
         return seen
 
-    def run(self) -> None:
-        # Opened before the first look, so that nothing saved in between goes unseen.
+    def start(self) -> None:
+        """Take the first look here, before the thread starts: a file saved as soon as this
+        returns (the server is up) is a change, whenever the thread gets to run."""
+        # The signal opens before the look, so that nothing saved in between goes unseen.
         self.signal = ChangeSignal.open(self.watch, skip=self.ignore) if self.notify else None
-        if self.signal is not None and self.stopped.is_set():   # stopped before it could interrupt
-            self.signal.interrupt()
+        self._last = self._stats()
+        super().start()
+
+    def run(self) -> None:
         try:
-            last = self._stats()
+            last = self._last
             while not self.stopped.is_set():
                 if self.signal is not None:
                     self.signal.wait(IDLE_LOOK_SECONDS)
