@@ -238,18 +238,20 @@ def _corpus(args) -> int:
 
 def _serve(args) -> int:
     from labnotes.input_manifest import unchanged_build
+    from labnotes.labs.executor import WarmPools
     from labnotes.model import BuildOptions
     from labnotes.pipeline import build
     from labnotes.serve import make_server, serve
 
     options = BuildOptions(drafts=args.drafts, future=args.future)
+    warm = WarmPools()   # a lab an edit reruns finds its worker, torch imported, from the last rebuild
 
     def rebuild(first: bool = False) -> None:    # a BuildError tells the server the rebuild failed
         # The first build is skipped, as `build` skips it, when nothing changed since the last
         # one with these options; the watcher's rebuilds follow a change.
         report = unchanged_build(args.config, args.content, args.out, options) if first else None
         if report is None:
-            report = build(args.config, args.content, args.out, options)
+            report = build(args.config, args.content, args.out, options, warm_labs=warm)
         _print_warnings(report)
         print(report.summary(), flush=True)
 
@@ -259,7 +261,10 @@ def _serve(args) -> int:
     except BuildError as error:   # serve the last good site, if any, until the input is fixed
         print(error.one_line(), file=sys.stderr, flush=True)
     watch = [args.content, args.config, Path("templates"), Path("static"), Path("labcode")]
-    serve(server, rebuild, [p for p in watch if p.exists()])
+    try:
+        serve(server, rebuild, [p for p in watch if p.exists()])
+    finally:
+        warm.stop()
     return 0
 
 

@@ -31,8 +31,10 @@ BUILTIN_STATIC = Path(__file__).resolve().parent.parent / "static"
 
 
 def build(config_path: Path | str, content_dir: Path | str, out_dir: Path | str,
-          options: BuildOptions = BuildOptions()) -> BuildReport:
-    """Build the site; raises BuildError on bad input, leaving `out_dir` untouched."""
+          options: BuildOptions = BuildOptions(), warm_labs=None) -> BuildReport:
+    """Build the site; raises BuildError on bad input, leaving `out_dir` untouched.
+
+    `warm_labs` (a `labs.executor.WarmPools`) keeps lab workers for the next build (`serve`)."""
     started, started_ns = time.perf_counter(), time.time_ns()
     config = load_config(config_path)
     inputs_before = input_stats(watched_paths(config_path, content_dir, config), started_ns)
@@ -40,7 +42,7 @@ def build(config_path: Path | str, content_dir: Path | str, out_dir: Path | str,
     content = load_content(Path(content_dir), config, drafts=options.drafts,
                            until=None if options.future else build_clock(options), load=parsed.load)
     check_cited_names(content.documents)   # a misspelt citation fails before any lab runs
-    labs = lab_stage(content, config, options)
+    labs = lab_stage(content, config, options, warm_labs)
     cite = functools.partial(cite_document, values=labs.values, failed_labs=labs.counts.failed > 0)
     cache = RenderCache(config.root / CACHE_DIR)
     try:
@@ -75,12 +77,12 @@ def copied_number_warnings(content: Content, labs: LabStage) -> tuple[BuildWarni
     return lint(content.documents, labs.published)
 
 
-def lab_stage(content: Content, config: SiteConfig, options: BuildOptions) -> LabStage:
+def lab_stage(content: Content, config: SiteConfig, options: BuildOptions, warm_labs=None) -> LabStage:
     """Labs run or taken from their cache; a site with no lab block does not load the lab engine."""
     if not any(doc.blocks for doc in content.documents):
         return LabStage(render_code_block)
     from .labs.stage import run_lab_stage
-    return run_lab_stage(list(content.documents), config, options)
+    return run_lab_stage(list(content.documents), config, options, warm_labs)
 
 
 class Renders:

@@ -49,6 +49,32 @@ class WorkerPool:
         self.stop()
 
 
+class WarmPools:
+    """Worker pools kept from one build to the next, for a process that builds again and again
+    (`serve`): a lab rerun by an edit then finds its worker with torch already imported
+    instead of paying seconds for a new one. A worker forgets labcode before every lab and
+    resets its state, exactly as between two labs of one build; a pool is kept per set of
+    everything that makes workers differ (project, environment, ignored paths, size)."""
+
+    def __init__(self):
+        self._pools: dict[tuple, WorkerPool] = {}
+        self._lock = threading.Lock()
+
+    def pool(self, root: Path, env: dict[str, str], ignore: list[str], size: int = 1) -> WorkerPool:
+        key = (str(Path(root).resolve()), tuple(sorted(env.items())), tuple(ignore), size)
+        with self._lock:
+            if key not in self._pools:
+                self._pools[key] = WorkerPool(root, env, ignore, size)
+            return self._pools[key]
+
+    def stop(self) -> None:
+        """Stop every kept worker (when the process is done building)."""
+        with self._lock:
+            for pool in self._pools.values():
+                pool.stop()
+            self._pools.clear()
+
+
 def execute(pool: WorkerPool, requests: list[RunRequest], *,
             on_start: Callable[[RunRequest], None] = lambda request: None,
             on_progress: Callable[[RunRequest, dict], None] = lambda request, info: None,

@@ -13,7 +13,7 @@ from pathlib import Path
 from labnotes.errors import BuildError
 from labnotes.labs.cache import CacheEntry, LabCache, figure_files, file_digest, module_digests
 from labnotes.labs.directive import LabCall, SourceCall
-from labnotes.labs.executor import WorkerPool, execute
+from labnotes.labs.executor import WarmPools, WorkerPool, execute
 from labnotes.labs.plan import Facts, Plan, SiteLabs, collect_labs, count, plan_labs
 from labnotes.labs.progress import Progress
 from labnotes.labs.render import (LabRenderer, LabResult, lab_markdown, output_with_note,
@@ -47,6 +47,7 @@ class Run:
     quick: bool = False
     jobs: int = 1
     timeout: float | None = None    # overrides every lab's timeout (`lab --timeout`)
+    warm: WarmPools | None = None   # workers kept between builds (`serve`); None: started and stopped here
 
     @property
     def root(self) -> Path:
@@ -74,8 +75,9 @@ def carry_out(plan: Plan, site: SiteLabs, facts: Facts, run: Run,
     """
     entries = dict(facts.entries)
     results: dict[str, LabResult] = {}
-    pool = WorkerPool(run.root, worker_env(run.root, run.config.labs.tiktoken_cache_dir),
-                      ignore=[run.config.labs.cache_dir, *WORKER_IGNORE], size=run.jobs)
+    pool_of = run.warm.pool if run.warm is not None else WorkerPool
+    pool = pool_of(run.root, worker_env(run.root, run.config.labs.tiktoken_cache_dir),
+                   [run.config.labs.cache_dir, *WORKER_IGNORE], run.jobs)
     try:
         for wave in plan.waves():
             ready = []
@@ -109,7 +111,8 @@ def carry_out(plan: Plan, site: SiteLabs, facts: Facts, run: Run,
                     raise failure
                 run.progress.warn("\n".join(filter(None, [failure.one_line(), failure.details])))
     finally:
-        pool.stop()
+        if run.warm is None:
+            pool.stop()
         for warning in run.cache.warnings:
             run.progress.warn(warning)
         run.progress.close()
@@ -230,8 +233,10 @@ def _result(call: LabCall, entry: CacheEntry, status: str, index: LabcodeIndex) 
                      torch_version=entry.torch_version, source=_source(call, index))
 
 
-def run_lab_stage(documents: list[Document], config: SiteConfig, options) -> LabStage:
-    """The pipeline's lab stage: every lab fresh or run, each block renderable."""
+def run_lab_stage(documents: list[Document], config: SiteConfig, options,
+                  warm: WarmPools | None = None) -> LabStage:
+    """The pipeline's lab stage: every lab fresh or run, each block renderable; `warm` keeps
+    the workers for the next build."""
     quick = getattr(options, "quick", False)
     index = LabcodeIndex(config.root)
     site = collect_labs(documents, index, quick)
@@ -243,7 +248,7 @@ def run_lab_stage(documents: list[Document], config: SiteConfig, options) -> Lab
     progress = Progress(len(plan.steps), enabled=bool(plan.to_run),
                         why=getattr(options, "why", False))
     run = Run(config, device, cache, progress, keep_going=getattr(options, "keep_going", False),
-              quick=quick, jobs=getattr(options, "jobs", 1))
+              quick=quick, jobs=getattr(options, "jobs", 1), warm=warm)
     results = carry_out(plan, site, facts, run, index) if plan.steps else {}
     counts = count([results[s.stem].status for s in plan.steps if s.stem in results])
     renderer = LabRenderer(config.root / "templates")
