@@ -23,6 +23,8 @@ import torch
 from torch import nn
 import torch.nn.functional as F
 
+from labcode.figures import WIDTH, house_style
+
 
 # -- 1. attention without trainable weights ------------------------------------
 
@@ -253,16 +255,15 @@ def causal_weights_demo(seq_len: int = 6, text: str = "Your journey starts with 
     with torch.no_grad():
         weights = att.attention_weights(inputs.unsqueeze(0))[0].cpu()  # (T, T)
 
-    fig, ax = plt.subplots(figsize=(5, 4.2))
+    fig, ax = plt.subplots(figsize=(WIDTH, 4.4))
     image = ax.imshow(weights.numpy(), cmap="viridis")
     ax.set_xticks(range(len(words)), words, rotation=45, ha="right")
     ax.set_yticks(range(len(words)), words)
-    ax.tick_params(labelsize=11)
-    ax.set_xlabel("key (attended to)", fontsize=11)
-    ax.set_ylabel("query", fontsize=11)
-    fig.colorbar(image, ax=ax).ax.tick_params(labelsize=11)
-    ax.set_title("Causal attention weights: no word attends to a later one", fontsize=12)
-    fig.tight_layout()
+    ax.set_xlabel("key (attended to)")
+    ax.set_ylabel("query")
+    fig.colorbar(image, ax=ax)
+    ax.set_title("Causal attention weights: no word attends to a later one")
+    house_style(fig)
     print("upper triangle is zero: no word attends to a later word")
     return weights
 

@@ -9,6 +9,8 @@ is timed: the attention alone, with no projections, so nothing linear in T hides
 import torch
 import torch.nn.functional as F
 
+from labcode.figures import WIDTH, house_style
+
 
 def explicit_attention(q, k, v):
     """Causal attention spelt out: (B, nh, T, hs) queries, keys, values -> (B, nh, T, hs)."""
@@ -96,27 +98,26 @@ def attention_cost(lengths=(64, 128, 256, 512, 1024), heads: int = 4, head_dim: 
     print("times: see the figure (measured on the machine that built this page)")
 
     Ts = [r["T"] for r in rows]
-    fig, (ax_t, ax_m) = plt.subplots(2, 1, figsize=(5.2, 6.4), sharex=True)
+    fig, (ax_t, ax_m) = plt.subplots(2, 1, figsize=(WIDTH, 6.4), sharex=True)
     ax_t.plot(Ts, [r["explicit_ms"] for r in rows], "-o", markersize=4, label="explicit")
     ax_t.plot(Ts, [r["sdpa_ms"] for r in rows], "-s", markersize=4, label="sdpa")
     ref = rows[-1]["explicit_ms"]
     ax_t.plot(Ts, [ref * (t / Ts[-1]) ** 2 for t in Ts], ":", color="grey", label="∝ T²")
-    ax_t.set_ylabel("forward + backward (ms)", fontsize=11)
-    ax_t.set_title("time (measured)", fontsize=12)
+    ax_t.set_ylabel("forward + backward (ms)")
+    ax_t.set_title("time (measured)")
     ax_m.plot(Ts, [r["score_matrix_mib"] for r in rows], "-o", markersize=4,
               label="one T×T matrix, one head")
     ax_m.plot(Ts, [r["qkv_mib"] for r in rows], "-s", markersize=4, label="q, k, v, all heads")
-    ax_m.set_ylabel("MiB (float32)", fontsize=11)
-    ax_m.set_title("memory (exact)", fontsize=12)
-    ax_m.set_xlabel("context length T", fontsize=11)
+    ax_m.set_ylabel("MiB (float32)")
+    ax_m.set_title("memory (exact)")
+    ax_m.set_xlabel("context length T")
     for ax in (ax_t, ax_m):
         ax.set_xscale("log", base=2)
         ax.set_yscale("log")
-        ax.tick_params(labelsize=11)
         ax.grid(True, alpha=0.3, which="both")
-        ax.legend(fontsize=10)
-    fig.suptitle("Causal attention cost as the context grows", fontsize=13)
-    fig.tight_layout()
+        ax.legend()
+    fig.suptitle("Causal attention cost as the context grows")
+    house_style(fig)
     return {"heads": heads, "head_dim": head_dim, "fit_from": fit_from, "rows": rows,
             "explicit_exponent": exponents["explicit"], "sdpa_exponent": exponents["sdpa"],
             "explicit_ms_longest": rows[-1]["explicit_ms"], "sdpa_ms_longest": rows[-1]["sdpa_ms"],

@@ -10,6 +10,7 @@ and what goes wrong without the transpose.
 import torch
 
 from labcode.attention import MultiHeadAttention, MultiHeadAttentionWrapper, copy_heads_into_fused
+from labcode.figures import WIDTH, house_style
 
 
 # === Lab entry points: the functions the posts run ==================================
@@ -94,22 +95,21 @@ def multihead_shapes_demo(batch: int = 2, seq_len: int = 5, d_in: int = 8, d_out
 
     cols = min(h, 2)  # at most two heatmaps a row, so each stays readable on a phone
     rows = -(-h // cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(5.2, 2.6 * rows + 0.6), squeeze=False)
+    fig, axes = plt.subplots(rows, cols, figsize=(WIDTH, 2.6 * rows + 0.6), squeeze=False)
     for i, ax in enumerate(axes.flat):
         if i >= h:
             ax.axis("off")
             continue
         ax.imshow(weights[0, i].cpu().numpy(), cmap="viridis", vmin=0, vmax=1)
-        ax.set_title(f"head {i}", fontsize=12)
+        ax.set_title(f"head {i}")
         ax.set_xticks(range(T))
         ax.set_yticks(range(T))
-        ax.tick_params(labelsize=11)
         if i // cols == rows - 1 or i + cols >= h:
-            ax.set_xlabel("key position", fontsize=11)
+            ax.set_xlabel("key position")
         if i % cols == 0:
-            ax.set_ylabel("query position", fontsize=11)
-    fig.suptitle(f"Attention weights of each of the {h} heads", fontsize=13)
-    fig.tight_layout()
+            ax.set_ylabel("query position")
+    fig.suptitle(f"Attention weights of each of the {h} heads")
+    house_style(fig)
     return {"batch": B, "seq_len": T, "heads": h, "head_dim": hs, "d_out": d_out,
             "shapes": shapes, "step_by_step_diff": by_hand, "query_is_slice": query_is_slice,
             "per_head": per_head, "wrapper_diff": wrapper_diff, "grad_diff": grad_diff,

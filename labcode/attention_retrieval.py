@@ -11,6 +11,8 @@ weights concentrate on the matching pair.
 import torch
 from torch import nn
 
+from labcode.figures import WIDTH, house_style
+
 
 def retrieval_batch(n: int, n_pairs: int, key_dim: int, value_dim: int):
     """`n` examples: pair tokens (n, P, d_in), a query (n, d_in), the answer, the pair's index."""
@@ -103,31 +105,29 @@ def retrieval_by_content(n_pairs: int = 8, key_dim: int = 16, value_dim: int = 8
     print(f"averaging (every weight 1/{n_pairs}): error {average_error:.3f}")
 
     shown = 12  # test examples drawn in the heatmaps
-    fig, axes = plt.subplots(3, 1, figsize=(5.2, 9.6), gridspec_kw={"height_ratios": [1, 1, 1.1]})
+    fig, axes = plt.subplots(3, 1, figsize=(WIDTH, 9.6), gridspec_kw={"height_ratios": [1, 1, 1.1]})
     for ax, w, title in ((axes[0], first, "step 0"), (axes[1], last, f"step {steps}")):
         ax.imshow(w[:shown].numpy(), cmap="viridis", vmin=0, vmax=1, aspect="auto")
         ax.scatter(test_target[:shown], range(shown), marker="o", facecolors="none",
                    edgecolors="red", s=60, label="matching key")
-        ax.set_title(f"attention weights, {title}", fontsize=12)
-        ax.set_xlabel("position of the pair", fontsize=11)
-        ax.set_ylabel("test example", fontsize=11)
+        ax.set_title(f"attention weights, {title}")
+        ax.set_xlabel("position of the pair")
+        ax.set_ylabel("test example")
         ax.set_xticks(range(n_pairs))
-        ax.tick_params(labelsize=11)
-    axes[0].legend(fontsize=10, loc="lower left")
+    axes[0].legend(loc="lower left")
     ax = axes[2]
     logged = [r["step"] for r in history]
     ax.plot(logged, [r["error"] for r in history], "-o", markersize=3, label="attention: error")
     ax.axhline(average_error, color="grey", linestyle="--", label="averaging: error")
     ax.plot(logged, [r["target_weight"] for r in history], "-s", markersize=3,
             label="weight on the match")
-    ax.set_xlabel("training step", fontsize=11)
-    ax.set_title("error and weight on the match while training", fontsize=12)
+    ax.set_xlabel("training step")
+    ax.set_title("error and weight on the match while training")
     ax.set_ylim(bottom=0)
-    ax.tick_params(labelsize=11)
     ax.grid(True, alpha=0.3)
-    ax.legend(fontsize=10)
-    fig.suptitle("Attention learns to retrieve by content", fontsize=13)
-    fig.tight_layout()
+    ax.legend()
+    fig.suptitle("Attention learns to retrieve by content")
+    house_style(fig)
     return {"n_pairs": n_pairs, "key_dim": key_dim, "value_dim": value_dim, "steps": steps,
             "uniform_weight": 1 / n_pairs, "average_error": average_error,
             "value_variance": test_value.var().item(), "history": history,

@@ -11,6 +11,8 @@ key (`saturated_row_gradient`).
 """
 import torch
 
+from labcode.figures import WIDTH, house_style
+
 
 def softmax_jacobian(weights):
     """d softmax / d scores for rows of softmax `weights`: (..., n) -> (..., n, n).
@@ -82,7 +84,7 @@ def softmax_saturation_demo(dims=(4, 16, 64, 256, 1024), n_keys: int = 16,
     print(f"{'uniform row':<25}{result['uniform']['grad']:>9.1e}")
 
     labels = {"none": "q·k", "sqrt": "q·k / √d_k", "d_k": "q·k / d_k"}
-    fig, axes = plt.subplots(3, 1, figsize=(5.2, 8.4), sharex=True)
+    fig, axes = plt.subplots(3, 1, figsize=(WIDTH, 8.4), sharex=True)
     panels = (("max_weight", "mean largest weight"), ("entropy", "mean entropy (nats)"),
               ("grad", "median |Jacobian of softmax|"))
     for ax, (key, title) in zip(axes, panels):
@@ -91,14 +93,13 @@ def softmax_saturation_demo(dims=(4, 16, 64, 256, 1024), n_keys: int = 16,
         ax.axhline(result["uniform"][key], color="grey", linestyle=":", linewidth=1,
                    label="uniform row")
         ax.set_xscale("log", base=2)
-        ax.set_title(title, fontsize=12)
-        ax.tick_params(labelsize=11)
+        ax.set_title(title)
         ax.grid(True, alpha=0.3)
-    axes[2].set_xlabel("d_k", fontsize=11)
+    axes[2].set_xlabel("d_k")
     axes[2].set_yscale("log")
-    axes[0].legend(fontsize=10)
-    fig.suptitle("Unscaled scores saturate the softmax as d_k grows", fontsize=13)
-    fig.tight_layout()
+    axes[0].legend()
+    fig.suptitle("Unscaled scores saturate the softmax as d_k grows")
+    house_style(fig)
     return result
 
 

@@ -10,6 +10,7 @@ from torch import nn
 
 from labcode.attention import MultiHeadAttention
 from labcode.feedforward import FeedForward
+from labcode.figures import WIDTH, house_style
 from labcode.gelu import GELU
 from labcode.layernorm import LayerNorm
 
@@ -126,19 +127,18 @@ def gradient_flow_demo(n_layers: int = 32, width: int = 32) -> dict:
                 "shortcuts, branch / sqrt(L)": n_layers ** -0.5}
     runs = {name: _stack_gradients(layers, x, readout, scale) for name, scale in variants.items()}
 
-    fig, (ax_s, ax_w) = plt.subplots(2, 1, figsize=(5.2, 6.4), sharex=True)
+    fig, (ax_s, ax_w) = plt.subplots(2, 1, figsize=(WIDTH, 6.4), sharex=True)
     for (name, run), style in zip(runs.items(), ("-", "--", ":")):
         ax_s.semilogy(range(n_layers + 1), run["stream"], style, label=name)
         ax_w.semilogy(range(n_layers), run["weights"], style, label=name)
-    ax_s.set_title("gradient at each layer's input", fontsize=12)
-    ax_w.set_title("gradient of each layer's weights", fontsize=12)
-    ax_w.set_xlabel("layer (0 = first)", fontsize=11)
+    ax_s.set_title("gradient at each layer's input")
+    ax_w.set_title("gradient of each layer's weights")
+    ax_w.set_xlabel("layer (0 = first)")
     for ax in (ax_s, ax_w):
-        ax.tick_params(labelsize=11)
         ax.grid(True, which="major")
-    ax_s.legend(fontsize=10)
-    fig.suptitle("Gradient norms through a deep stack, with and without shortcuts", fontsize=12)
-    fig.tight_layout()
+    ax_s.legend()
+    fig.suptitle("Gradient norms through a deep stack,\nwith and without shortcuts")
+    house_style(fig)
 
     print(f"norm of the gradient at each layer's input, {n_layers} layers of width {width}")
     print(f"{'layer':>5}{'no shortcuts':>14}{'shortcuts':>12}{'branch/sqrt(L)':>16}")

@@ -8,6 +8,8 @@ import math
 import torch
 from torch import nn
 
+from labcode.figures import WIDTH, house_style
+
 
 class GELU(nn.Module):
     """GELU with GPT-2's tanh approximation."""
@@ -25,16 +27,15 @@ def gelu_vs_relu_plot() -> dict:
     import matplotlib.pyplot as plt
 
     x = torch.linspace(-3, 3, 100)
-    fig, ax = plt.subplots(figsize=(5.2, 3.4))
+    fig, ax = plt.subplots(figsize=(WIDTH, 3.4))
     ax.plot(x, GELU()(x), label="GELU")
     ax.plot(x, nn.ReLU()(x), label="ReLU", linestyle="--")
-    ax.set_xlabel("x", fontsize=11)
-    ax.set_ylabel("activation", fontsize=11)
-    ax.tick_params(labelsize=11)
+    ax.set_xlabel("x")
+    ax.set_ylabel("activation")
     ax.grid(True)
-    ax.legend(fontsize=11)
-    ax.set_title("GELU beside ReLU", fontsize=12)
-    fig.tight_layout()
+    ax.legend()
+    ax.set_title("GELU beside ReLU")
+    house_style(fig)
 
     fine = torch.linspace(-3, 0, 30_001)  # steps of 1e-4, to locate the dip
     values = GELU()(fine)

@@ -12,6 +12,8 @@ import time
 
 import torch
 
+from labcode.figures import WIDTH, house_style
+
 
 def top_k_filter(logits, top_k: int):
     """Keep the `top_k` largest logits of each row; set the rest to -inf. logits: (B, V)."""
@@ -205,30 +207,28 @@ def decoding_distribution_demo(temperatures=(0.5, 1.0, 2.0), top_k: int = 3, top
 
     labels = [repr(t).strip("'") for t in tokens]
     # panels stacked, one token axis at the bottom, so the figure stays readable on a phone
-    fig, axes = plt.subplots(len(temperatures), 1, figsize=(5.2, 2.2 * len(temperatures) + 1.4),
+    fig, axes = plt.subplots(len(temperatures), 1, figsize=(WIDTH, 2.2 * len(temperatures) + 1.4),
                              sharex=True, sharey=True)
     for ax, r in zip(axes, by_temperature):
         ax.bar(range(len(tokens)), r["probs"], color="tab:blue")
-        ax.set_title(f"temperature {r['temperature']:g}", fontsize=12)
-        ax.set_ylabel("probability", fontsize=11)
-        ax.tick_params(labelsize=11)
-    axes[-1].set_xticks(range(len(tokens)), labels, rotation=60, ha="right", fontsize=11)
-    fig.suptitle("Temperature divides the logits\nbefore the softmax", fontsize=12)
-    fig.tight_layout()
+        ax.set_title(f"temperature {r['temperature']:g}")
+        ax.set_ylabel("probability")
+    axes[-1].set_xticks(range(len(tokens)), labels, rotation=60, ha="right")
+    fig.suptitle("Temperature divides the logits\nbefore the softmax")
+    house_style(fig)
 
-    fig, axes = plt.subplots(2, 1, figsize=(5.2, 5.8), sharex=True, sharey=True)
+    fig, axes = plt.subplots(2, 1, figsize=(WIDTH, 5.8), sharex=True, sharey=True)
     for ax, keep, title in ((axes[0], in_top_k, f"top-k, k = {top_k}"),
                             (axes[1], in_top_p, f"top-p, p = {top_p:g}")):
         ax.bar(range(len(tokens)), base, color="lightgrey", label="temperature 1")
         ax.bar(range(len(tokens)), renormalised(keep), color="tab:orange", width=0.5,
                label="kept, renormalised")
-        ax.set_title(title, fontsize=12)
-        ax.set_ylabel("probability", fontsize=11)
-        ax.tick_params(labelsize=11)
-    axes[-1].set_xticks(range(len(tokens)), labels, rotation=60, ha="right", fontsize=11)
-    axes[0].legend(fontsize=10)
-    fig.suptitle("What top-k and top-p leave for the sampler\n(temperature 1)", fontsize=12)
-    fig.tight_layout()
+        ax.set_title(title)
+        ax.set_ylabel("probability")
+    axes[-1].set_xticks(range(len(tokens)), labels, rotation=60, ha="right")
+    axes[0].legend()
+    fig.suptitle("What top-k and top-p leave for the sampler\n(temperature 1)")
+    house_style(fig)
 
     sorted_base = sorted(base, reverse=True)
     return {
@@ -481,24 +481,23 @@ def kv_cache_measured(max_new_tokens: int = 160, context_length: int = 64, promp
           f"{rolling_mismatches} differ")
 
     steps = range(1, max_new_tokens + 1)
-    fig, (top, bottom) = plt.subplots(2, 1, figsize=(5.2, 6.4), sharex=True)
+    fig, (top, bottom) = plt.subplots(2, 1, figsize=(WIDTH, 6.4), sharex=True)
     top.plot(steps, plain["elapsed"], label="no cache")
     top.plot(steps, cached["elapsed"], label="KV cache")
-    top.set_ylabel("seconds since the start", fontsize=11)
-    top.set_title(f"cumulative time (each step: fastest of {repeats} runs)", fontsize=12)
+    top.set_ylabel("seconds since the start")
+    top.set_title(f"cumulative time (each step: fastest of {repeats} runs)")
     bottom.plot(steps, plain["positions"], label="no cache")
     bottom.plot(steps, cached["positions"], label="KV cache", linestyle="--")
-    bottom.set_ylabel("positions fed to the model", fontsize=11)
-    bottom.set_xlabel("tokens generated", fontsize=11)
-    bottom.set_title("positions fed to the model at each step", fontsize=12)
+    bottom.set_ylabel("positions fed to the model")
+    bottom.set_xlabel("tokens generated")
+    bottom.set_title("positions fed to the model at each step")
     for ax in (top, bottom):
         ax.axvline(full + 0.5, color="grey", linestyle="--", linewidth=1)
-        ax.tick_params(labelsize=11)
-        ax.legend(loc="upper left", fontsize=10)
+        ax.legend(loc="upper left")
     bottom.annotate("window full: the cache is\nrebuilt at every step",
-                    (full + 2, context_length / 2), fontsize=10, color="grey")
-    fig.suptitle("Greedy generation with and without a KV cache", fontsize=12)
-    fig.tight_layout()
+                    (full + 2, context_length / 2), color="grey")
+    fig.suptitle("Greedy generation with and without a KV cache")
+    house_style(fig)
 
     marks = list(range(16, max_new_tokens + 1, 16))
 

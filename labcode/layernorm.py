@@ -8,6 +8,8 @@ GPT-2 applies it before attention, before the feed-forward layer and once more a
 import torch
 from torch import nn
 
+from labcode.figures import WIDTH, house_style
+
 
 class LayerNorm(nn.Module):
     """Normalise over the last dimension, then apply a learnt scale and shift."""
@@ -64,17 +66,16 @@ def normalise_activations_demo(emb_dim: int = 768) -> dict:
         print(f"{r['token']:>5}{r['input scale']:>6.2f}{r['mean before']:>10.2e}"
               f"{r['var before']:>10.2e}{r['mean after']:>9.1e}{r['var after']:>7.4f}")
 
-    fig, axes = plt.subplots(2, 1, figsize=(5.2, 6.0), sharex=True)
+    fig, axes = plt.subplots(2, 1, figsize=(WIDTH, 6.0), sharex=True)
     for ax, values, title in ((axes[0], h, "before LayerNorm"), (axes[1], out, "after LayerNorm")):
         ax.boxplot([v.numpy() for v in values], showfliers=False)
         ax.set_xticks(range(1, len(sizes) + 1), [str(i) for i in range(len(sizes))])
-        ax.set_title(title, fontsize=12)
-        ax.set_ylabel("activation value", fontsize=11)
-        ax.tick_params(labelsize=11)
+        ax.set_title(title)
+        ax.set_ylabel("activation value")
         ax.grid(True, axis="y")
-    axes[1].set_xlabel("token", fontsize=11)
-    fig.suptitle("Each token's activations before and after LayerNorm", fontsize=12)
-    fig.tight_layout()
+    axes[1].set_xlabel("token")
+    fig.suptitle("Each token's activations before and after LayerNorm")
+    house_style(fig)
 
     normal = slice(0, len(sizes) - 1)  # every token but the tiny one
     return {"rows": rows, "emb_dim": emb_dim,
@@ -143,17 +144,16 @@ def eps_demo(emb_dim: int = 768) -> dict:
         without_eps = norm(constant)
     predicted = stds**2 / (stds**2 + 1e-5)
 
-    fig, ax = plt.subplots(figsize=(5.2, 3.6))
+    fig, ax = plt.subplots(figsize=(WIDTH, 3.6))
     ax.semilogx(stds, var_after, label="measured")
     ax.semilogx(stds, predicted, linestyle="--", label="var / (var + eps)")
     ax.axvline(1e-5 ** 0.5, color="grey", linewidth=0.8)
-    ax.set_xlabel("std of the token's activations", fontsize=11)
-    ax.set_ylabel("variance after LayerNorm", fontsize=11)
-    ax.tick_params(labelsize=11)
+    ax.set_xlabel("std of the token's activations")
+    ax.set_ylabel("variance after LayerNorm")
     ax.grid(True)
-    ax.legend(fontsize=10)
-    ax.set_title("What eps does to a nearly constant token", fontsize=12)
-    fig.tight_layout()
+    ax.legend()
+    ax.set_title("What eps does to a nearly constant token")
+    house_style(fig)
 
     def after(std):
         return var_after[(stds - std).abs().argmin()].item()
@@ -273,19 +273,18 @@ def pre_vs_post_norm_demo(n_layers: int = 24, emb_dim: int = 64, draws: int = 3)
     def mean_curve(place, key):
         return [sum(vals) / draws for vals in zip(*(run[key] for run in runs[place]))]
 
-    fig, (ax_g, ax_s) = plt.subplots(2, 1, figsize=(5.2, 6.0), sharex=True)
+    fig, (ax_g, ax_s) = plt.subplots(2, 1, figsize=(WIDTH, 6.0), sharex=True)
     for place, style in (("pre", "-"), ("post", "--")):
         ax_g.semilogy(range(n_layers), mean_curve(place, "grad"), style, label=f"{place}-norm")
         ax_s.plot(range(n_layers), mean_curve(place, "stream_std"), style, label=f"{place}-norm")
-    ax_g.set_ylabel("gradient norm of the block", fontsize=11)
-    ax_s.set_ylabel("std of the stream after it", fontsize=11)
-    ax_s.set_xlabel("block", fontsize=11)
+    ax_g.set_ylabel("gradient norm of the block")
+    ax_s.set_ylabel("std of the stream after it")
+    ax_s.set_xlabel("block")
     for ax in (ax_g, ax_s):
-        ax.tick_params(labelsize=11)
         ax.grid(True)
-        ax.legend(fontsize=10)
-    fig.suptitle("Pre-norm against post-norm, block by block", fontsize=12)
-    fig.tight_layout()
+        ax.legend()
+    fig.suptitle("Pre-norm against post-norm, block by block")
+    house_style(fig)
 
     result = {"n_layers": n_layers, "emb_dim": emb_dim, "draws": draws}
     print(f"{n_layers} blocks of width {emb_dim};")

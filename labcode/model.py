@@ -12,6 +12,7 @@ from torch import nn
 from labcode.attention import KVCache
 from labcode.block import TransformerBlock
 from labcode.embeddings import TokenPositionEmbedding
+from labcode.figures import WIDTH, house_style
 from labcode.layernorm import LayerNorm
 
 
@@ -287,7 +288,7 @@ def training_memory_table(gpu_gib: float = 80.0) -> dict:
     result["xl_train_fp32_share_of_gpu"] = result["xl"]["train_fp32_gib"] / gpu_gib
     result["embedding_share_drop"] = result["small"]["embedding_share"] / result["xl"]["embedding_share"]
 
-    fig, axes = plt.subplots(2, 1, figsize=(5.2, 6.0), sharex=True)
+    fig, axes = plt.subplots(2, 1, figsize=(WIDTH, 6.0), sharex=True)
     names = [r["preset"].removeprefix("gpt2-") for r in rows]
     parts = [("embeddings", "C0"), ("blocks", "C1"), ("head", "C2")]
     for ax, scale, ylabel in ((axes[0], 1e6, "parameters (millions)"), (axes[1], None, "share")):
@@ -302,15 +303,14 @@ def training_memory_table(gpu_gib: float = 80.0) -> dict:
             ax.bar(names, values, bottom=bottom, color=colour,
                    label=part if part != "head" else "head (if untied)")
             bottom = [b + v for b, v in zip(bottom, values)]
-        ax.set_ylabel(ylabel, fontsize=11)
-        ax.tick_params(labelsize=11)
+        ax.set_ylabel(ylabel)
         ax.grid(True, axis="y")
     axes[1].set_ylim(0, 1)
-    axes[0].legend(fontsize=10)
-    axes[0].set_title("where the parameters live", fontsize=12)
-    axes[1].set_title("as a share of the untied model", fontsize=12)
-    fig.suptitle("Parameters of each GPT-2 size", fontsize=12)
-    fig.tight_layout()
+    axes[0].legend()
+    axes[0].set_title("where the parameters live")
+    axes[1].set_title("as a share of the untied model")
+    fig.suptitle("Parameters of each GPT-2 size")
+    house_style(fig)
     return result
 
 

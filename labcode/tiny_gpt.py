@@ -27,6 +27,7 @@ import torch
 from labcode.bpe import train_bpe
 from labcode.checkpoint import save_atomically
 from labcode.data import create_dataloader
+from labcode.figures import WIDTH, house_style
 from labcode.generation import generate
 from labcode.model import GPTConfig, GPTModel
 from labcode.training import TrainHistory, perplexity, train
@@ -210,7 +211,7 @@ def train_on_blog(corpus: str = "content/data/corpus.txt",
     print(f"final: val loss {h.eval_val_loss[-1]:.3f} (perplexity "
           f"{perplexity(h.eval_val_loss[-1]):.1f}), train loss {h.eval_train_loss[-1]:.3f}")
 
-    fig, ax = plt.subplots()
+    fig, ax = plt.subplots(figsize=(WIDTH, 3.8))
     ax.plot(h.step, h.train_loss, label="training batch (dropout on)", alpha=0.4)
     ax.plot(h.eval_step, h.eval_train_loss, label="training text (eval mode)", marker="o")
     ax.plot(h.eval_step, h.eval_val_loss, label="validation text (eval mode)", marker="o")
@@ -218,6 +219,7 @@ def train_on_blog(corpus: str = "content/data/corpus.txt",
     ax.set_ylabel("cross-entropy loss")
     ax.set_title("A tiny GPT learning the blog's own text")
     ax.legend()
+    house_style(fig)
 
     val, tr = h.eval_val_loss[-1], h.eval_train_loss[-1]
     mid = min(range(len(h.eval_step)), key=lambda i: abs(h.eval_step[i] - steps / 2))

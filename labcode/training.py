@@ -31,6 +31,7 @@ from labcode.distributed import (
     setup_distributed,
     shard_batch,
 )
+from labcode.figures import WIDTH, house_style
 
 
 # -- 1. loss and perplexity ----------------------------------------------------------
@@ -255,16 +256,17 @@ def lr_schedule_plot(steps: int = 1000, warmup_steps: int = 100, peak_lr: float 
     import matplotlib.pyplot as plt
 
     lrs = [lr_at(s, steps, peak_lr, warmup_steps, min_lr) for s in range(steps)]
-    fig, ax = plt.subplots()
+    fig, ax = plt.subplots(figsize=(WIDTH, 3.4))
     ax.plot(range(steps), lrs)
     ax.axvline(warmup_steps, color="grey", linestyle=":", label=f"end of warm-up ({warmup_steps})")
     ax.set_xlabel("optimizer step")
     ax.set_ylabel("learning rate")
     ax.set_title("Linear warm-up, then cosine decay")
     ax.legend()
+    house_style(fig)
     peak_step = min(warmup_steps, steps - 1)
-    print(f"step 0: {lrs[0]:.2e}   step {peak_step}: {lrs[peak_step]:.2e}"
-          f"   step {steps - 1}: {lrs[-1]:.2e}")
+    for step in (0, peak_step, steps - 1):
+        print(f"step {step:>4}: learning rate {lrs[step]:.2e}")
     return {"first_lr": lrs[0], "peak_lr": max(lrs), "peak_step": lrs.index(max(lrs)),
             "last_lr": lrs[-1], "steps": steps, "warmup_steps": warmup_steps}
 
@@ -307,11 +309,12 @@ def warmup_or_not(corpus: str = "content/data/corpus.txt", chars: int = 20000, s
     from labcode.tiny_gpt import one_cpu_thread
 
     _, cfg = tiny_byte_setup(corpus, chars)
-    fig, axes = plt.subplots(1, len(peak_lrs), figsize=(8, 3.2), sharey=True, squeeze=False)
-    axes = axes[0]
+    fig, axes = plt.subplots(len(peak_lrs), 1, figsize=(WIDTH, 2.8 * len(peak_lrs) + 0.4), sharex=True,
+                             squeeze=False)
+    axes = axes[:, 0]
     out, early = {}, slice(0, 2 * warmup_steps)
-    print(f"{'peak lr':>8} {'warm-up':>8} {'worst loss, first ' + str(2 * warmup_steps) + ' steps':>28}"
-          f" {'mean loss, last 10':>19}")
+    # a table narrow enough for a phone: worst loss of the first 2W steps, mean of the last 10
+    print(f"{'peak lr':>7}  {'warm-up':>7}  {'worst, steps 1-' + str(2 * warmup_steps):>17}  {'mean, last 10':>13}")
     for ax, peak_lr in zip(axes, peak_lrs):
         for key, warm in (("warm", warmup_steps), ("cold", 0)):
             loader, _ = tiny_byte_setup(corpus, chars)  # the same batches in the same order
@@ -324,11 +327,13 @@ def warmup_or_not(corpus: str = "content/data/corpus.txt", chars: int = 20000, s
             result = {"worst_early": max(losses[early]), "final": sum(losses[-10:]) / 10,
                       "worst_step": losses.index(max(losses[1:])) + 1}
             out[f"{key}_{peak_lr:g}"] = result
-            print(f"{peak_lr:8g} {warm:8d} {result['worst_early']:28.3f} {result['final']:19.3f}")
+            print(f"{peak_lr:7g}  {warm:7d}  {result['worst_early']:17.3f}  {result['final']:13.3f}")
         ax.set_title(f"peak learning rate {peak_lr:g}")
-        ax.set_xlabel("optimizer step")
-    axes[0].set_ylabel("training loss (one batch)")
+        ax.set_ylabel("training loss (one batch)")
+    axes[-1].set_xlabel("optimizer step")
     axes[0].legend()
+    fig.suptitle("The same runs with and without warm-up")
+    house_style(fig)
     out["first_loss"] = losses[0]
     return out
 
@@ -362,20 +367,22 @@ def gradient_norms(corpus: str = "content/data/corpus.txt", chars: int = 20000, 
             norms.append(norm.item())
             optimizer.step()
     clipped = [n > clip for n in norms]
-    fig, ax = plt.subplots(figsize=(7, 3.5))
+    fig, ax = plt.subplots(figsize=(WIDTH, 3.6))
     ax.plot(range(1, steps + 1), norms, label="gradient norm before clipping")
     ax.axhline(clip, color="grey", linestyle="--", label=f"clip at {clip:g}")
     ax.set_yscale("log")
     ax.set_xlabel("optimizer step")
     ax.set_ylabel("global gradient norm")
+    ax.set_title("Gradient norm at every step, before clipping")
     ax.legend()
+    house_style(fig)
     later = sorted(norms[steps // 2:])
     out = {"first_norm": norms[0], "max_norm": max(norms), "max_step": norms.index(max(norms)) + 1,
            "median_second_half": later[len(later) // 2], "clipped_steps": sum(clipped),
            "clipped_first_10": sum(clipped[:10]), "steps": steps,
            "last_clipped_step": max((i + 1 for i, c in enumerate(clipped) if c), default=0)}
-    print(f"clipped on {out['clipped_steps']} of {steps} steps "
-          f"({out['clipped_first_10']} of the first 10); last clipped step {out['last_clipped_step']}")
+    print(f"clipped on {out['clipped_steps']} of {steps} steps ({out['clipped_first_10']} of the first 10)")
+    print(f"last clipped step: {out['last_clipped_step']}")
     return out
 
 
@@ -396,8 +403,8 @@ def weight_decay_groups(emb_dim: int = 64, n_layers: int = 2) -> dict:
         c = counts["decayed" if decay_of[id(p)] > 0 else "not_decayed"]
         c[0], c[1] = c[0] + 1, c[1] + p.numel()
     total = sum(p.numel() for p in model.parameters())
-    print(f"{counts['decayed'][0]} tensors decay ({counts['decayed'][1]:,} numbers); "
-          f"{counts['not_decayed'][0]} do not ({counts['not_decayed'][1]:,} numbers)")
+    print(f"{counts['decayed'][0]} tensors decay ({counts['decayed'][1]:,} numbers)")
+    print(f"{counts['not_decayed'][0]} do not ({counts['not_decayed'][1]:,} numbers)")
     return {"rows": rows, "decayed_tensors": counts["decayed"][0],
             "decayed_numbers": counts["decayed"][1],
             "plain_tensors": counts["not_decayed"][0], "plain_numbers": counts["not_decayed"][1],
@@ -454,12 +461,12 @@ def exact_resume(corpus: str = "content/data/corpus.txt", chars: int = 20000, st
            "identical_losses": whole_history.train_loss == resumed_history.train_loss,
            "forgetful_final_loss": forgetful_history.train_loss[-1],
            "forgetful_max_weight_diff": max_diff(whole, forgetful)}
-    print(f"{'':>32} {'final loss':>10} {'max |weight difference|':>24}")
-    print(f"{'in one go':>32} {out['whole_final_loss']:10.6f} {'':>24}")
-    print(f"{'saved and resumed':>32} {out['resumed_final_loss']:10.6f} "
-          f"{out['resumed_max_weight_diff']:24.3g}")
-    print(f"{'resumed without AdamW state':>32} {out['forgetful_final_loss']:10.6f} "
-          f"{out['forgetful_max_weight_diff']:24.3g}")
+    # max weight diff: the largest |difference| of any weight from the run in one go
+    print(f"{'':<17}  {'final loss':>10}  {'max weight diff':>15}")
+    print(f"{'in one go':<17}  {out['whole_final_loss']:10.6f}")
+    print(f"{'saved, resumed':<17}  {out['resumed_final_loss']:10.6f}  {out['resumed_max_weight_diff']:15.3g}")
+    print(f"{'resumed, no AdamW':<17}  {out['forgetful_final_loss']:10.6f}  "
+          f"{out['forgetful_max_weight_diff']:15.3g}")
     return out
 
 

@@ -1,7 +1,10 @@
 """labcode keeps the shape STYLE.md asks for: modules read in one sitting, labs at the end."""
 import ast
+import json
 import re
 from pathlib import Path
+
+from labcode.figures import WIDTH
 
 ROOT = Path(__file__).resolve().parents[2]
 LABCODE = ROOT / "labcode"
@@ -34,3 +37,26 @@ def test_every_lab_the_posts_run_sits_under_its_modules_lab_entry_points_banner(
         if defined < banner:
             misplaced.append(f"{module}:{function}")
     assert misplaced == []
+
+
+def test_every_published_lab_figure_is_drawn_to_fit_a_phone_column_and_has_a_title():
+    """A figure wider than `labcode.figures.WIDTH` is scaled down on a phone until its labels
+    are too small to read; its title is its alt text, which a generic "Figure 1 of ..." is not."""
+    from PIL import Image
+
+    figures = [figure for path in sorted((ROOT / "labcache").glob("*.json"))
+               for figure in json.loads(path.read_text(encoding="utf-8"))["result"].get("figures", [])]
+    assert len(figures) > 15
+    too_wide, untitled = [], []
+    for figure in figures:
+        path = ROOT / "labcache" / "figures" / figure["file"]
+        if path.suffix == ".svg":
+            inches = float(re.search(r'width="([0-9.]+)pt"', path.read_text(encoding="utf-8")[:2000])[1]) / 72
+        else:
+            with Image.open(path) as image:
+                inches = image.width / image.info["dpi"][0]
+        if inches > WIDTH + 0.2:   # a tight bounding box may overhang the axes a little
+            too_wide.append(f"{figure['alt']}: {inches:.2f} in")
+        if figure["alt"].startswith("Figure "):
+            untitled.append(figure["alt"])
+    assert too_wide == [] and untitled == []

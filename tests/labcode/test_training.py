@@ -261,7 +261,7 @@ def test_exact_resume_gives_the_same_weights_and_forgetting_adamw_does_not(tmp_p
     assert result["resumed_max_weight_diff"] == 0.0 and result["identical_losses"]
     assert result["resumed_final_loss"] == result["whole_final_loss"]
     assert result["forgetful_max_weight_diff"] > 0
-    assert "saved and resumed" in capsys.readouterr().out
+    assert "saved, resumed" in capsys.readouterr().out
 
 
 def test_gradient_norms_counts_the_steps_above_the_clip_line(tmp_path):
