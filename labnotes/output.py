@@ -21,6 +21,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .errors import BuildError
 from .render_cache import content_key, read_blob, write_blob
 
 # path -> (key, size, mtime_ns, inode) of each file of the last site written
@@ -167,11 +168,49 @@ def _remove_empty_parents(out_dir: Path, relative: str) -> None:
         folder = folder.parent
 
 
+# Every site holds this file: a folder with it is one the build may empty and refill.
+MARKER = ".labnotes-site"
+MARKER_TEXT = (b"This folder is a site written by Lab Notes (build.py): the next build replaces its "
+               b"files and removes the ones the site no longer has.\n")
+
+
+def check_output_folder(out_dir: Path, keep: Mapping[str, Path], manifest: Path | None = None) -> None:
+    """Refuse, before anything runs, an output folder whose writing would destroy what Lab Notes
+    did not write: one that is or holds a folder in `keep` (label -> path: the content, the
+    project), one inside the content, a file, or a folder of other files. A folder with the
+    marker file, or one this project's cache has a manifest for, is a site of ours."""
+    out = Path(out_dir).resolve()
+    for label, path in keep.items():
+        kept = Path(path).resolve()
+        if out == kept or out in kept.parents:
+            where = f"is {label}" if out == kept else f"would hold {label} ({path})"
+            raise BuildError(None, f"the output folder {out_dir} {where}, and a build removes every file "
+                                   "of its output it did not make: choose a folder of its own with --out, "
+                                   "such as output/")
+    content = keep.get("the content folder")
+    if content is not None and Path(content).resolve() in out.parents:
+        raise BuildError(None, f"the output folder {out_dir} is inside the content folder {content}, so "
+                               "the next build would read the site as content: choose --out outside it")
+    if out.exists() and not out.is_dir():
+        raise BuildError(None, f"--out {out_dir} is a file, not a folder: choose a folder for the site")
+    if out.is_dir() and not (out / MARKER).is_file() and not (manifest is not None and manifest.is_file()):
+        others = sorted(entry.name for entry in os.scandir(out))
+        if others:
+            raise BuildError(None, f"the output folder {out_dir} holds files Lab Notes did not write "
+                                   f"({', '.join(others[:3])}{', ...' if len(others) > 3 else ''}), and a "
+                                   "build removes what it did not make: build into a new or empty folder, "
+                                   "or move those files away first")
+
+
 def remove_site(out_dir: Path) -> bool:
-    """Delete the output folder (the `clean` command); False when there was none."""
+    """Delete the output folder (the `clean` command); False when there was none. A folder
+    without the marker of a Lab Notes site is refused."""
     out_dir = Path(out_dir)
     if not out_dir.exists():
         return False
+    if not out_dir.is_dir() or not (out_dir / MARKER).is_file():
+        raise BuildError(None, f"{out_dir} is not a site written by Lab Notes (it has no {MARKER} file), "
+                               "so `clean` leaves it alone: delete it yourself if you mean to")
     shutil.rmtree(out_dir)
     return True
 

@@ -20,7 +20,7 @@ from .markdown import highlight_code, render_code_block, render_document
 from .notebooks import has_notebook, notebook_key, notebook_path, notebook_pieces, render_notebook
 from .model import (BuildOptions, BuildReport, Content, Document, LabRecord, LabStage, RenderedDocument,
                     SiteConfig)
-from .output import OutputFile, write_site
+from .output import MARKER, MARKER_TEXT, OutputFile, check_output_folder, write_site
 from .parsed_cache import ParsedDocuments
 from .pages import base_path, group_categories, Entry, lab_rows, site_pages
 from .render_cache import CACHE_DIR, RenderCache, config_key, content_key, generator_version
@@ -37,6 +37,8 @@ def build(config_path: Path | str, content_dir: Path | str, out_dir: Path | str,
     `warm_labs` (a `labs.executor.WarmPools`) keeps lab workers for the next build (`serve`)."""
     started, started_ns = time.perf_counter(), time.time_ns()
     config = load_config(config_path)
+    check_output_folder(Path(out_dir), {"the project": config.root, "the content folder": Path(content_dir)},
+                        manifest=RenderCache.manifest_path_in(config.root / CACHE_DIR, out_dir))
     inputs_before = input_stats(watched_paths(config_path, content_dir, config), started_ns)
     parsed = ParsedDocuments(config.root / CACHE_DIR, started_ns)
     content = load_content(Path(content_dir), config, drafts=options.drafts,
@@ -255,7 +257,7 @@ def site_files(config: SiteConfig, content: Content, posts: list[RenderedDocumen
                notebooks: dict[str, OutputFile] | None = None) -> dict[str, OutputFile]:
     """Every output file, keyed by output-relative path, in a stable order; each is rendered
     only if the write stage finds no copy of it from the last build."""
-    files: dict[str, OutputFile] = {}
+    files: dict[str, OutputFile] = {MARKER: OutputFile.of(MARKER_TEXT)}
     for path, data in static_files(config).items():
         files[path] = OutputFile.of(data)
     for path, source in content.assets.items():

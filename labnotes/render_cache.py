@@ -203,7 +203,12 @@ class RenderCache:
 
     def manifest_path(self, out_dir: Path | str) -> Path:
         """Where the write stage keeps its manifest of the site in `out_dir`."""
-        return self.folder / f"output-{content_key(str(Path(out_dir).resolve()))}.bin"
+        return self.manifest_path_in(self.folder, out_dir)
+
+    @staticmethod
+    def manifest_path_in(folder: Path, out_dir: Path | str) -> Path:
+        """`manifest_path` for a cache in `folder`, without loading the cache."""
+        return Path(folder) / f"output-{content_key(str(Path(out_dir).resolve()))}.bin"
 
     def get(self, kind: str, key: str, make: Callable[[], Any]) -> Any:
         """The cached value for (`kind`, `key`), or `make()`'s, remembered for next time."""
