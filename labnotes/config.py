@@ -79,6 +79,9 @@ def config_from_dict(data: dict, path: Path, lines: dict[tuple, int] | None = No
         values["labs"] = LabSettings(**{k: (float(v) if k == "timeout" else v) for k, v in data["labs"].items()})
         if values["labs"].timeout <= 0:
             raise error("[labs] timeout must be a positive number of seconds", "labs", "timeout")
+        if values["labs"].device not in (None, "cpu", "cuda", "mps"):
+            raise error(f'[labs] device must be "cpu", "cuda" or "mps" (or left out: CUDA, then MPS, '
+                        f'then CPU), not {values["labs"].device!r}', "labs", "device")
     return SiteConfig(root=path.parent, **values)
 
 

@@ -21,7 +21,7 @@ from labnotes.labs.plan import LabInstance, SiteLabs, collect_labs, plan_labs
 from labnotes.labs.progress import Progress
 from labnotes.labs.render import LabRenderer, LabResult, format_cell, markdown_table
 from labnotes.labs.resolve import LabcodeIndex
-from labnotes.labs.runtime import DEVICES, choose_device, reusable_devices
+from labnotes.labs.runtime import DEVICES, device_for, reusable_devices
 from labnotes.citations import changed_citations
 from labnotes.copied_numbers import find_copied_numbers
 from labnotes.errors import display_path
@@ -62,7 +62,7 @@ def run_one_lab(ref: str, args: list[str], config: SiteConfig, documents: list[D
         index.resolve(call)
     except BuildError as error:          # no post and line to name: the command line is wrong
         raise BuildError(None, error.message) from None
-    chosen = choose_device(device or config.labs.device)
+    chosen = device_for(device, config.labs.device)
     site = collect_labs(documents, index)
     consumer = next((i for i in site.instances if i.call.ref == ref and i.upstream), None)
     if consumer is not None:
@@ -153,7 +153,7 @@ def _check(config: SiteConfig, documents: list[Document], *, device: str | None,
     root = config.root
     index = LabcodeIndex(root)
     site = collect_labs(documents, index)
-    chosen = choose_device(device or config.labs.device)
+    chosen = device_for(device, config.labs.device)
     published_cache = LabCache(root / config.labs.cache_dir)
     published = gather_facts(site, published_cache, root, reusable_devices(chosen, bool(device)))
     renderer = renderer or LabRenderer(root / "templates")

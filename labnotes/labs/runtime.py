@@ -55,22 +55,32 @@ def mps_present() -> bool:
     return platform.system() == "Darwin" and platform.machine() == "arm64"
 
 
-def choose_device(requested: str | None) -> str:
+def choose_device(requested: str | None, named: str = "--device") -> str:
     """--device or [labs] device when this machine has it, else CUDA, then MPS, then CPU.
 
-    An explicit device the machine lacks is a usage error, said before any lab starts.
+    An explicit device the machine lacks is a usage error, said before any lab starts; `named`
+    is where it was asked for ("--device", or site.toml's "[labs] device").
     """
     if requested:
+        fix = ("leave --device out or use --device cpu" if named == "--device"
+               else f'remove {named} or set it to "cpu"')
         if requested == "cuda" and not cuda_present():
-            raise UsageError("--device cuda: this machine has no CUDA GPU that torch "
-                             f"{torch_version()} can use; leave --device out or use --device cpu")
+            raise UsageError(f"{named} cuda: this machine has no CUDA GPU that torch "
+                             f"{torch_version()} can use; {fix}")
         if requested == "mps" and not mps_present():
-            raise UsageError("--device mps: Apple's MPS is only on Apple-silicon Macs; leave "
-                             "--device out or use --device cpu")
+            raise UsageError(f"{named} mps: Apple's MPS is only on Apple-silicon Macs; {fix}")
         return requested
     if cuda_present():
         return "cuda"
     return "mps" if mps_present() else "cpu"
+
+
+def device_for(option: str | None, site_device: str | None) -> str:
+    """Where a build runs labs: --device (`option`), else site.toml's [labs] device, else the
+    best this machine has; an error names whichever asked for a device the machine lacks."""
+    if option:
+        return choose_device(option)
+    return choose_device(site_device, "[labs] device in site.toml")
 
 
 def reusable_devices(device: str, explicit: bool) -> list[str]:

@@ -20,7 +20,7 @@ from labnotes.labs.render import (LabRenderer, LabResult, lab_markdown, output_w
                                   source_markdown, value_text)
 from labnotes.labs.resolve import LabcodeIndex
 from labnotes.labs.runner import RunOutcome, RunRequest
-from labnotes.labs.runtime import (WORKER_IGNORE, choose_device, lab_seed, reusable_devices,
+from labnotes.labs.runtime import (WORKER_IGNORE, device_for, lab_seed, reusable_devices,
                                    torch_version, worker_env)
 from labnotes.model import (Document, FencedBlock, LabRecord, LabStage, LabValue,
                             NotebookLab, PublishedLab, RenderedBlock, SiteConfig)
@@ -241,7 +241,7 @@ def run_lab_stage(documents: list[Document], config: SiteConfig, options,
     index = LabcodeIndex(config.root)
     site = collect_labs(documents, index, quick)
     requested = getattr(options, "device", None) or config.labs.device
-    device = choose_device(requested)
+    device = device_for(getattr(options, "device", None), config.labs.device)
     cache = LabCache(config.root / config.labs.cache_dir)
     facts = gather_facts(site, cache, config.root, reusable_devices(device, bool(requested)))
     plan = plan_labs(site, facts)

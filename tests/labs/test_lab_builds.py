@@ -761,6 +761,18 @@ def test_device_cuda_without_a_gpu_is_one_line_before_any_lab_and_exit_2(project
         f"{importlib.metadata.version('torch')} can use; leave --device out or use --device cpu"]
 
 
+def test_site_toml_asking_for_cuda_without_a_gpu_names_site_toml_not_the_command_line(project):
+    toml = project / "site.toml"
+    toml.write_text(toml.read_text().replace("[labs]\n", '[labs]\ndevice = "cuda"\n'))
+    (project / "labcode" / "gelu.py").write_text(
+        (project / "labcode" / "gelu.py").read_text() + "\nEDITED = True\n")
+    result = build(project, "build")
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        "error: [labs] device in site.toml cuda: this machine has no CUDA GPU that torch "
+        f"{importlib.metadata.version('torch')} can use; remove [labs] device in site.toml or set it to \"cpu\""]
+
+
 def test_rerun_command_with_a_python_lacking_torch_uses_the_project_venv_or_says_what_to_do(
         project):
     bare = [sys.executable, "-S", "build.py", "lab", "labcode.gelu:gelu_vs_relu_plot"]

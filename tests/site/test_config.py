@@ -35,6 +35,8 @@ BAD = {
     "labs_dotted_key": ('title = "x"\nlabs.timeout = "soon"\n', 2, "[labs] timeout must be an integer or a number"),
     "bad_repository": (GOOD.replace('title = "Notes"', 'title = "Notes"\nrepository = "github.com/me/notes"'), 3,
                        "repository must be an address `git clone` takes"),
+    "labs_device": (GOOD.replace("timeout = 60", 'timeout = 60\ndevice = "tpu"'), 12,
+                    '[labs] device must be "cpu", "cuda" or "mps"'),
     "not_toml": ('title = "x"\nauthor = \n', 2, "not valid TOML"),
     "not_utf8": (b'title = "x"\n\nauthor = "\xff"\n', 3, "not UTF-8"),
 }
