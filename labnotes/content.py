@@ -21,7 +21,8 @@ POST_KEYS = ("title", "date", "categories", "slug", "summary", "draft", "updated
 PAGE_KEYS = ("title", "date", "slug", "summary", "draft", "updated")
 IMAGES_DIR = "images"
 # Output folders a page slug would collide with.
-RESERVED_SLUGS = {"posts", "page", "category", "series", "archive", "images", "static", "404", "feed.xml", "llms.txt"}
+RESERVED_SLUGS = {"posts", "page", "category", "series", "archive", "images", "static", "labs", "404", "feed.xml",
+                  "llms.txt"}
 
 _DATE_PREFIX = re.compile(r"^\d{4}-\d{2}-\d{2}-")
 _IMAGE_MD = re.compile(r"!\[[^\]]*\]\(\s*<?([^)\s>]+)")
@@ -156,13 +157,12 @@ def _categories(field: Field | None, path: Path) -> tuple[str, ...]:
         return ()
     if not isinstance(field.value, list):
         raise BuildError(path, f"`categories` must be a list such as [LLM from scratch, PyTorch], not {field.value!r}", field.line)
-    names: list[str] = []
+    names: dict[str, str] = {}   # slug -> the first spelling: "ML" and "ml" are one category
     for item in field.value:
         if not isinstance(item, str) or not item.strip():
             raise BuildError(path, f"`categories` must hold names (text), not {item!r}; quote it if it is a number", field.line)
-        if item.strip() not in names:
-            names.append(item.strip())
-    return tuple(names)
+        names.setdefault(slugify(item.strip()), item.strip())
+    return tuple(names.values())
 
 
 def _series(name: Field | None, part: Field | None, path: Path) -> SeriesMark | None:

@@ -46,6 +46,18 @@ def test_block_list_categories_and_explicit_slug(site):
     assert post.categories == ("One", "Two") and post.slug == "chosen"
 
 
+def test_categories_spelled_twice_in_one_post_count_once_as_first_spelled(site):
+    """"ML" and "ml" share a category page: listed twice, the post would show up twice on it."""
+    site.post("a.md", post_text(categories="[ML, ml, Notes, ML]"))
+    site.post("b.md", post_text(title="B", date="2026-03-02", categories="[ml]"))
+    a = next(p for p in load(site).posts if p.title != "B")
+    assert a.categories == ("ML", "Notes")
+    site.build()
+    listing = site.html("category/ml/index.html")
+    assert len(listing.select(".post-link")) == 2
+    assert "ML, ML" not in site.html("posts/" + a.slug + ".html").get_text()
+
+
 def test_drafts_are_left_out(site):
     site.post("a.md", post_text(draft="true"))
     site.post("b.md", post_text(title="Shown"))
