@@ -116,7 +116,7 @@ def _parser() -> argparse.ArgumentParser:
 
     serve = commands.add_parser("serve", help="build, serve on 127.0.0.1 and rebuild on change")
     _add_site_options(serve)
-    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--port", type=_port, default=8000, help="TCP port, 1-65535 (0: any free one)")
     serve.add_argument("--drafts", action="store_true", help="preview drafts too")
     serve.add_argument("--future", action="store_true", help="preview posts dated in the future too")
     serve.set_defaults(run=_serve)
@@ -165,6 +165,25 @@ def _positive_int(text: str) -> int:
     value = int(text)
     if value < 1:
         raise argparse.ArgumentTypeError("must be at least 1")
+    return value
+
+
+def _site_path(config_path: Path) -> str:
+    """Where `serve` puts the site: base_url's path ("/blog/"), so the pages' links work; "/"
+    while site.toml cannot be read (the first build then says why)."""
+    from labnotes.config import load_config
+    from labnotes.pages import base_path
+
+    try:
+        return base_path(load_config(config_path))
+    except BuildError:
+        return "/"
+
+
+def _port(text: str) -> int:
+    value = int(text)
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError("must be a port number, 1-65535 (0: any free port)")
     return value
 
 
@@ -255,7 +274,8 @@ def _serve(args) -> int:
         _print_warnings(report)
         print(report.summary(), flush=True)
 
-    server = make_server(args.out, "127.0.0.1", args.port, verbose=True)   # a busy port fails before building
+    server = make_server(args.out, "127.0.0.1", args.port, verbose=True,   # a busy port fails before building
+                         base_path=_site_path(args.config))
     try:
         rebuild(first=True)
     except BuildError as error:   # serve the last good site, if any, until the input is fixed

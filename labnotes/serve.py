@@ -77,8 +77,9 @@ class SiteServer(ThreadingHTTPServer):
 
     daemon_threads = True
 
-    def __init__(self, address, out_dir: Path, counter: BuildCounter, verbose: bool):
+    def __init__(self, address, out_dir: Path, counter: BuildCounter, verbose: bool, base_path: str = "/"):
         self.out_dir = Path(out_dir)
+        self.base_path = base_path      # where the site lives: "/", or base_url's path ("/blog/")
         self.counter = counter
         self.verbose = verbose
         self.long_poll_seconds = LONG_POLL_SECONDS
@@ -95,7 +96,7 @@ class SiteServer(ThreadingHTTPServer):
     @property
     def url(self) -> str:
         host, port = self.server_address[:2]
-        return f"http://{host}:{port}/"
+        return f"http://{host}:{port}{self.base_path}"
 
 
 class SiteRequestHandler(BaseHTTPRequestHandler):
@@ -114,7 +115,19 @@ class SiteRequestHandler(BaseHTTPRequestHandler):
         parts = urlsplit(self.path)
         if parts.path == RELOAD_PATH:
             return self._reload(parts.query, send_body)
-        status, target = resolve_request_path(self.server.out_dir, self.path)
+        base = self.server.base_path
+        if base != "/" and not (parts.path.startswith(base) and self.path.startswith(base)):
+            # A site published under https://host/blog/ links its pages as /blog/...: the
+            # preview serves it there too, and sends the bare host (or /blog) to it.
+            if parts.path in ("/", base.rstrip("/")):
+                self.send_response(HTTPStatus.FOUND)
+                self.send_header("Location", base)
+                self.send_header("Content-Length", "0")
+                return self.end_headers()
+            status, target = HTTPStatus.NOT_FOUND, None
+        else:
+            within = self.path[len(base) - 1:] if base != "/" else self.path
+            status, target = resolve_request_path(self.server.out_dir, within)
         if status == HTTPStatus.MOVED_PERMANENTLY:
             self.send_response(status)
             self.send_header("Location", parts.path + "/" + (f"?{parts.query}" if parts.query else ""))
@@ -306,15 +319,16 @@ class SourceWatcher(threading.Thread):
 
 
 def make_server(out_dir: Path, host: str = "127.0.0.1", port: int = 0,
-                counter: BuildCounter | None = None, verbose: bool = False) -> SiteServer:
-    """A server for `out_dir` bound to a loopback `host` (port 0: a free one); not started.
+                counter: BuildCounter | None = None, verbose: bool = False, base_path: str = "/") -> SiteServer:
+    """A server for `out_dir` bound to a loopback `host` (port 0: a free one), the site at
+    `base_path` (base_url's path); not started.
 
     A port already in use is a BuildError naming the next port to try.
     """
     if not _is_loopback(host):
         raise ValueError(f"serve binds to the loopback interface only, not {host!r}")
     try:
-        return SiteServer((host, port), Path(out_dir), counter or BuildCounter(), verbose)
+        return SiteServer((host, port), Path(out_dir), counter or BuildCounter(), verbose, base_path)
     except OSError as exc:
         if exc.errno == errno.EADDRINUSE:
             raise BuildError(None, f"port {port} is in use: try --port {port + 1}") from None

@@ -374,3 +374,36 @@ def test_a_browser_tab_closed_mid_poll_prints_no_traceback(server, capsys, monke
     err = capsys.readouterr().err
     assert "Traceback" not in err and "Exception" not in err
     assert get(server, "/")[0] == 200    # and the server carries on
+
+
+@pytest.mark.parametrize("port", ["99999", "-1"])
+def test_serve_with_a_port_out_of_range_is_a_usage_error_not_a_traceback(tmp_path, capsys, monkeypatch, port):
+    site = TinySite(tmp_path)
+    site.post("a.md", post_text())
+    monkeypatch.chdir(site.root)
+    assert cli.main(["serve", "--port", port]) == 2
+    err = capsys.readouterr().err
+    assert "argument --port: must be a port number, 1-65535" in err and "Traceback" not in err
+    assert not site.out.exists()
+
+
+def test_a_site_published_under_a_path_is_previewed_under_that_path(site):
+    """base_url https://host/blog/ makes every link /blog/...: the preview serves the site
+    there, so its stylesheet and links work, and sends the bare host to it."""
+    srv = make_server(site, port=0, base_path="/blog/")
+    thread = threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    try:
+        assert srv.url.endswith("/blog/")
+        status, body = raw_get(srv, "/blog/posts/a.html")
+        assert status == 200 and b"Post A" in body
+        assert raw_get(srv, "/blog/")[0] == 200 and b"Home" in raw_get(srv, "/blog/")[1]
+        assert raw_get(srv, "/blog/about")[0] == 301           # a folder without its slash
+        assert raw_get(srv, "/")[0] == 302 and raw_get(srv, "/blog")[0] == 302
+        status, body = raw_get(srv, "/posts/a.html")           # outside the site's path
+        assert status == 404 and b"Not here" in body
+        status, body = raw_get(srv, "/blog/../secret.txt")
+        assert status == 403 and SECRET.encode() not in body
+    finally:
+        srv.shutdown()
+        srv.server_close()
