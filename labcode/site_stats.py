@@ -31,6 +31,8 @@ class PostCounts:
     title: str
     series: str | None
     draft: bool        # drafts are not published, so they are not counted
+    date: str          # as written in the front matter ("2026-09-07" or with a time)
+    part: int | None   # `part:` pins the post's place in its series
     labs: int          # ```lab blocks: code that runs at build time
     sources: int       # ```labsource blocks: code shown, not run
     named: int         # lab blocks with a `name:`, so prose can cite them
@@ -80,9 +82,24 @@ def count_post(text: str, slug: str) -> PostCounts:
     text = _DISPLAY_MATHS.sub(" ", text)
     text = _INLINE_MATHS.sub(" ", text)
     citations = len(_CITATION.findall(text))
+    part = meta.get("part", "")
     return PostCounts(slug, meta.get("title", slug), meta.get("series"),
-                      meta.get("draft") == "true", labs, sources, named,
-                      citations)
+                      meta.get("draft") == "true", meta.get("date", ""),
+                      int(part) if part.isdigit() else None, labs, sources, named, citations)
+
+
+def reading_order(posts: list[PostCounts]) -> list[PostCounts]:
+    """A series' posts as the site numbers them: a post with `part: N` at place N, the others
+    filling the free places oldest first."""
+    pinned = {c.part: c for c in posts if c.part is not None}
+    by_date = iter(sorted((c for c in posts if c.part is None), key=lambda c: (c.date, c.slug)))
+    places, number = list(pinned.items()), 1
+    for c in by_date:
+        while number in pinned:
+            number += 1
+        places.append((number, c))
+        number += 1
+    return [c for _, c in sorted(places, key=lambda place: place[0])]
 
 
 def post_slug(path: Path) -> str:
@@ -92,15 +109,20 @@ def post_slug(path: Path) -> str:
 
 # === Lab entry points: the functions the posts run ==================================
 
-def series_counts(posts: str = "content/posts", series: str = "LLM from scratch") -> dict:
-    """Count the labs, source blocks and citations of every post in `series`.
+def series_counts(posts: str = "content/posts", series: str = "LLM from scratch",
+                  through: str = "") -> dict:
+    """Count the labs, source blocks and citations of every post in `series` dated no later
+    than `through` (a date, "YYYY-MM-DD"; empty: every post), in the site's reading order.
 
-    Every post file is read with `read_text`, so the build records each one as an input of
-    this lab and reruns it when any of them changes.
+    A lab has no clock, so it cannot tell which posts the build holds back as future ones:
+    `through` says how far "the series so far" goes. Every post file is read with
+    `read_text`, so the build records each one as an input of this lab and reruns it when
+    any of them changes.
     """
     counted = [count_post(read_text(path), post_slug(path))
                for path in sorted(Path(posts).glob("*.md"))]
-    rows = [c for c in counted if c.series == series and not c.draft]
+    rows = reading_order([c for c in counted if c.series == series and not c.draft
+                          and (not through or c.date[:10] <= through)])
     # the counts first and the post's slug last, so a narrow screen shows the counts
     print(f"{'part':>4} {'labs':>5} {'source':>7} {'cites':>6}  post")
     for part, c in enumerate(rows, start=1):

@@ -63,3 +63,18 @@ def test_drafts_are_not_counted(tmp_path):
     (tmp_path / "2026-01-02-draft.md").write_text(POST.replace("---\n", "---\ndraft: true\n", 1),
                                                   encoding="utf-8")
     assert series_counts(posts=str(tmp_path), series="Notes")["posts"] == 1
+
+
+def test_posts_after_the_through_date_are_not_counted_and_parts_follow_the_site(tmp_path, capsys):
+    """A future post the build holds back must not show up in a published table, and a post
+    pinned with `part:` is numbered where the series box puts it."""
+    def post(date: str, extra: str = "") -> str:
+        return POST.replace("---\n", f"---\ndate: {date}\n{extra}", 1)
+    (tmp_path / "2026-01-01-one.md").write_text(post("2026-01-01"), encoding="utf-8")
+    (tmp_path / "2026-01-05-two.md").write_text(post("2026-01-05T09:00:00+00:00", "part: 1\n"), encoding="utf-8")
+    (tmp_path / "2027-06-01-later.md").write_text(post("2027-06-01"), encoding="utf-8")
+    result = series_counts(posts=str(tmp_path), series="Notes", through="2026-12-31")
+    assert result["posts"] == 2 and result["files_read"] == 3
+    assert [row["slug"] for row in result["table"]] == ["two", "one"]
+    assert "later" not in capsys.readouterr().out
+    assert series_counts(posts=str(tmp_path), series="Notes")["posts"] == 3
