@@ -8,7 +8,6 @@ import os
 import select
 import signal
 import sys
-from datetime import date
 from pathlib import Path
 
 REQUIRED = ("jinja2", "markdown2", "torch")
@@ -108,6 +107,8 @@ def _parser() -> argparse.ArgumentParser:
     new = commands.add_parser("new", help="scaffold a post in content/posts/ dated today")
     new.add_argument("title")
     new.add_argument("--content", type=Path, default=Path("content"), metavar="DIR")
+    new.add_argument("--config", type=Path, default=DEFAULT_CONFIG, dest="site_toml", metavar="FILE",
+                     help="site.toml whose timezone says what day it is (default: site.toml)")
     new.set_defaults(run=_new)
 
     clean = commands.add_parser("clean", help="remove the output folder")
@@ -213,7 +214,15 @@ def _print_warnings(report) -> None:
 def _new(args) -> int:
     from labnotes.scaffold import new_post
 
-    path = new_post(args.content, args.title, date.today())
+    from datetime import datetime
+    from zoneinfo import ZoneInfo
+
+    from labnotes.config import load_config
+
+    # "Today" where the blog lives: a post dated by the machine's clock in another zone could
+    # be a day ahead there, and be held back as a future post once it is no longer a draft.
+    today = datetime.now(ZoneInfo(load_config(args.site_toml).timezone)).date()
+    path = new_post(args.content, args.title, today)
     print(f"created {path}")
     return 0
 
@@ -280,6 +289,9 @@ def _serve(args) -> int:
         rebuild(first=True)
     except BuildError as error:   # serve the last good site, if any, until the input is fixed
         print(error.one_line(), file=sys.stderr, flush=True)
+        if not Path(args.out).is_dir():
+            print("serve: no site to show until a build succeeds; fix the error above and save, "
+                  "and the page reloads", file=sys.stderr, flush=True)
     watch = [args.content, args.config, Path("templates"), Path("static"), Path("labcode")]
     try:
         serve(server, rebuild, [p for p in watch if p.exists()])

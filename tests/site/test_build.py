@@ -229,6 +229,21 @@ def test_new_scaffolds_a_post_and_refuses_to_overwrite(site, capsys):
     assert doc.title == 'Attention: "why" & how' and doc.draft
 
 
+def test_new_dates_the_post_by_the_sites_timezone_not_the_machines(site, tmp_path):
+    """At any moment Kiritimati (UTC+14) and Pago Pago (UTC-11) are on different days: the
+    post gets the day where the blog lives, so it is not held back as a future post."""
+    from datetime import datetime
+    from zoneinfo import ZoneInfo
+
+    for zone in ("Pacific/Kiritimati", "Pacific/Pago_Pago"):
+        toml = tmp_path / f"{zone.split('/')[1]}.toml"
+        toml.write_text(f'timezone = "{zone}"\n', encoding="utf-8")
+        content = tmp_path / zone.split("/")[1]
+        assert cli.main(["new", "Hello", "--content", str(content), "--config", str(toml)]) == 0
+        (path,) = (content / "posts").glob("*.md")
+        assert path.name == f"{datetime.now(ZoneInfo(zone)).date().isoformat()}-hello.md"
+
+
 def test_clean_removes_the_output(site):
     site.post("a.md", post_text())
     site.build()

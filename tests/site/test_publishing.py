@@ -136,3 +136,14 @@ def test_serve_drafts_and_future_preview_them(site, run_cli, monkeypatch):
     code, out, err = run_cli("serve", "--port", "0", "--drafts", "--future")
     assert code == 0 and "held back" not in err
     assert (site.out / "posts/wip.html").exists() and (site.out / "posts/far.html").exists()
+
+
+def test_serve_whose_first_build_fails_with_no_earlier_site_says_there_is_nothing_to_show(site, run_cli, monkeypatch):
+    import labnotes.serve
+
+    monkeypatch.setattr(labnotes.serve, "serve", lambda server, rebuild, watch: server.server_close())
+    site.post("bad.md", post_text(date="not a date"))
+    code, out, err = run_cli("serve", "--port", "0")
+    lines = err.strip().splitlines()
+    assert code == 0 and "bad.md" in lines[0] and "error" in lines[0]
+    assert lines[1].startswith("serve: no site to show until a build succeeds")
