@@ -26,6 +26,7 @@ class Callable_:
     node: ast.AST             # FunctionDef / ClassDef
     params: tuple[str, ...]   # keyword-passable parameter names (a class: its __init__'s)
     takes_any: bool           # has **kwargs
+    required: tuple[str, ...] = ()   # parameters without a default: a block must give them
 
 
 class LabcodeIndex:
@@ -64,15 +65,19 @@ class LabcodeIndex:
             init = next((n for n in node.body if isinstance(n, ast.FunctionDef)
                          and n.name == "__init__"), None)
             target = init
-        params, takes_any = (), True
+        params, takes_any, required = (), True, ()
         if target is not None:
             a = target.args
-            names = [p.arg for p in a.posonlyargs + a.args + a.kwonlyargs]
+            positional = [p.arg for p in a.posonlyargs + a.args]
+            names = positional + [p.arg for p in a.kwonlyargs]
+            required = positional[:len(positional) - len(a.defaults)] + \
+                [p.arg for p, default in zip(a.kwonlyargs, a.kw_defaults) if default is None]
             if names and names[0] in ("self", "cls"):
                 names = names[1:]
+                required = [r for r in required if r not in ("self", "cls")]
             params, takes_any = tuple(names), a.kwarg is not None
         ref = f"{module}:{qualname}"
-        self.callables[ref] = Callable_(ref, file, node, params, takes_any)
+        self.callables[ref] = Callable_(ref, file, node, params, takes_any, tuple(required))
 
     def nearest(self, ref: str, n: int = 3) -> list[str]:
         """The valid references closest to a mistyped one."""
@@ -100,6 +105,13 @@ class LabcodeIndex:
                     raise BuildError(call.path, f"{call.ref} has no parameter `{name}`{hint}; "
                                      f"its parameters: {', '.join(allowed) or 'none'}",
                                      call.arg_lines.get(name, call.ref_line))
+        if isinstance(call, LabCall):
+            given = {name for name, _ in call.args}
+            missing = [p for p in found.required if p not in given and p not in RESERVED_ARGS]
+            if missing:
+                raise BuildError(call.path, f"{call.ref} needs `{missing[0]}` (it has no default): give it "
+                                 f"in the block (`{missing[0]}: ...`) or with `--arg {missing[0]}=...`",
+                                 call.ref_line)
         return found
 
     def source_of(self, ref: str) -> tuple[str, Path, int]:

@@ -336,6 +336,18 @@ def test_unresolvable_reference_fails_before_any_lab_runs(project):
     assert snapshot(project / "output") == before
 
 
+def test_a_missing_required_argument_fails_before_any_lab_runs(project):
+    (project / "labcode" / "gelu.py").write_text(
+        (project / "labcode" / "gelu.py").read_text() + "\nEDITED = True\n")
+    write(project / "content" / "posts" / "nopath.md", "---\ntitle: No path\ndate: 2026-10-06\n---\n\n"
+          "```lab\nlabcode.wordcount:count_words\n```\n")
+    result = build(project)
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines() == [
+        "content/posts/nopath.md:7: error: labcode.wordcount:count_words needs `path` (it has no "
+        "default): give it in the block (`path: ...`) or with `--arg path=...`"]
+
+
 def test_result_made_on_a_gpu_is_republished_on_a_cpu_machine(project):
     entry = next((project / "labcache").glob("gelu-*.cpu.json"))
     data = json.loads(entry.read_text())
