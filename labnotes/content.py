@@ -44,13 +44,13 @@ def load_content(content_dir: Path, config: SiteConfig, *, drafts: bool = False,
     load = load or load_document
     posts = [load(p, "post", zone, images) for p in _markdown_files(content_dir / "posts")]
     pages = [load(p, "page", zone, images) for p in _markdown_files(content_dir / "pages")]
-    posts = [d for d in posts if drafts or not d.draft]
-    pages = [d for d in pages if drafts or not d.draft]
-    # Posts held back are checked like the others, so a build does not start failing the
-    # day one of them comes out.
+    # Drafts and posts held back are checked like the others, so a build (or `serve
+    # --drafts`) does not start failing the day one of them comes out.
     _check_unique_slugs(posts, "post")
     _check_unique_slugs(pages, "page")
     group_series(posts)
+    posts = [d for d in posts if drafts or not d.draft]
+    pages = [d for d in pages if drafts or not d.draft]
 
     def published(doc: Document) -> bool:
         return until is None or not is_future(doc, until)

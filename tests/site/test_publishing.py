@@ -147,3 +147,10 @@ def test_serve_whose_first_build_fails_with_no_earlier_site_says_there_is_nothin
     lines = err.strip().splitlines()
     assert code == 0 and "bad.md" in lines[0] and "error" in lines[0]
     assert lines[1].startswith("serve: no site to show until a build succeeds")
+
+
+def test_a_draft_is_checked_like_a_published_post_so_previewing_it_cannot_break(site, run_cli):
+    site.post("a.md", post_text(title="A", slug="same"))
+    site.post("wip.md", post_text(title="WIP", slug="same", draft="true"))
+    code, out, err = run_cli("build")
+    assert code == 1 and "wip.md" in err and "same" in err and len(err.strip().splitlines()) == 1
