@@ -209,11 +209,22 @@ def _check_unique_slugs(docs: list[Document], kind: str) -> None:
     seen: dict[str, Document] = {}
     for doc in docs:
         if kind == "page" and (doc.slug in RESERVED_SLUGS or re.fullmatch(r"\d{4}", doc.slug)):
-            raise BuildError(doc.source, f"page slug `{doc.slug}` collides with a generated folder; set another `slug:`", 1)
+            raise BuildError(doc.source, f"page slug `{doc.slug}` collides with a generated folder; set another `slug:`",
+                             _slug_line(doc))
         if doc.slug in seen:
             first = seen[doc.slug].source
-            raise BuildError(doc.source, f"two {kind}s have the slug `{doc.slug}` (also {first}); set `slug:` in one of them", 1)
+            raise BuildError(doc.source, f"two {kind}s have the slug `{doc.slug}` (also {first}); set `slug:` in one of them",
+                             _slug_line(doc))
         seen[doc.slug] = doc
+
+
+def _slug_line(doc: Document) -> int:
+    """The line of the `slug:` key in `doc`'s front matter, else 1 (the slug came from the file name)."""
+    try:
+        lines = doc.source.read_text(encoding="utf-8").split("\n")[:doc.body_line]
+    except OSError:
+        return 1
+    return next((n for n, line in enumerate(lines, start=1) if line.startswith("slug:")), 1)
 
 
 def _blocks_and_image_check(doc: Document, images: dict[str, Path] | None) -> tuple[FencedBlock, ...]:
@@ -247,4 +258,8 @@ def _check_image(src: str, doc: Document, images: dict[str, Path], line: int) ->
     else:
         resolved = posixpath.normpath(posixpath.join(posixpath.dirname(doc.url), target))
     if resolved not in images:
+        if not target.startswith("/") and posixpath.normpath(target) in images:
+            # The file is there, but a relative path resolves against the page (posts/...).
+            raise BuildError(doc.source, f"image {src} is relative to the page ({doc.url}), so it points at "
+                                         f"{resolved}; write it from the site root: ![...](/{posixpath.normpath(target)})", line)
         raise BuildError(doc.source, f"image {src} does not exist; put it in content/{IMAGES_DIR}/ and write ![...](/{IMAGES_DIR}/NAME)", line)

@@ -123,6 +123,24 @@ def test_two_posts_with_one_slug(site):
         load(site)
 
 
+def test_a_slug_clash_names_the_slug_line_when_there_is_one(site):
+    site.post("2026-01-01-same.md", post_text())
+    site.post("other.md", post_text(title="Other", slug="same"))
+    with pytest.raises(BuildError) as err:
+        load(site)
+    assert err.value.path.name == "other.md" and err.value.line == 5   # ---, title, date, categories, slug
+
+
+def test_a_relative_image_path_to_a_file_that_is_there_says_how_to_write_it(site):
+    (site.content / "images").mkdir()
+    (site.content / "images" / "red.png").write_bytes(b"png")
+    site.post("a.md", post_text(body="![red](images/red.png)\n"))
+    with pytest.raises(BuildError) as err:
+        load(site)
+    assert "is relative to the page" in err.value.message and "![...](/images/red.png)" in err.value.message
+    assert "does not exist" not in err.value.message
+
+
 def test_non_utf8_file_names_the_line(site):
     site.post("latin.md", post_text(body="fine\ncaf\xe9\n").encode("latin-1"))
     with pytest.raises(BuildError) as err:
