@@ -155,16 +155,12 @@ class Renders:
             self.cache.keep(kind, one)
         return rendered
 
-    def metadata_key(self, *parts, documents: Sequence[RenderedDocument] = ()) -> str:
-        """A key for a file made from `parts`, the site configuration and the front matter of
-        `documents` (not their bodies): llms.txt, which lists titles and summaries."""
-        return content_key(self.version, self.config_key, parts,
-                           [self.meta[d.document.output_path] for d in documents])
-
-    def key_of(self, *parts, documents: Sequence[RenderedDocument] = ()) -> str:
-        """A key for a file made from `parts`, the site configuration and `documents`."""
-        return content_key(self.version, self.config_key, parts,
-                           [self.identity[d.document.output_path] for d in documents])
+    def key_of(self, *parts, documents: Sequence[RenderedDocument] = (), front_matter_only: bool = False) -> str:
+        """A key for a file made from `parts`, the site configuration and `documents`; with
+        `front_matter_only`, of their front matter alone, for a file that lists titles and
+        summaries but shows no body (llms.txt)."""
+        ids = self.meta if front_matter_only else self.identity
+        return content_key(self.version, self.config_key, parts, [ids[d.document.output_path] for d in documents])
 
     def mirror(self, rendered: RenderedDocument) -> str:
         """`render_markdown_mirror`, through the cache."""
@@ -286,8 +282,8 @@ def site_files(config: SiteConfig, content: Content, posts: list[RenderedDocumen
         files[series_mirror_path(one)] = OutputFile.of(render_series_mirror(config, one).encode("utf-8"))
     labs_page = "labs/index.html.md" in files
     files["llms.txt"] = OutputFile(
-        renders.metadata_key("llms.txt", [(s.name, s.slug, [d.output_path for d in s.posts]) for s in series],
-                             labs_page, documents=posts + pages),
+        renders.key_of("llms.txt", [(s.name, s.slug, [d.output_path for d in s.posts]) for s in series],
+                       labs_page, documents=posts + pages, front_matter_only=True),
         lambda: render_llms_txt(config, posts, pages, series, labs_page=labs_page).encode("utf-8"))
     files["llms-full.txt"] = OutputFile(
         renders.key_of("llms-full", documents=posts + pages),

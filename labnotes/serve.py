@@ -120,19 +120,13 @@ class SiteRequestHandler(BaseHTTPRequestHandler):
             # A site published under https://host/blog/ links its pages as /blog/...: the
             # preview serves it there too, and sends the bare host (or /blog) to it.
             if parts.path in ("/", base.rstrip("/")):
-                self.send_response(HTTPStatus.FOUND)
-                self.send_header("Location", base)
-                self.send_header("Content-Length", "0")
-                return self.end_headers()
+                return self._redirect(HTTPStatus.FOUND, base)
             status, target = HTTPStatus.NOT_FOUND, None
         else:
             within = self.path[len(base) - 1:] if base != "/" else self.path
             status, target = resolve_request_path(self.server.out_dir, within)
         if status == HTTPStatus.MOVED_PERMANENTLY:
-            self.send_response(status)
-            self.send_header("Location", parts.path + "/" + (f"?{parts.query}" if parts.query else ""))
-            self.send_header("Content-Length", "0")
-            return self.end_headers()
+            return self._redirect(status, parts.path + "/" + (f"?{parts.query}" if parts.query else ""))
         if status == HTTPStatus.OK:
             return self._send_file(HTTPStatus.OK, target, send_body)
         found, not_found_page = resolve_request_path(self.server.out_dir, "/404.html")
@@ -140,6 +134,12 @@ class SiteRequestHandler(BaseHTTPRequestHandler):
             return self._send_file(status, not_found_page, send_body)
         self._send_bytes(status, f"{status.value} {status.phrase}\n".encode(),
                          "text/plain; charset=utf-8", send_body)
+
+    def _redirect(self, status: HTTPStatus, location: str) -> None:
+        self.send_response(status)
+        self.send_header("Location", location)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
 
     def _send_file(self, status: HTTPStatus, path: Path, send_body: bool) -> None:
         content_type = content_type_for(path)
