@@ -13,6 +13,7 @@ import pytest
 from bs4 import BeautifulSoup
 from llms_txt import parse_llms_file
 
+from labcode.tokenizer import R50K_CACHE_NAME
 from labnotes.fences import find_fences
 from labnotes.labs.directive import parse_block
 from labnotes.model import FencedBlock
@@ -30,6 +31,10 @@ def shipped(tmp_path_factory):
         shutil.copy(REPO / name, project / name)
     env = dict(os.environ)
     env.setdefault("TIKTOKEN_CACHE_DIR", str(REPO / ".cache" / "tiktoken"))
+    if not (Path(env["TIKTOKEN_CACHE_DIR"]) / R50K_CACHE_NAME).is_file():
+        # Half the shipped labs tokenize with GPT-2's encoding, which `make setup` copies from
+        # ../shared (there is no internet to fetch it): without it the blog cannot be built.
+        pytest.skip("GPT-2 encoding not installed (run `make setup` with ../shared beside the project)")
     result = subprocess.run([sys.executable, "build.py", "build", "--quick"], cwd=project, env=env,
                             capture_output=True, text=True, timeout=900)
     assert result.returncode == 0, result.stderr[-3000:]
