@@ -201,7 +201,7 @@ def _build(args) -> int:
         report = build(args.config, args.content, args.out, options)
     _print_warnings(report)
     print(report.summary())
-    return 1 if report.labs.failed else 0
+    return 1 if report.labs.failed or report.labs.false_claims else 0
 
 
 def _print_warnings(report) -> None:

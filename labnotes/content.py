@@ -49,6 +49,7 @@ def load_content(content_dir: Path, config: SiteConfig, *, drafts: bool = False,
     _check_unique_slugs(posts, "post")
     _check_unique_slugs(pages, "page")
     group_series(posts)
+    left_out = tuple(d for d in posts + pages if d.draft and not drafts)
     posts = [d for d in posts if drafts or not d.draft]
     pages = [d for d in pages if drafts or not d.draft]
 
@@ -61,7 +62,7 @@ def load_content(content_dir: Path, config: SiteConfig, *, drafts: bool = False,
     posts.sort(key=lambda d: (d.date, d.slug), reverse=True)
     pages.sort(key=lambda d: d.slug)
     return Content(posts=tuple(posts), pages=tuple(pages), assets=images, series=group_series(posts),
-                   held_back=held_back)
+                   held_back=held_back, drafts=left_out)
 
 
 def is_future(doc: Document, now: datetime) -> bool:

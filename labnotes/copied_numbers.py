@@ -15,7 +15,9 @@ Its rules keep false alarms rare on real prose:
   fewer than three significant digits (1.0, 4.0) is too common to mean anything.
 - It repeats a lab's number when it equals it, or, written with three or more significant
   digits, when the lab's number rounds to it: 3.75 repeats 3.7512, 20,758 repeats 20758, and
-  12.5% repeats 0.125.
+  12.5% repeats 0.125. As `check` compares reruns, the lab's declared precision (`tolerance:`)
+  widens the match: 5.4e-07 typed from another CPU's run repeats 3.5e-08 when the lab says its
+  differences are known to 1e-6.
 """
 from __future__ import annotations
 
@@ -88,6 +90,7 @@ class _Shown:
     lab: int                                  # index into the published labs
     keys: tuple[str | int, ...] | None        # path into the data, None for printed text
     data: object = None                       # the number itself, for formatting a suggestion
+    bound: object = None                      # its precision.Bound when the lab declared one
 
 
 def copied_number_warnings(documents: Sequence[Document], published: Sequence[PublishedLab]) -> tuple[BuildWarning, ...]:
@@ -159,13 +162,19 @@ class _ShownIndex:
     def __init__(self, published: Sequence[PublishedLab]):
         shown: list[_Shown] = []
         for number, lab in enumerate(published):
+            tolerance = lab.tolerance
             for text in (lab.output, lab.value_text):
-                shown += [_Shown(d, number, None) for d in _numbers_in_text(text or "")]
-            shown += _numbers_in_data(lab.data, number, ())
+                bound = tolerance.output_bound() if tolerance is not None and tolerance.declared else None
+                shown += [_Shown(d, number, None, bound=bound) for d in _numbers_in_text(text or "")]
+            shown += [_Shown(s.value, s.lab, s.keys, s.data, _declared(tolerance, s.keys))
+                      for s in _numbers_in_data(lab.data, number, ())]
         shown.sort(key=lambda s: s.value)
         self.named = [lab.name is not None for lab in published]
         self.shown = shown
         self.values = [s.value for s in shown]
+        declared = [s.bound for s in shown if s.bound is not None]
+        self.widest = (Decimal(repr(max((b.absolute for b in declared), default=0.0))),
+                       Decimal(repr(max((b.relative for b in declared), default=0.0))))
 
     def best(self, match: re.Match) -> tuple[_Shown, str] | None:
         """The lab number the prose number `match` repeats, if any, with the text a citation of
@@ -176,14 +185,35 @@ class _ShownIndex:
         candidates = [(value, match["digits"] + (match["exponent"] or ""))]
         if match["percent"]:
             candidates.append((value / 100, match.group(0)))
+        # a short number (5.4) is too common to match by rounding, but one written with an
+        # exponent (5.4e-07) is a result: it matches within the lab's declared precision
+        tolerant = not exact or bool(match["exponent"])
         found = []
         for candidate, target in candidates:
             half = Decimal(0) if exact else Decimal(5).scaleb(-_precision(candidate) - 1)
-            low = bisect.bisect_left(self.values, candidate - half)
-            high = bisect.bisect_right(self.values, candidate + half)
-            found += [(shown, target) for shown in self.shown[low:high]]
+            widest = Decimal(0) if not tolerant else self.widest[0] + self.widest[1] * 2 * abs(candidate)
+            low = bisect.bisect_left(self.values, candidate - half - widest)
+            high = bisect.bisect_right(self.values, candidate + half + widest)
+            found += [(shown, target) for shown in self.shown[low:high]
+                      if abs(shown.value - candidate) <= half or
+                      tolerant and _within(shown, candidate, half)]
         return min(found, key=lambda pair: (not self.named[pair[0].lab], pair[0].keys is None, pair[0].lab),
                    default=None)
+
+
+def _declared(tolerance, keys) -> object:
+    """The bound a lab declared for the number at `keys`, None when it declared none."""
+    if tolerance is None or not tolerance.declared:
+        return None
+    bound = tolerance.bound_for(tuple(keys or ()))
+    return bound if bound.declared else None
+
+
+def _within(shown: _Shown, candidate: Decimal, half: Decimal) -> bool:
+    """The prose number, read with its rounding, within the lab's declared bound of its number."""
+    if shown.bound is None:
+        return False
+    return shown.bound.allows(float(shown.value), float(candidate), float(half))
 
 
 def _precision(value: Decimal) -> int:

@@ -122,7 +122,7 @@ def record_build(config_path: Path | str, content_dir: Path | str, out_dir: Path
     it ran.
     """
     path = manifest_path(config_path, content_dir, out_dir)
-    if report.labs.run or report.labs.failed or UNKNOWN in inputs.values() or not before.keys() <= inputs.keys():
+    if report.labs.run or report.labs.failed or report.labs.false_claims or UNKNOWN in inputs.values() or not before.keys() <= inputs.keys():
         path.unlink(missing_ok=True)
         return
     comes_out = min((doc.date for doc in content.held_back if doc.date is not None), default=None)

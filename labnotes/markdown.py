@@ -3,7 +3,8 @@
 The lab seams: every ```lab / ```labsource block is cut out before markdown2 runs and
 replaced afterwards by what `block_renderer` makes of it, and every `{{ name.key }}` citation
 by what `cite` makes of it, so the lab engine never has to know about Markdown and this
-module never has to know about labs.
+module never has to know about labs. Post references (`[](post:slug)`) get their URL and
+text from `refer` the same way.
 
 markdown2, Pygments and the maths converter are imported when first used: a rebuild that
 finds every document in the render cache never needs them.
@@ -19,12 +20,16 @@ from html.parser import HTMLParser
 
 from .citations import Citation, CitedValue, find_citations
 from .citations import cite as cite_from_values
+from .errors import BuildError
 from .fences import find_fences
 from .model import Document, FencedBlock, RenderedBlock, RenderedDocument
+from .post_references import PostLink, PostReference
 from .slugs import slugify
+from .written_links import gather_links, page_ids
 
 BlockRenderer = Callable[[FencedBlock], RenderedBlock]
 Cite = Callable[[Citation], CitedValue]
+Refer = Callable[[PostReference], PostLink]
 
 LAB_KINDS = ("lab", "labsource")
 FOLD_MARKER = "<!--more-->"
@@ -42,6 +47,7 @@ _FOLD = "LabNotesFoldMarker"
 _MATH = re.compile(r"LabNotesMath(\d+)x")
 _BLOCK = re.compile(r"(<p>|<pre><code>)?LabNotesBlock(\d+)x\n?(</p>|</code></pre>)?")
 _CITE = re.compile(r"LabNotesCite(\d+)x")
+_REF = re.compile(r"LabNotesRef(\d+)x")
 _TAG = re.compile(r"<[^<>]*>")
 # Characters that would read as Markdown (or HTML) if a cited text held them.
 _MARKDOWN_SPECIAL = re.compile(r"([\\`*_\[\]<>|$&])")
@@ -57,17 +63,20 @@ _FRAGMENT_LINK = re.compile(r"""(\shref=)(["'])#""")
 
 def render_document(doc: Document, block_renderer: BlockRenderer, base_path: str = "/",
                     cite: Cite | None = None,
-                    highlight: Callable[[str, str], str] | None = None) -> RenderedDocument:
+                    highlight: Callable[[str, str], str] | None = None,
+                    refer: Refer | None = None) -> RenderedDocument:
     """Render `doc` to HTML and mirror Markdown; raises BuildError for invalid maths.
 
     `base_path` is the path part of the site's base URL ("/" or "/blog/"): root-relative
     links in the body get it as a prefix so a site served under a sub-path works.
     `cite` gives each citation's text and provenance; without it, no lab has a value and a
     citation is an error. `highlight(code, info)` stands in for `highlight_code` (a cache of
-    code highlighted before does).
+    code highlighted before does). `refer` gives each post reference its URL and text; without
+    it a post reference is an error. The links the prose writes and the ids of the body come
+    with the result, for the link check (written_links.py).
     """
     highlight = highlight or highlight_code
-    body, cited = _mark_citations(doc, cite or (lambda citation: cite_from_values(citation, {})))
+    body, cited, referred = _mark_prose(doc, cite, refer)
     lines = body.split("\n")
     fences = find_fences(lines)
     md_parts: list[str] = []        # what markdown2 sees
@@ -115,6 +124,7 @@ def render_document(doc: Document, block_renderer: BlockRenderer, base_path: str
         cursor = fence.end + 1
 
     body_html = _markdown().convert("\n".join(md_parts))
+    links = gather_links(body_html, body, doc.body_line, [(ref, link.url) for ref, link in referred])
     lab_rendered = [block_renderer(block) for block in blocks]
     lab_blocks = iter(lab_rendered)
     rendered_blocks = [code if code is not None else next(lab_blocks) for code in code_blocks]
@@ -126,6 +136,11 @@ def render_document(doc: Document, block_renderer: BlockRenderer, base_path: str
     body_html = _BLOCK.sub(lambda m: rendered_blocks[int(m.group(2))].html, body_html)
     if cited:
         body_html = _cited_html(body_html, cited)
+        links = tuple((_CITE.sub(lambda m: cited[int(m.group(1))].text, url), line, written)
+                      for url, line, written in links)
+    texts = [link.text for _, link in referred if link.text is not None]
+    if texts:
+        body_html = _REF.sub(lambda m: html.escape(texts[int(m.group(1))], quote=True), body_html)
     body_html = add_heading_ids(body_html)
     body_html = prefix_root_relative(body_html, base_path)
 
@@ -138,29 +153,35 @@ def render_document(doc: Document, block_renderer: BlockRenderer, base_path: str
 
     shown = {(block.path, block.line): rendered for block, rendered in zip(blocks, lab_rendered)}
     mirror = "\n".join(piece if isinstance(piece, str) else shown[(piece.path, piece.line)].markdown
-                       for piece in _mirror_pieces(doc, lines, fences, cited))
+                       for piece in _mirror_pieces(doc, lines, fences, cited, referred))
     document = doc if doc.summary else dataclasses.replace(doc, summary=summarise(intro_html))
-    return RenderedDocument(document, body_html, intro_html, has_more, mirror.strip("\n") + "\n")
+    return RenderedDocument(document, body_html, intro_html, has_more, mirror.strip("\n") + "\n",
+                            links=links, ids=page_ids(body_html))
 
 
-def mirror_pieces(doc: Document, cite: Cite | None = None) -> list[str | FencedBlock]:
+def mirror_pieces(doc: Document, cite: Cite | None = None, refer: Refer | None = None) -> list[str | FencedBlock]:
     """The body as its Markdown mirror reads, cut at its ```lab and ```labsource blocks: prose
-    (fold marker dropped, citations as plain text, other fenced code as written) and the blocks
-    between. A notebook makes its Markdown cells from the prose."""
-    body, cited = _mark_citations(doc, cite or (lambda citation: cite_from_values(citation, {})))
+    (fold marker dropped, citations as plain text, post references filled in, other fenced code
+    as written) and the blocks between. A notebook makes its Markdown cells from the prose."""
+    body, cited, referred = _mark_prose(doc, cite, refer)
     lines = body.split("\n")
-    return _mirror_pieces(doc, lines, find_fences(lines), cited)
+    return _mirror_pieces(doc, lines, find_fences(lines), cited, referred)
 
 
-def _mirror_pieces(doc: Document, lines: list[str], fences, cited: list[CitedValue]) -> list[str | FencedBlock]:
+def _mirror_pieces(doc: Document, lines: list[str], fences, cited: list[CitedValue],
+                   referred: list[tuple[PostReference, PostLink]] = ()) -> list[str | FencedBlock]:
     pieces: list[str | FencedBlock] = []
+    texts = [link.text for _, link in referred if link.text is not None]
     cursor = 0
     for fence in fences + [None]:
         prose_end = fence.start if fence else len(lines)
         if cursor < prose_end:
             prose = _without_fold(lines[cursor:prose_end])
-            pieces.append(_CITE.sub(lambda m: _MARKDOWN_SPECIAL.sub(r"\\\1", cited[int(m.group(1))].text), prose)
-                          if cited else prose)
+            if cited:
+                prose = _CITE.sub(lambda m: _MARKDOWN_SPECIAL.sub(r"\\\1", cited[int(m.group(1))].text), prose)
+            if texts:
+                prose = _REF.sub(lambda m: _MARKDOWN_SPECIAL.sub(r"\\\1", texts[int(m.group(1))]), prose)
+            pieces.append(prose)
         if fence is None:
             break
         if fence.info in LAB_KINDS:
@@ -171,17 +192,35 @@ def _mirror_pieces(doc: Document, lines: list[str], fences, cited: list[CitedVal
     return pieces
 
 
-def _mark_citations(doc: Document, cite: Cite) -> tuple[str, list[CitedValue]]:
-    """`doc.body` with each citation replaced by a placeholder word, and what each one shows."""
+def _mark_prose(doc: Document, cite: Cite | None,
+                refer: Refer | None) -> tuple[str, list[CitedValue], list[tuple[PostReference, PostLink]]]:
+    """`doc.body` with each citation replaced by a placeholder word, and each post reference's
+    URL by the post's and the text the build fills in by a placeholder word; what each citation
+    shows, and each reference with its link. Lines stay where they were."""
+    cite = cite or (lambda citation: cite_from_values(citation, {}))
     citations = find_citations(doc)
-    if not citations:
-        return doc.body, []
+    references = doc.references
+    if not citations and not references:
+        return doc.body, [], []
+    cited = [cite(citation) for citation in citations]
+    referred = [(ref, (refer or _no_posts)(ref)) for ref in references]
+    edits = [(c.offset, c.offset + len(c.source), f"LabNotesCite{n}x") for n, c in enumerate(citations)]
+    filled = 0
+    for ref, link in referred:
+        if link.text is not None:
+            edits.append((*ref.text_span, f"LabNotesRef{filled}x"))
+            filled += 1
+        edits.append((*ref.url_span, link.url))
     parts, last = [], 0
-    for number, citation in enumerate(citations):
-        parts += [doc.body[last:citation.offset], f"LabNotesCite{number}x"]
-        last = citation.offset + len(citation.source)
+    for start, end, replacement in sorted(edits):
+        parts += [doc.body[last:start], replacement]
+        last = end
     parts.append(doc.body[last:])
-    return "".join(parts), [cite(citation) for citation in citations]
+    return "".join(parts), cited, referred
+
+
+def _no_posts(ref: PostReference) -> PostLink:
+    raise BuildError(ref.path, f"post reference {ref.written}: this render has no posts to refer to", ref.line)
 
 
 def _cited_html(body_html: str, cited: list[CitedValue]) -> str:

@@ -116,6 +116,14 @@ class Document:
         parsed document, so a rebuild does not hash every unchanged post's text again."""
         return hashlib.blake2b(self.body.encode("utf-8", "surrogatepass"), digest_size=16).hexdigest()
 
+    @functools.cached_property
+    def references(self) -> tuple:
+        """The post references of the prose (`[](post:slug)`, post_references.PostReference), found
+        once per parse and kept with the parsed document: a build does not read every post's
+        prose again to resolve them. BuildError for one that cannot be read."""
+        from .post_references import find_references   # that module builds on this one
+        return tuple(find_references(self))
+
 
 @dataclass
 class RenderedDocument:
@@ -127,6 +135,11 @@ class RenderedDocument:
     has_more: bool       # True when the body has a fold
     markdown: str        # the body as Markdown for mirrors, lab blocks rendered as text
     key: str = ""        # names the four above (equal key, equal text); "" when unknown
+    # The links the prose writes, as (URL as written in the HTML, source line, the reference as
+    # written when the build filled the URL in, else ""), and the ids the body gives its page:
+    # every build checks the one against the others (labnotes/written_links.py).
+    links: tuple[tuple[str, int, str], ...] = ()
+    ids: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -160,6 +173,7 @@ class Content:
     assets: dict[str, Path] = field(default_factory=dict)   # output-relative path -> source file
     series: tuple[Series, ...] = ()    # by name
     held_back: tuple[Document, ...] = ()   # dated after the build's clock (no --future): not published
+    drafts: tuple[Document, ...] = ()      # drafts this build leaves out (none with --drafts)
 
     @property
     def documents(self) -> tuple[Document, ...]:
@@ -188,6 +202,7 @@ class LabCounts:
     run: int = 0
     cached: int = 0
     failed: int = 0
+    false_claims: int = 0     # `expect:` lines that do not hold (shown as errors with --keep-going)
 
 
 @dataclass(frozen=True)
@@ -214,6 +229,7 @@ class PublishedLab:
     data: object              # the return value as JSON (as LabValue.data), None if there is none
     path: Path                # the post of the (first) block that runs it, and the block's line
     line: int
+    tolerance: object = None  # its `tolerance:` (labs.precision.Tolerance): how far its numbers may move
 
 
 @dataclass(frozen=True)
@@ -274,9 +290,10 @@ class BuildReport:
     held_back: tuple[Document, ...] = ()   # dated in the future, not published (no --future)
 
     def summary(self) -> str:
-        """`built P pages in S s; labs: R run, C cached, F failed`."""
+        """`built P pages in S s; labs: R run, C cached, F failed` (`, K claims false` when any is)."""
+        false = f", {self.labs.false_claims} claims false" if self.labs.false_claims else ""
         return (f"built {self.pages} pages in {self.seconds:.2f} s; "
-                f"labs: {self.labs.run} run, {self.labs.cached} cached, {self.labs.failed} failed")
+                f"labs: {self.labs.run} run, {self.labs.cached} cached, {self.labs.failed} failed{false}")
 
     def held_back_note(self) -> str:
         """`held back 2 future posts (publish them with --future)`, or "" when none was."""

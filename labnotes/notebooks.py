@@ -79,11 +79,12 @@ def notebook_path(doc: Document) -> str:
 
 def notebook_pieces(doc: Document, block_renderer: Callable[[FencedBlock], RenderedBlock],
                     notebook_lab: Callable[[FencedBlock], NotebookLab],
-                    cite=None) -> list[str | NotebookLab]:
-    """The body as Markdown prose (```labsource blocks as their mirror text) and the labs between."""
+                    cite=None, refer=None) -> list[str | NotebookLab]:
+    """The body as Markdown prose (```labsource blocks as their mirror text) and the labs between;
+    `cite` and `refer` fill in citations and post references as the mirror does."""
     from .markdown import mirror_pieces
     pieces: list[str | NotebookLab] = []
-    for piece in mirror_pieces(doc, cite):
+    for piece in mirror_pieces(doc, cite, refer):
         if isinstance(piece, str):
             pieces.append(piece)
         elif piece.kind == "lab":
@@ -98,6 +99,7 @@ def notebook_key(lab: NotebookLab) -> tuple:
     r = lab.result
     return (r.call.ref, r.call.args, r.call.show, r.call.name, lab.fills, r.status, r.error, r.output,
             json.dumps(r.value, sort_keys=True), [f["file"] for f in r.figures], r.device_name,
+            [v.claim.text for v in r.claims],
             r.torch_version, r.wall_s, r.source, lab.post_title, lab.post_url,
             notebook_key(lab.upstream) if lab.upstream else None)
 
@@ -129,6 +131,8 @@ def render_notebook(config: SiteConfig, doc: Document, pieces: Sequence[str | No
             from .labs.render import source_markdown
             cells.append(("markdown", source_markdown(lab.result.ref, lab.result.source), []))
         cells.append(("code", lab_code(lab), lab_outputs(lab)))
+        if lab.result.claims:
+            cells.append(("code", claims_code(lab), []))
         ran.append(_identity(lab))
 
     for piece in pieces:
@@ -166,7 +170,7 @@ def lab_code(lab: NotebookLab) -> str:
     r = lab.result
     module, qualname = r.ref.split(":", 1)
     function = qualname.split(".")[0]
-    variable = r.call.name if _free_name(r.call.name, function) else "result"
+    variable = _variable(lab)
     args = [f"{name}={source}" for name, source in r.call.args]
     args += [{"device": "device=device", "quick": "quick=True"}[fill] for fill in lab.fills]
     call = f"{variable} = {qualname}({', '.join(args)})"
@@ -183,6 +187,36 @@ def lab_code(lab: NotebookLab) -> str:
         call,
         f"lab.show({variable}{parts})",
     ])
+
+
+def claims_code(lab: NotebookLab) -> str:
+    """The claims the post checks about a lab's result, as asserts after its cell."""
+    from .labs.claims import notebook_assert
+    r = lab.result
+    variable = _variable(lab)
+    keys = set(r.data) if isinstance(r.data, dict) else set()
+    others = {name: f"lab.data({name})" for verdict in r.claims
+              for name in _names(verdict.claim.text) if name not in keys}
+    lines = ["# What the post says about this result, checked on every build (its `expect:` lines).",
+             f"r = lab.data({variable})"]
+    lines += [notebook_assert(verdict.claim, keys, others) for verdict in r.claims]
+    return "\n".join(lines)
+
+
+def _names(text: str) -> set[str]:
+    """The names a claim reads that are not its functions, loop names or `result`."""
+    import ast
+
+    from .labs.claims import FUNCTIONS
+    tree = ast.parse(text, mode="eval")
+    loops = {node.target.id for node in ast.walk(tree) if isinstance(node, ast.comprehension)}
+    return {node.id for node in ast.walk(tree) if isinstance(node, ast.Name)} - loops - set(FUNCTIONS) - {"result"}
+
+
+def _variable(lab: NotebookLab) -> str:
+    r = lab.result
+    function = r.ref.split(":", 1)[1].split(".")[0]
+    return r.call.name if _free_name(r.call.name, function) else "result"
 
 
 def lab_outputs(lab: NotebookLab) -> list:

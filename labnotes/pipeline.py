@@ -22,10 +22,12 @@ from .model import (BuildOptions, BuildReport, Content, Document, LabRecord, Lab
                     SiteConfig)
 from .output import MARKER, MARKER_TEXT, OutputFile, check_output_folder, write_site
 from .parsed_cache import ParsedDocuments
-from .pages import base_path, group_categories, Entry, lab_rows, site_pages
+from .pages import BUILTIN_TEMPLATES, base_path, group_categories, Entry, lab_rows, site_pages
+from .post_references import refer_from, resolve_references
 from .render_cache import CACHE_DIR, RenderCache, config_key, content_key, generator_version
 from .series import group_series
 from .sitemap import render_sitemap
+from .written_links import check_written_links, template_ids
 
 BUILTIN_STATIC = Path(__file__).resolve().parent.parent / "static"
 
@@ -44,15 +46,18 @@ def build(config_path: Path | str, content_dir: Path | str, out_dir: Path | str,
     content = load_content(Path(content_dir), config, drafts=options.drafts,
                            until=None if options.future else build_clock(options), load=parsed.load)
     check_cited_names(content.documents)   # a misspelt citation fails before any lab runs
+    refer = refer_from(resolve_references(content))   # and so does a reference to no post
     labs = lab_stage(content, config, options, warm_labs)
     cite = functools.partial(cite_document, values=labs.values, failed_labs=labs.counts.failed > 0)
     cache = RenderCache(config.root / CACHE_DIR)
     try:
         renders = Renders(config, cache, generator_version(config.root / "templates"), content.series)
-        posts = renders.documents(content.posts, labs.block_renderer, cite)
-        pages = renders.documents(content.pages, labs.block_renderer, cite)
+        posts = renders.documents(content.posts, labs.block_renderer, cite, refer)
+        pages = renders.documents(content.pages, labs.block_renderer, cite, refer)
         files = site_files(config, content, posts, pages, labs.files, renders, labs.records,
-                           notebook_files(config, posts, labs, cite, renders))
+                           notebook_files(config, posts, labs, cite, renders, refer))
+        check_written_links(posts + pages, files, config.base_url, content.drafts + content.held_back,
+                            functools.cache(lambda: template_ids([config.root / "templates", BUILTIN_TEMPLATES])))
         written = write_site(Path(out_dir), files, manifest=cache.manifest_path(out_dir))
     finally:
         # What was parsed and rendered stays useful even when a later stage failed; saved after
@@ -91,8 +96,9 @@ class Renders:
     """Markdown rendering through the render cache, and the keys of what was rendered.
 
     A document's key covers its source, the rendered lab blocks it shows, the text and
-    provenance of every lab value it cites, the site's base path and the generator version
-    (so a lab rerun re-renders exactly the documents whose blocks or cited values changed);
+    provenance of every lab value it cites, the text and URL of every post it refers to, the
+    site's base path and the generator version (so a lab rerun re-renders exactly the documents
+    whose blocks or cited values changed, a retitled post exactly the documents showing its title);
     `identity` adds the front matter pages and feeds show, so any file made from rendered
     documents can be keyed on their identities.
     """
@@ -109,22 +115,25 @@ class Renders:
         self._keys: dict[str, tuple[str, str, str]] = {}   # output path -> (code, mirror, rss-item) keys
         self.rendered = 0
 
-    def documents(self, docs: Sequence[Document], block_renderer, cite=None) -> list[RenderedDocument]:
+    def documents(self, docs: Sequence[Document], block_renderer, cite=None, refer=None) -> list[RenderedDocument]:
         """Each of `docs` rendered, from the cache where its key is known; the others are
         rendered on every core when there are many (a first build).
 
         `cite(document)` gives each citation of a document its text and provenance
-        (`citations.cite_document`); without it a citation is an error.
+        (`citations.cite_document`); without it a citation is an error. `refer(document)` gives
+        each post reference of a document its link (`post_references.refer_from`).
         """
         blocks = [{(b.path, b.line): block_renderer(b) for b in doc.blocks} for doc in docs]
         cited = [cite(doc) if cite is not None else {} for doc in docs]
+        referred = [refer(doc) if refer is not None else {} for doc in docs]
         keys = [content_key(self.version, self.root, str(doc.source), doc.body_digest, doc.body_line, doc.url,
                             doc.summary, [(b.html, b.markdown) for b in shown.values()],
-                            [(value.text, value.title) for value in values.values()])
-                for doc, shown, values in zip(docs, blocks, cited)]
+                            [(value.text, value.title) for value in values.values()],
+                            [(link.text, link.url) for link in links.values()])
+                for doc, shown, values, links in zip(docs, blocks, cited, referred)]
         known = self.cache.known("document", keys)
-        missing = [(doc, shown, values, self.cache.peek("code", self._code_key(doc)) or {})
-                   for doc, shown, values, key in zip(docs, blocks, cited, keys) if key not in known]
+        missing = [(doc, shown, values, self.cache.peek("code", self._code_key(doc)) or {}, links)
+                   for doc, shown, values, links, key in zip(docs, blocks, cited, referred, keys) if key not in known]
         made = {}
         for key, job, (parts, code) in zip([k for k in keys if k not in known], missing,
                                            render_documents(missing, self.root)):
@@ -140,7 +149,7 @@ class Renders:
         return content_key(self.version, str(doc.source))
 
     def _rendered(self, doc: Document, key: str, parts: tuple) -> RenderedDocument:
-        html, intro, has_more, markdown, summary = parts
+        html, intro, has_more, markdown, summary, links, ids = parts
         document = doc if summary == doc.summary else dataclasses.replace(doc, summary=summary)
         series = self.series_of.get(doc.output_path)
         place = (series.name, series.slug, series.part_of(doc), len(series.posts)) if series else None
@@ -150,7 +159,7 @@ class Renders:
         self.identity[path] = identity = content_key(key, meta)
         self._keys[path] = keys = (self._code_key(doc), content_key(identity, self.config.base_url),
                                    content_key(identity, self.config.base_url, self.config.author))
-        rendered = RenderedDocument(document, html, intro, has_more, markdown, key)
+        rendered = RenderedDocument(document, html, intro, has_more, markdown, key, links, ids)
         for kind, one in zip(("code", "mirror", "rss-item"), keys):
             self.cache.keep(kind, one)
         return rendered
@@ -187,9 +196,10 @@ class Renders:
 PARALLEL_MIN_DOCUMENTS = 64
 
 
-def render_documents(jobs: list[tuple[Document, dict, dict, dict]], base: str) -> list[tuple[tuple, dict]]:
+def render_documents(jobs: list[tuple[Document, dict, dict, dict, dict]], base: str) -> list[tuple[tuple, dict]]:
     """`render_document` of each (document, its rendered lab blocks by (path, line), its cited
-    values by citation, code blocks highlighted before by (info, code)): the tuple the render
+    values by citation, code blocks highlighted before by (info, code), its post references'
+    links by reference): the tuple the render
     cache keeps and the document's highlighted code blocks; on several processes when there
     are many. The first error, in document order, is raised as a serial render would raise it."""
     import multiprocessing   # only a build of many documents uses it: an edit does not pay for it
@@ -201,7 +211,7 @@ def render_documents(jobs: list[tuple[Document, dict, dict, dict]], base: str) -
         # The first document is rendered here, its code highlighted afresh, so the renderers
         # are imported before the fork (a forked child must not import while another thread,
         # e.g. `serve`'s, may hold the lock).
-        outcomes = [_render_job((*jobs[0][:3], {}), base)]
+        outcomes = [_render_job((*jobs[0][:3], {}, jobs[0][4]), base)]
         workers = min(cores, 8)
         chunk = -(-len(jobs) // (workers * 4))
         with multiprocessing.get_context("fork").Pool(workers) as pool:
@@ -212,10 +222,10 @@ def render_documents(jobs: list[tuple[Document, dict, dict, dict]], base: str) -
     return [outcome[1:] for outcome in outcomes]
 
 
-def _render_job(job: tuple[Document, dict, dict, dict], base: str) -> tuple:
+def _render_job(job: tuple[Document, dict, dict, dict, dict], base: str) -> tuple:
     # A BuildError does not survive pickling (its constructor takes three arguments): it
     # travels back from a worker as its parts.
-    doc, blocks, cited, highlighted = job
+    doc, blocks, cited, highlighted, referred = job
     code: dict[tuple[str, str], str] = {}
 
     def highlight(text: str, info: str) -> str:
@@ -225,14 +235,14 @@ def _render_job(job: tuple[Document, dict, dict, dict], base: str) -> tuple:
 
     try:
         r = render_document(doc, lambda block: blocks[(block.path, block.line)], base, cited.__getitem__,
-                            highlight=highlight)
+                            highlight=highlight, refer=referred.__getitem__)
     except BuildError as error:
         return ("error", error.path, error.message, error.line)
-    return ("ok", (r.html, r.intro_html, r.has_more, r.markdown, r.document.summary), code)
+    return ("ok", (r.html, r.intro_html, r.has_more, r.markdown, r.document.summary, r.links, r.ids), code)
 
 
 def notebook_files(config: SiteConfig, posts: list[RenderedDocument], labs: LabStage, cite,
-                   renders: Renders) -> dict[str, OutputFile]:
+                   renders: Renders, refer=None) -> dict[str, OutputFile]:
     """The notebook of each post with labs, keyed on its document and the labs it shows."""
     files: dict[str, OutputFile] = {}
     for post in posts:
@@ -243,7 +253,8 @@ def notebook_files(config: SiteConfig, posts: list[RenderedDocument], labs: LabS
         files[notebook_path(doc)] = OutputFile(
             renders.key_of("notebook", shown, documents=[post]),
             lambda doc=doc: render_notebook(config, doc, notebook_pieces(
-                doc, labs.block_renderer, labs.notebook_lab, cite(doc).__getitem__)))
+                doc, labs.block_renderer, labs.notebook_lab, cite(doc).__getitem__,
+                refer(doc).__getitem__ if refer is not None else None)))
     return files
 
 

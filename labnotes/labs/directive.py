@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from labnotes.errors import BuildError
+from labnotes.labs.claims import Claim, ClaimSyntaxError, parse_claim
+from labnotes.labs.precision import Tolerance, ToleranceError, parse_tolerance
 from labnotes.model import FencedBlock
 
 SHOW_CHOICES = ("source", "output", "value", "figures")
@@ -42,6 +44,8 @@ class LabCall(_Reference):
     after: str | None = None
     name: str | None = None       # `name: train`: prose cites it as {{ train.key }}
     measured: tuple[str, ...] = ()  # value keys / table columns that are measurements (timings)
+    expects: tuple[Claim, ...] = ()   # `expect:` lines: claims checked against the result
+    tolerance: Tolerance = Tolerance()  # `tolerance:`: how far a rerun's numbers may move
     path: Path = Path("?")
     line: int = 0                 # line of the opening fence
     ref_line: int = 0             # line of the reference itself
@@ -81,6 +85,8 @@ def parse_block(block: FencedBlock) -> LabCall | SourceCall:
         return SourceCall(ref=ref, path=block.path, line=block.line, ref_line=ref_line)
 
     show, timeout, after, name, measured = DEFAULT_SHOW, None, None, None, ()
+    expects: list[Claim] = []
+    tolerance = Tolerance()
     args: list[tuple[str, str]] = []
     arg_lines: dict[str, int] = {}
     seen: set[str] = set()
@@ -90,6 +96,12 @@ def parse_block(block: FencedBlock) -> LabCall | SourceCall:
             raise BuildError(block.path, f"cannot read {text!r}: lab options are `key: value` "
                              "lines", number)
         key, value = match["key"], match["value"].strip()
+        if key == "expect":
+            try:
+                expects.append(parse_claim(value, number))
+            except ClaimSyntaxError as error:
+                raise BuildError(block.path, str(error), number) from None
+            continue
         if key in seen:
             raise BuildError(block.path, f"`{key}` is given twice in this lab", number)
         seen.add(key)
@@ -105,6 +117,11 @@ def parse_block(block: FencedBlock) -> LabCall | SourceCall:
             arg_lines["after"] = number
         elif key == "measured":
             measured = tuple(p.strip() for p in value.replace(",", " ").split() if p.strip())
+        elif key == "tolerance":
+            try:
+                tolerance = parse_tolerance(value)
+            except ToleranceError as error:
+                raise BuildError(block.path, f"tolerance: {error}", number) from None
         elif key == "name":
             if not _NAME.match(value):
                 raise BuildError(block.path, f"name: {value!r} must be a plain identifier "
@@ -124,7 +141,7 @@ def parse_block(block: FencedBlock) -> LabCall | SourceCall:
             args.append((key, value))
             arg_lines[key] = number
     return LabCall(ref=ref, args=tuple(args), show=show, timeout=timeout, after=after, name=name,
-                   measured=measured,
+                   measured=measured, expects=tuple(expects), tolerance=tolerance,
                    path=block.path, line=block.line, ref_line=ref_line, arg_lines=arg_lines)
 
 

@@ -30,6 +30,17 @@ class LabResult:
     error: str = ""
     traceback: str = ""
     source: str = ""                   # the callable's source, for show: source
+    device: str = ""                   # the device kind it ran on: "cpu", "cuda", "mps"
+    claims: tuple = ()                 # claims.Verdict of each `expect:` line, in block order
+
+    @property
+    def hardware(self) -> str:
+        """`AMD EPYC CPU (AVX2)`, `NVIDIA H100 80GB HBM3 (CUDA 12.8, sm_90)`: where it ran."""
+        return self.device_name or self.device.upper() or "an unknown device"
+
+    @property
+    def false_claims(self) -> tuple:
+        return tuple(v for v in self.claims if not v.holds)
 
     @property
     def ref(self) -> str:
@@ -274,10 +285,23 @@ def lab_markdown(result: LabResult) -> str:
         for figure in result.figures:
             alt = figure["alt"].replace("[", "(").replace("]", ")")
             parts.append(f"![{alt}](/labs/{figure['file']})")
+    if result.claims:
+        parts.append("Claims checked on every build:\n\n" + "\n".join(
+            claim_markdown(verdict) for verdict in result.claims))
     provenance = "" if result.failed else (
         f"Ran on {result.device_name} with torch {result.torch_version} in {result.wall_text}. ")
     parts.append(f"*{provenance}Rerun:* `{result.command}`")
     return "\n\n".join(parts)
+
+
+def claim_markdown(verdict) -> str:
+    """A claim as a list item of the mirror: "- `forward_max < 1e-6`: holds (forward_max = 1.2e-07)"."""
+    if verdict.holds:
+        state = "holds"
+    else:
+        state = f"cannot be checked: {verdict.error}" if verdict.error else "is FALSE"
+    values = f" ({verdict.values_text})" if verdict.values_text else ""
+    return f"- `{verdict.claim.text}`: {state}{values}"
 
 
 def source_markdown(ref: str, source: str) -> str:

@@ -30,6 +30,39 @@ class Published:
         return markdown_table(self.shown["columns"], self.shown["rows"])
 
 
+class Data:
+    """A lab's result as claims read it (the JSON tree citations walk), with dict keys as
+    attributes: `r.history[-1].val_loss`, `r["max |grad|"]`."""
+
+    def __init__(self, tree):
+        self._tree = tree
+
+    def __getattr__(self, name: str):
+        if name.startswith("_") or not isinstance(self._tree, dict) or name not in self._tree:
+            raise AttributeError(f"the result has no key {name!r}")
+        return _wrap(self._tree[name])
+
+    def __getitem__(self, key):
+        return _wrap(self._tree[key])
+
+    def __len__(self) -> int:
+        return len(self._tree)
+
+    def __iter__(self):
+        items = self._tree.values() if isinstance(self._tree, dict) else self._tree
+        return (_wrap(item) for item in items)
+
+    def __eq__(self, other) -> bool:
+        return self._tree == (other._tree if isinstance(other, Data) else other)
+
+    def __repr__(self) -> str:
+        return repr(self._tree)
+
+
+def _wrap(tree):
+    return Data(tree) if isinstance(tree, (dict, list)) else tree
+
+
 class LabSession:
     """`start(ref)` before a lab's call, `show(value, ...)` after it."""
 
@@ -41,6 +74,11 @@ class LabSession:
         """Put back the state the build starts `ref` from: its seed, threads, plotting defaults."""
         self.state.reset(lab_seed(ref))
         self.ref = ref
+
+    def data(self, value) -> Data:
+        """`value` as `expect:` claims read it: dataclasses as dicts, tensors as lists."""
+        from labnotes.labs.capture import to_data
+        return Data(to_data(value))
 
     def show(self, value, *parts: str) -> Published | None:
         """Display what the post shows of a lab's result; `parts` as in the block's `show:`.

@@ -11,6 +11,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from labnotes.errors import BuildError
+from labnotes.labs.claims import Verdict, evaluate
 from labnotes.labs.cache import CacheEntry, LabCache, figure_files, file_digest, module_digests
 from labnotes.labs.directive import LabCall, SourceCall
 from labnotes.labs.executor import WarmPools, WorkerPool, execute
@@ -24,6 +25,38 @@ from labnotes.labs.runtime import (WORKER_IGNORE, device_for, lab_seed, reusable
                                    torch_version, worker_env)
 from labnotes.model import (Document, FencedBlock, LabRecord, LabStage, LabValue,
                             NotebookLab, PublishedLab, RenderedBlock, SiteConfig)
+
+
+class FalseClaim(BuildError):
+    """An `expect:` line that does not hold for the result shown, with the values it read."""
+
+    def __init__(self, call: LabCall, verdict: Verdict, result: LabResult):
+        super().__init__(call.path, claim_message(verdict, result), verdict.claim.line)
+
+
+def claim_message(verdict: Verdict, result: LabResult) -> str:
+    """`claim "forward_max == 0" is false: forward_max = 1.2e-07 (CPU AMD EPYC (AVX2))`."""
+    text = verdict.claim.text
+    if verdict.error:
+        return f'claim "{text}" cannot be checked: {verdict.error} ({result.hardware})'
+    return f'claim "{text}" is false: {verdict.values_text or "it reads no value"} ({result.hardware})'
+
+
+def claim_verdicts(site: SiteLabs, results: dict[str, LabResult]) -> dict[tuple, tuple[Verdict, ...]]:
+    """Each lab block's claims evaluated against the result it shows (cached or fresh); a lab
+    that failed has none. Keyed by (path, line) of the block."""
+    labs = {name: results[stem].data for name, (stem, _) in site.names.items()
+            if stem in results and not results[stem].failed}
+    verdicts = {}
+    for key, target in site.blocks.items():
+        if isinstance(target, SourceCall) or not target[1].expects:
+            continue
+        stem, call = target
+        result = results.get(stem)
+        if result is None or result.failed:
+            continue
+        verdicts[key] = tuple(evaluate(claim, result.data, labs) for claim in call.expects)
+    return verdicts
 
 
 class LabFailure(BuildError):
@@ -230,7 +263,8 @@ def _result(call: LabCall, entry: CacheEntry, status: str, index: LabcodeIndex) 
     return LabResult(call, status, output=result.get("output", ""), value=result.get("value"),
                      data=result.get("data"), figures=result.get("figures", []),
                      wall_s=result.get("wall_s", 0.0), device_name=entry.device_name,
-                     torch_version=entry.torch_version, source=_source(call, index))
+                     torch_version=entry.torch_version, source=_source(call, index),
+                     device=entry.device)
 
 
 def run_lab_stage(documents: list[Document], config: SiteConfig, options,
@@ -250,7 +284,15 @@ def run_lab_stage(documents: list[Document], config: SiteConfig, options,
     run = Run(config, device, cache, progress, keep_going=getattr(options, "keep_going", False),
               quick=quick, jobs=getattr(options, "jobs", 1), warm=warm)
     results = carry_out(plan, site, facts, run, index) if plan.steps else {}
-    counts = count([results[s.stem].status for s in plan.steps if s.stem in results])
+    verdicts = claim_verdicts(site, results)
+    false = [(site.blocks[key][1], verdict, results[site.blocks[key][0]])
+             for key, found in verdicts.items() for verdict in found if not verdict.holds]
+    if false and not run.keep_going:
+        raise FalseClaim(*false[0])
+    for call, verdict, result in false:
+        progress.warn(FalseClaim(call, verdict, result).one_line())
+    counts = replace(count([results[s.stem].status for s in plan.steps if s.stem in results]),
+                     false_claims=len(false))
     renderer = LabRenderer(config.root / "templates")
     files = {f"labs/{name}": (cache.figures / name).read_bytes()
              for result in results.values() for name in figure_files(result.figures)}
@@ -265,13 +307,15 @@ def run_lab_stage(documents: list[Document], config: SiteConfig, options,
             return RenderedBlock(renderer.source_html(target.ref, source, shown, line),
                                  source_markdown(target.ref, source))
         stem, call = target
-        result = replace(results[stem], call=call, source=_source(call, index))
+        result = replace(results[stem], call=call, source=_source(call, index),
+                         claims=verdicts.get((block.path, block.line), ()))
         return RenderedBlock(renderer.lab_html(result), lab_markdown(result))
 
     docs = {doc.source: doc for doc in documents}
 
     def notebook_lab(stem: str, call: LabCall) -> NotebookLab:
-        result = replace(results[stem], call=call, source=_source(call, index))
+        result = replace(results[stem], call=call, source=_source(call, index),
+                         claims=verdicts.get((call.path, call.line), ()))
         found = index.callables.get(call.ref)
         params = found.params if found is not None else ()
         fills = tuple(p for p in ("device", "quick") if p in params and (p == "device" or quick))
@@ -319,5 +363,6 @@ def published_labs(site: SiteLabs, results: dict[str, LabResult]) -> tuple[Publi
             continue
         call = instance.call
         shown.append(PublishedLab(call.ref, names.get(instance.stem), result.output,
-                                  value_text(result.value), result.data, call.path, call.line))
+                                  value_text(result.value), result.data, call.path, call.line,
+                                  call.tolerance))
     return tuple(shown)

@@ -145,11 +145,40 @@ def _progress_sender(send, request_id: int):
 
 
 def device_name(device: str) -> str:
-    """A label for the provenance line: "CPU", "NVIDIA H100 80GB HBM3", "Apple MPS"."""
+    """The hardware a result comes from, for its provenance: a CPU's model and the vector ISA
+    torch's kernels used ("AMD EPYC CPU (AVX2)"), a GPU's name, CUDA version and compute
+    capability ("NVIDIA H100 80GB HBM3 (CUDA 12.8, sm_90)"), or "Apple MPS"."""
     import torch
     if device == "cuda" and torch.cuda.is_available():
-        return torch.cuda.get_device_name()
-    return {"mps": "Apple MPS"}.get(device, "CPU")
+        major, minor = torch.cuda.get_device_capability()
+        return f"{torch.cuda.get_device_name()} (CUDA {torch.version.cuda}, sm_{major}{minor})"
+    if device == "mps":
+        return f"Apple MPS ({cpu_model()})"
+    isa = torch.backends.cpu.get_cpu_capability()
+    return f"{cpu_model()} CPU ({'scalar kernels' if isa == 'DEFAULT' else isa})"
+
+
+def cpu_model() -> str:
+    """The CPU's marketing name without trademarks and clock ("Intel Xeon Platinum 8375C")."""
+    import platform
+    import re
+    import subprocess
+    name = ""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as cpuinfo:
+            name = next((line.split(":", 1)[1] for line in cpuinfo
+                         if line.lower().startswith(("model name", "hardware"))), "")
+    except OSError:
+        pass
+    if not name.strip() and platform.system() == "Darwin":
+        try:
+            name = subprocess.run(["sysctl", "-n", "machdep.cpu.brand_string"], capture_output=True,
+                                  text=True, timeout=5, stdin=subprocess.DEVNULL).stdout
+        except (OSError, subprocess.SubprocessError):
+            pass
+    name = name.strip() or platform.processor() or platform.machine() or "CPU"
+    name = re.sub(r"\((?:R|TM|tm|r)\)|\bCPU\b|@.*$|\d+-Core Processor", " ", name)
+    return " ".join(name.split()) or "CPU"
 
 
 def _labcode_traceback(exc: BaseException, root: Path) -> str:

@@ -54,7 +54,7 @@ seq_len: 4
 text: "Your journey starts with one step"
 ```
 
-GELU, drawn next to ReLU:
+GELU, drawn next to ReLU (a reference to another post: [](post:numbers)):
 
 ```lab
 labcode.gelu:gelu_vs_relu_plot
@@ -194,7 +194,7 @@ def test_first_cells_name_the_post_where_the_outputs_were_made_and_set_up_the_de
     assert intro.startswith("# Causal attention & its mask\n")
     assert "(https://example.org/blog/posts/attention.html)" in intro
     provenance = page(built, "attention").select_one(".lab-provenance").get_text()
-    assert "CPU" in provenance and "CPU with torch" in intro and "make setup" in intro
+    assert " CPU (" in provenance and "CPU (" in intro and ") with torch" in intro and "make setup" in intro
     setup = nb.cells[1]
     assert setup.cell_type == "code" and "best_device()" in setup.source and "os.chdir(ROOT)" in setup.source
 
@@ -209,6 +209,7 @@ def test_prose_cells_show_cited_values_as_text_and_keep_latex_maths_and_absolute
     attention = "\n".join(c.source for c in notebook(built, "attention").cells[2:] if c.cell_type == "markdown")
     assert "$w_{ij} = 0$ for $j > i$" in attention and "$$\\mathrm{GELU}(x) = x\\,\\Phi(x)$$" in attention
     assert "(https://example.org/blog/posts/numbers.html)" in attention
+    assert "(a reference to another post: [Numbers](https://example.org/blog/posts/numbers.html))" in attention
     assert "costs \\$5 and \\$10 an hour" in attention     # prices, as on the page, not maths to Jupyter
     assert "<!--more-->" not in attention
     assert "class CausalAttention" in attention        # the labsource block, as source to read

@@ -378,10 +378,12 @@ def test_mirror_and_llms_full_carry_plain_text(site, labs):
 
 def test_value_in_a_link_url_is_plain_text(site, labs):
     labs([lab_value()])
-    site.post("train.md", post_text(body=TRAIN_LAB + "\nSee [step {{ train.history[-1].step }}](/steps/{{ train.history[-1].step }}.html).\n"))
+    # (an external URL: the build checks that an internal one leads to a page of the site)
+    site.post("train.md", post_text(body=TRAIN_LAB + "\nSee [step {{ train.history[-1].step }}]"
+                                    "(https://runs.example.com/steps/{{ train.history[-1].step }}.html).\n"))
     site.build()
     link = site.html("posts/train.html").select_one(".post-body p a")
-    assert link["href"] == "/steps/300.html"
+    assert link["href"] == "https://runs.example.com/steps/300.html"
     assert link.select_one("span.lab-cite").get_text() == "300"
 
 

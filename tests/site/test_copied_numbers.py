@@ -163,3 +163,16 @@ def test_build_py_prints_warnings_on_stderr_and_ends_stdout_with_the_summary(sit
         "content/posts/a.md:6: warning: 20,758 repeats a result of lab train (labcode.training:train_on_blog); "
         "cite it as {{ train.tokens:, }}"]
     assert out.strip().splitlines()[-1].startswith("built ")
+
+
+def test_a_number_copied_from_another_cpus_run_is_found_within_the_labs_declared_precision():
+    from dataclasses import replace
+
+    from labnotes.labs.precision import parse_tolerance
+    made_here = PublishedLab("labcode.heads:agree", "agree", "max |difference|: 3.5e-08\n", "",
+                             {"forward_max": 3.5e-08, "steps": 250}, Path("content/posts/heads.md"), 9)
+    typed = "The difference was 5.4e-07 on the machine I wrote this on."     # another CPU's value
+    assert found(typed, [made_here]) == []                          # no precision declared: unrelated
+    declared = replace(made_here, tolerance=parse_tolerance("1e-6"))
+    assert found(typed, [declared]) == [(5, "5.4e-07", "{{ agree.forward_max }}")]
+    assert found("It took 257 steps.", [declared]) == []           # integers: only equal ones repeat
