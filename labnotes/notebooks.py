@@ -113,6 +113,7 @@ def render_notebook(config: SiteConfig, doc: Document, pieces: Sequence[str | No
     cells: list[tuple[str, str, list]] = []   # (cell type, source, outputs)
     prose: list[str] = []
     ran: list[tuple] = []                     # (ref, args) of the labs the notebook has run so far
+    defined: dict[str, str] = {}              # lab name -> the variable holding its result so far
 
     def end_prose() -> None:
         text = absolutize_markdown(_dollars_outside_maths("\n".join(prose)), page_url, config.base_url).strip()
@@ -131,8 +132,10 @@ def render_notebook(config: SiteConfig, doc: Document, pieces: Sequence[str | No
             from .labs.render import source_markdown
             cells.append(("markdown", source_markdown(lab.result.ref, lab.result.source), []))
         cells.append(("code", lab_code(lab), lab_outputs(lab)))
+        if lab.result.call.name:
+            defined[lab.result.call.name] = _variable(lab)
         if lab.result.claims:
-            cells.append(("code", claims_code(lab), []))
+            cells.append(("code", claims_code(lab, defined), []))
         ran.append(_identity(lab))
 
     for piece in pieces:
@@ -189,17 +192,22 @@ def lab_code(lab: NotebookLab) -> str:
     ])
 
 
-def claims_code(lab: NotebookLab) -> str:
-    """The claims the post checks about a lab's result, as asserts after its cell."""
+def claims_code(lab: NotebookLab, defined: dict[str, str]) -> str:
+    """The claims the post checks about a lab's result, as asserts after its cell. A claim that
+    reads a lab this notebook has not run (one of another post) is shown, not asserted."""
     from .labs.claims import notebook_assert
     r = lab.result
-    variable = _variable(lab)
     keys = set(r.data) if isinstance(r.data, dict) else set()
-    others = {name: f"lab.data({name})" for verdict in r.claims
-              for name in _names(verdict.claim.text) if name not in keys}
     lines = ["# What the post says about this result, checked on every build (its `expect:` lines).",
-             f"r = lab.data({variable})"]
-    lines += [notebook_assert(verdict.claim, keys, others) for verdict in r.claims]
+             f"r = lab.data({_variable(lab)})"]
+    for verdict in r.claims:
+        others = _names(verdict.claim.text) - keys
+        missing = sorted(name for name in others if name not in defined)
+        if missing:
+            lines.append(f"# checked by the build, not here (it reads lab {', '.join(missing)} of another "
+                         f"post): {verdict.claim.text}")
+            continue
+        lines.append(notebook_assert(verdict.claim, keys, {name: f"lab.data({defined[name]})" for name in others}))
     return "\n".join(lines)
 
 

@@ -251,3 +251,24 @@ def test_check_and_lab_evaluate_the_claims_on_the_fresh_result(project):
     assert hand.returncode == 1
     assert 'content/posts/claims.md:16: error: claim "speedup > 5" is false' in hand.stderr
     assert 'claim "forward_max < 1e-6" holds' in hand.stdout
+
+
+def test_a_notebook_asserts_a_claim_over_another_lab_only_when_it_ran_that_lab(project):
+    other = ("---\ntitle: Other\ndate: 2026-10-02T10:00:00+00:00\n---\nAnother post.\n\n"
+             "```lab\nlabcode.numbers:numbers\nname: again\nshow: output\npath: \"data/numbers.json\"\n"
+             "expect: speedup == nums.speedup\n```\n")
+    write(project / "content" / "posts" / "other.md", other)
+    result = run(project)
+    assert result.returncode == 0, result.stderr
+    notebook = json.loads((project / "output" / "posts" / "other.ipynb").read_text())
+    code = "\n".join("".join(c["source"]) for c in notebook["cells"] if c["cell_type"] == "code")
+    assert "# checked by the build, not here (it reads lab nums of another post): speedup == nums.speedup" in code
+    assert "assert r.speedup == " not in code
+
+
+def test_a_quick_build_does_not_hold_claims_about_full_results_against_its_few_steps(project):
+    edit_post(project, "expect: speedup > 5", "expect: speedup > 10")
+    result = run(project, "build", "--quick")
+    assert result.returncode == 0, result.stderr
+    assert "--quick: claims (expect:) are not checked" in result.stderr
+    assert "lab-claims" not in (project / "output" / "posts" / "claims.html").read_text()
