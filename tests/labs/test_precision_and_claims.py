@@ -139,3 +139,26 @@ def test_svg_marks_within_the_pixel_bound_are_reproduced():
     assert not compare_svg(old, moved, 0.1).reproduced
     assert compare_svg(old, moved, 1.0).within
     assert not compare_svg(old, moved.replace('<path', '<circle'), 1.0).reproduced
+
+
+# ---- hardware provenance ----------------------------------------------------------------------
+
+def test_a_gpu_result_names_the_card_its_cuda_version_and_compute_capability(monkeypatch):
+    import torch
+
+    from labnotes.labs.worker import device_name
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda *a: "NVIDIA H100 80GB HBM3")
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda *a: (9, 0))
+    monkeypatch.setattr(torch.version, "cuda", "12.8")
+    assert device_name("cuda") == "NVIDIA H100 80GB HBM3 (CUDA 12.8, sm_90)"
+
+
+def test_a_cpu_result_names_the_model_and_the_vector_isa_torch_used():
+    import torch
+
+    from labnotes.labs.worker import cpu_model, device_name
+    name = device_name("cpu")
+    assert name.startswith(cpu_model()) and name.endswith(f"CPU ({torch.backends.cpu.get_cpu_capability()})") \
+        or name.endswith("CPU (scalar kernels)")
+    assert "(R)" not in name and "@" not in name
