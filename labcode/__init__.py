@@ -1,13 +1,23 @@
 """labcode: the GPT-2 stack in PyTorch, written to be read.
 
-One module per idea, readable top to bottom. The functions the blog's posts run (lab
-entry points) sit in a section marked "Lab entry points" at the end of their module.
+Chapters hold the ideas, one module per idea, readable top to bottom, in the book's order
+(`CHAPTERS`): each imports only earlier chapters, at the top of the file. The experiments
+the blog's posts run (lab entry points and their helpers) live in `labcode.labs`, one module
+per post; they import chapters, and no chapter imports them.
 
 `import labcode` is cheap: the public names below load their module (and torch)
 the first time they are used, so `labcode.GPTModel` works without importing
 every module by hand.
 """
 from importlib import import_module
+
+# The chapters in the order a reader meets them; a chapter may import only those before it.
+# `distributed` comes before `training`, whose loop runs data-parallel under torchrun.
+CHAPTERS = (
+    "tokenizer", "bpe", "data", "embeddings", "attention", "layernorm", "gelu", "feedforward",
+    "block", "model", "generation", "device", "checkpoint", "distributed", "training",
+    "tiny_gpt", "gpt2_weights",
+)
 
 # public name -> module that defines it
 _EXPORTS = {

@@ -13,17 +13,15 @@
    (`attention="explicit"`) and PyTorch's fused kernel (`attention="sdpa"`). It also
    takes a `LayerKVCache` so generation can reuse the keys and values of past tokens.
 
-The functions the posts run (lab entry points) come last, after the ideas. The experiments
-about attention live beside this module, one idea each: `attention_retrieval` (why attention
-works: fetching a value by its key), `attention_scaling` (why the scores are divided by
-sqrt(d_k)), `attention_heads` (the reshapes that split and merge the heads) and
-`attention_cost` (time and memory as the context grows).
+The experiments about attention are in `labcode.labs`, one post each: `labs.attention` (these
+layers on a few words), `labs.attention_retrieval` (why attention works: fetching a value by its
+key), `labs.attention_scaling` (why the scores are divided by sqrt(d_k)), `labs.attention_heads`
+(the reshapes that split and merge the heads) and `labs.attention_cost` (time and memory as the
+context grows).
 """
 import torch
 from torch import nn
 import torch.nn.functional as F
-
-from labcode.figures import WIDTH, house_style
 
 
 # -- 1. attention without trainable weights ------------------------------------
@@ -214,119 +212,3 @@ def copy_heads_into_fused(wrapper: MultiHeadAttentionWrapper, fused: MultiHeadAt
                     torch.cat([getattr(head, name).bias for head in wrapper.heads], dim=0))
         fused.out_proj.weight.copy_(torch.eye(fused.d_out))
         fused.out_proj.bias.zero_()
-
-
-# === Lab entry points: the functions the posts run ==================================
-
-def _toy_embeddings(text: str, dim: int = 3):
-    """One small random vector per word of `text`, seeded by the caller."""
-    words = text.split()
-    return words, torch.rand(len(words), dim)
-
-
-def simple_attention_demo(text: str = "Your journey starts with one step") -> dict:
-    """Print attention weights between the words of `text`; return them with a summary."""
-    torch.manual_seed(123)
-    words, inputs = _toy_embeddings(text)
-    context, weights = simple_attention(inputs)
-    print("attention weights (row: the query word; column: the word it attends to)")
-    print(" " * 9 + "".join(f"{w:>9}" for w in words))
-    for word, row in zip(words, weights.tolist()):
-        print(f"{word:>9}" + "".join(f"{w:9.2f}" for w in row))
-    sums = weights.sum(dim=-1)
-    print("every row sums to 1:", torch.allclose(sums, torch.ones(len(words))))
-    return {"words": words, "weights": weights.tolist(), "context": context.tolist(),
-            "min_weight": weights.min().item(), "max_weight": weights.max().item(),
-            "uniform_weight": 1 / len(words),
-            "most_attended": [words[i] for i in weights.argmax(dim=-1).tolist()],
-            "rows_sum_to_one": torch.allclose(sums, torch.ones(len(words)))}
-
-
-def causal_weights_demo(seq_len: int = 6, text: str = "Your journey starts with one step",
-                        device: str = "cpu"):
-    """Draw the causal attention weights of the first `seq_len` words as a heatmap."""
-    import matplotlib.pyplot as plt
-
-    torch.manual_seed(123)
-    words, inputs = _toy_embeddings(text)
-    words, inputs = words[:seq_len], inputs[:seq_len].to(device)
-    att = CausalAttention(d_in=inputs.shape[-1], d_out=2, context_length=len(words),
-                          dropout=0.0).to(device)
-    with torch.no_grad():
-        weights = att.attention_weights(inputs.unsqueeze(0))[0].cpu()  # (T, T)
-
-    fig, ax = plt.subplots(figsize=(WIDTH, 4.4))
-    image = ax.imshow(weights.numpy(), cmap="viridis")
-    ax.set_xticks(range(len(words)), words, rotation=45, ha="right")
-    ax.set_yticks(range(len(words)), words)
-    ax.set_xlabel("key (attended to)")
-    ax.set_ylabel("query")
-    fig.colorbar(image, ax=ax)
-    ax.set_title("Causal attention weights: no word attends to a later one")
-    house_style(fig)
-    print("upper triangle is zero: no word attends to a later word")
-    return weights
-
-
-def causal_dropout_demo(p: float = 0.5, text: str = "Your journey starts with one step") -> dict:
-    """Causal weights with dropout, in eval and in training mode: training rescales the survivors.
-
-    nn.Dropout zeroes each weight with probability p and multiplies the rest by 1/(1-p), so
-    the expected row sum stays 1 but any single row's sum does not.
-    """
-    torch.manual_seed(123)
-    words, inputs = _toy_embeddings(text)
-    att = CausalAttention(d_in=inputs.shape[-1], d_out=2, context_length=len(words), dropout=p)
-    with torch.no_grad():
-        weights = att.attention_weights(inputs.unsqueeze(0))[0]  # (T, T)
-        att.train()
-        dropped = att.dropout(weights)  # what forward() uses while training
-    print(f"dropout p = {p}: survivors are multiplied by 1/(1-p) = {1 / (1 - p):g}")
-    for mode, w in (("eval mode (dropout off)", weights), ("training mode (dropout on)", dropped)):
-        print(f"\n{mode:<{9 + 7 * len(words)}}  row sum")
-        for t, word in enumerate(words):
-            cells = "".join(f"{v:7.2f}" for v in w[t, :t + 1].tolist())
-            print(f"{word:>9}{cells:<{7 * len(words)}}  {w[t].sum().item():7.2f}")
-    eval_sums, train_sums = weights.sum(dim=-1).tolist(), dropped.sum(dim=-1).tolist()
-    visible = torch.ones_like(weights, dtype=torch.bool).tril()
-    return {"p": p, "scale": 1 / (1 - p), "eval_row_sums": eval_sums,
-            "train_row_sums": train_sums, "min_train_row_sum": min(train_sums),
-            "max_train_row_sum": max(train_sums),
-            "dropped_fraction": (dropped[visible] == 0).float().mean().item()}
-
-
-def attention_variants_agree(device: str = "cpu") -> dict:
-    """Run every multi-head variant on the same weights; report max differences to the wrapper.
-
-    For each variant: the largest absolute difference of its output and of the input's
-    gradient from the explicit reference (the wrapper of single heads).
-    """
-    torch.manual_seed(123)
-    d, T, heads = 32, 16, 4
-    x = torch.randn(2, T, d, device=device)
-    reference = MultiHeadAttentionWrapper(d, d, T, dropout=0.0, num_heads=heads).to(device)
-    variants = {"wrapper": reference}
-    for attention in ("explicit", "sdpa"):
-        fused = MultiHeadAttention(d, d, T, 0.0, heads, attention=attention).to(device)
-        copy_heads_into_fused(reference, fused)
-        variants[attention] = fused
-
-    def run(module):
-        inp = x.clone().requires_grad_(True)
-        out = module(inp)
-        out.square().sum().backward()
-        return out.detach(), inp.grad
-
-    ref_out, ref_grad = run(reference)
-    result = {}
-    for name, module in variants.items():
-        out, grad = run(module)
-        result[name] = {"output_diff": (out - ref_out).abs().max().item(),
-                        "grad_diff": (grad - ref_grad).abs().max().item()}
-    labels = {"wrapper": "wrapper of heads (reference)", "explicit": "batched, explicit softmax",
-              "sdpa": "batched, sdpa"}
-    print(f"{'path':<30}{'max |Δ output|':>16}{'max |Δ grad|':>14}")
-    for name, diffs in result.items():
-        print(f"{labels[name]:<30}{diffs['output_diff']:>16.1e}{diffs['grad_diff']:>14.1e}")
-    result["largest"] = max(v for diffs in result.values() for v in diffs.values())
-    return result

@@ -18,6 +18,7 @@ import random
 from dataclasses import asdict
 from pathlib import Path
 
+import numpy as np
 import torch
 
 
@@ -100,8 +101,6 @@ class BatchStream:
 # -- every random number generator -----------------------------------------------------
 
 def _rng_states() -> dict:
-    import numpy as np
-
     kind, keys, pos, has_gauss, gauss = np.random.get_state()
     return {
         "torch": torch.get_rng_state(),
@@ -112,8 +111,6 @@ def _rng_states() -> dict:
 
 
 def _set_rng_states(states: dict) -> None:
-    import numpy as np
-
     torch.set_rng_state(states["torch"])
     if states["cuda"] and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(states["cuda"])

@@ -11,13 +11,15 @@ problem:
 `stride` is how far the window moves each time: 1 gives heavily overlapping
 windows, `stride == max_length` gives windows that just touch.
 """
+import hashlib
+import tomllib
 from pathlib import Path
 
 import tiktoken
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from labcode.tokenizer import END_OF_TEXT
+from labcode.tokenizer import END_OF_TEXT, gpt2_tokenizer
 
 
 def read_text(path) -> str:
@@ -36,9 +38,6 @@ def corpus_snapshot(corpus, text: str) -> dict:
     is reported as such; one that no longer matches its record is an error, since the record
     would then name data the model did not see.
     """
-    import hashlib
-    import tomllib
-
     digest = "sha256:" + hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
     record_path = Path(corpus).with_suffix(".toml")
     if not record_path.is_file():
@@ -98,7 +97,6 @@ def create_dataloader(
     generator, so the order of batches is the same on every run.
     """
     if tokenizer is None:
-        from labcode.tokenizer import gpt2_tokenizer
         tokenizer = gpt2_tokenizer()
     dataset = GPTDataset(txt, tokenizer, max_length, stride)
     return DataLoader(
@@ -109,39 +107,3 @@ def create_dataloader(
         num_workers=num_workers,
         generator=torch.Generator().manual_seed(seed),
     )
-
-
-# === Lab entry points: the functions the posts run ==================================
-
-def sliding_window_demo(
-    text: str = "In the heart of the city stood the old library, a relic from a bygone era.",
-    max_length: int = 4,
-    stride: int = 1,
-    batch_size: int = 2,
-) -> dict:
-    """Show the first batch of (input, target) windows over `text`, as ids and as token pieces."""
-    from labcode.tokenizer import gpt2_tokenizer, visible
-
-    tokenizer = gpt2_tokenizer()
-    loader = create_dataloader(text, batch_size=batch_size, max_length=max_length, stride=stride,
-                               shuffle=False, drop_last=False, tokenizer=tokenizer)
-    n_tokens, n_windows = len(loader.dataset.token_ids), len(loader.dataset)
-    # tokens after the last window's final target belong to no window at all
-    left_over = n_tokens - (loader.dataset.starts[-1] + max_length + 1) if n_windows else n_tokens
-    print(f"{n_tokens} tokens -> {n_windows} windows of {max_length} tokens, stride {stride}; "
-          f"{left_over} left over")
-    print("first batch (␣ is a space, | separates tokens):")
-
-    def pieces(ids):
-        return "|".join(visible(tokenizer.decode([i])) for i in ids)
-
-    inputs, targets = next(iter(loader))  # (B, max_length) each
-    batch = []
-    for x, y in zip(inputs.tolist(), targets.tolist()):
-        batch.append({"input_ids": x, "input": tokenizer.decode(x),
-                      "target_ids": y, "target": tokenizer.decode(y)})
-        print(f"  input  {str(x):<26} {pieces(x)}")
-        print(f"  target {str(y):<26} {pieces(y)}")
-    return {"tokens": n_tokens, "max_length": max_length, "stride": stride,
-            "windows": n_windows, "formula_windows": (n_tokens - max_length - 1) // stride + 1,
-            "left_over": left_over, "batch": batch}

@@ -57,7 +57,7 @@ class CitedValue:
     """A citation as the reader sees it: the text, and the provenance shown on hover."""
 
     text: str        # "3.75"
-    title: str       # "train: labcode.training:train_on_blog on CPU, torch 2.13.0"
+    title: str       # "train: labcode.labs.tiny_gpt:train_on_blog on CPU, torch 2.13.0"
 
 
 def path_text(keys: Sequence[str | int]) -> str:
@@ -203,7 +203,7 @@ def cite(citation: Citation, values: Mapping[str, LabValue], failed_labs: bool =
 
 
 def provenance(value: LabValue) -> str:
-    """`train: labcode.training:train_on_blog on CPU, torch 2.13.0`."""
+    """`train: labcode.labs.tiny_gpt:train_on_blog on CPU, torch 2.13.0`."""
     return f"{value.name}: {value.ref} on {value.device_name}, torch {value.torch_version}"
 
 

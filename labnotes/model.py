@@ -210,7 +210,7 @@ class LabValue:
     """What a named lab returned, as prose cites it (`{{ train.val_loss:.2f }}`)."""
 
     name: str                 # the block's `name:`
-    ref: str                  # "labcode.training:train_on_blog"
+    ref: str                  # "labcode.labs.tiny_gpt:train_on_blog"
     data: object              # the returned value as JSON: dicts, lists, str, int, float, bool, None
     device_name: str          # "CPU", "NVIDIA H100 80GB HBM3"
     torch_version: str
@@ -222,7 +222,7 @@ class LabValue:
 class PublishedLab:
     """What one lab showed readers, as the copied-number lint compares prose with it."""
 
-    ref: str                  # "labcode.training:train_on_blog"
+    ref: str                  # "labcode.labs.tiny_gpt:train_on_blog"
     name: str | None          # the block's `name:`, None when it has none
     output: str               # what it printed, as published
     value_text: str           # its return value as the page shows it (table, tensor, text), "" if hidden

@@ -8,7 +8,7 @@ from pathlib import Path
 def add_commands(commands, add_site_options) -> None:
     """Add `lab REF [--arg k=v ...]`, `check` and `prune` to build.py's subcommands."""
     lab = commands.add_parser("lab", help="run one lab, print its output, save its figures")
-    lab.add_argument("ref", help="a labcode callable, e.g. labcode.attention:causal_weights_demo")
+    lab.add_argument("ref", help="a labcode callable, e.g. labcode.labs.attention:causal_weights_demo")
     lab.add_argument("--arg", action="append", default=[], metavar="K=V",
                      help="keyword argument as a Python literal (repeatable)")
     lab.add_argument("--figures", type=Path, default=Path("lab-figures"), metavar="DIR",

@@ -37,7 +37,7 @@ class _Reference:
 class LabCall(_Reference):
     """One ```lab block: call `module:qualname(**args)` and show parts of the result."""
 
-    ref: str                      # "labcode.attention:causal_weights_demo"
+    ref: str                      # "labcode.labs.attention:causal_weights_demo"
     args: tuple[tuple[str, str], ...]  # (name, Python literal source), in block order
     show: tuple[str, ...] = DEFAULT_SHOW
     timeout: float | None = None
@@ -73,11 +73,11 @@ def parse_block(block: FencedBlock) -> LabCall | SourceCall:
     numbered = [(n, t) for n, t in numbered if t and not t.startswith("#")]
     if not numbered:
         raise BuildError(block.path, f"empty ```{block.kind} block: its first line must be a "
-                         "reference such as labcode.attention:causal_weights_demo", block.line)
+                         "reference such as labcode.labs.attention:causal_weights_demo", block.line)
     ref_line, ref = numbered[0]
     if not _REF.match(ref):
         raise BuildError(block.path, f"{ref!r} is not a lab reference: write module:function, "
-                         "e.g. labcode.attention:causal_weights_demo", ref_line)
+                         "e.g. labcode.labs.attention:causal_weights_demo", ref_line)
     if block.kind == "labsource":
         if len(numbered) > 1:
             raise BuildError(block.path, "a ```labsource block holds one reference and nothing "

@@ -87,7 +87,7 @@ class LabcodeIndex:
         """The callable a block names; BuildError (post and line) when there is none."""
         if call.module != PACKAGE and not call.module.startswith(PACKAGE + "."):
             raise BuildError(call.path, f"{call.ref}: only callables inside the labcode package "
-                             "can be referenced (e.g. labcode.attention:causal_weights_demo)",
+                             "can be referenced (e.g. labcode.labs.attention:causal_weights_demo)",
                              call.ref_line)
         found = self.callables.get(call.ref)
         if found is None:

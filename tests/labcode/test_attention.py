@@ -7,10 +7,10 @@ from labcode.attention import (
     MultiHeadAttention,
     MultiHeadAttentionWrapper,
     SelfAttention,
-    attention_variants_agree,
     copy_heads_into_fused,
     simple_attention,
 )
+from labcode.labs.attention import attention_variants_agree
 
 D, T, HEADS = 32, 12, 2
 
@@ -144,7 +144,7 @@ def test_attention_labs_return_what_the_post_shows():
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from labcode.attention import causal_dropout_demo, causal_weights_demo, simple_attention_demo
+    from labcode.labs.attention import causal_dropout_demo, causal_weights_demo, simple_attention_demo
 
     simple = simple_attention_demo()
     assert len(simple["weights"]) == 6 and simple["rows_sum_to_one"]
@@ -176,7 +176,7 @@ def test_scaling_by_sqrt_dk_keeps_softmax_rows_unsaturated_as_dk_grows():
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from labcode.attention_scaling import softmax_saturation_demo
+    from labcode.labs.attention_scaling import softmax_saturation_demo
 
     result = softmax_saturation_demo(dims=(4, 64, 1024), n_rows=128)
     plt.close("all")
@@ -195,7 +195,7 @@ def test_scaling_by_sqrt_dk_keeps_softmax_rows_unsaturated_as_dk_grows():
 
 
 def test_saturated_row_passes_gradient_to_few_keys_but_cross_entropy_does_not_vanish():
-    from labcode.attention_scaling import saturated_row_gradient
+    from labcode.labs.attention_scaling import saturated_row_gradient
 
     result = saturated_row_gradient(d_k=256, n_keys=8)
     assert result["none"]["live_keys"] < result["sqrt"]["live_keys"] == 8
@@ -209,7 +209,7 @@ def test_multihead_shapes_demo_matches_the_module_and_the_separate_heads():
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from labcode.attention_heads import multihead_shapes_demo
+    from labcode.labs.attention_heads import multihead_shapes_demo
 
     result = multihead_shapes_demo(batch=2, seq_len=5, d_in=8, d_out=12, num_heads=3)
     plt.close("all")
@@ -223,7 +223,7 @@ def test_multihead_shapes_demo_matches_the_module_and_the_separate_heads():
 
 
 def test_view_reshape_demo_shows_view_fails_and_the_missing_transpose_scrambles():
-    from labcode.attention_heads import view_reshape_demo
+    from labcode.labs.attention_heads import view_reshape_demo
 
     result = view_reshape_demo(heads=2, seq_len=3, head_dim=2)
     assert not result["swapped_contiguous"] and result["swapped_shares_memory"]
@@ -235,7 +235,7 @@ def test_view_reshape_demo_shows_view_fails_and_the_missing_transpose_scrambles(
 
 
 def test_trained_attention_concentrates_on_the_matching_key_and_beats_averaging():
-    from labcode.attention_retrieval import retrieval_by_content
+    from labcode.labs.attention_retrieval import retrieval_by_content
 
     result = retrieval_by_content(steps=150, log_every=50)
     start, end = result["start"], result["end"]
@@ -248,7 +248,7 @@ def test_trained_attention_concentrates_on_the_matching_key_and_beats_averaging(
 
 
 def test_attention_cost_counts_the_score_matrix_exactly():
-    from labcode.attention_cost import attention_cost
+    from labcode.labs.attention_cost import attention_cost
 
     result = attention_cost(lengths=(32, 64, 128), repeats=1, fit_from=32)
     for row in result["rows"]:
@@ -259,7 +259,7 @@ def test_attention_cost_counts_the_score_matrix_exactly():
 
 
 def test_attention_cost_puts_the_thread_count_back():
-    from labcode.attention_cost import attention_cost
+    from labcode.labs.attention_cost import attention_cost
 
     before = torch.get_num_threads()
     attention_cost(lengths=(16, 32), repeats=1, fit_from=16, threads=1)
@@ -267,7 +267,7 @@ def test_attention_cost_puts_the_thread_count_back():
 
 
 def test_softmax_jacobian_is_what_autograd_computes():
-    from labcode.attention_scaling import softmax_jacobian
+    from labcode.labs.attention_scaling import softmax_jacobian
 
     scores = torch.randn(5)
     expected = torch.autograd.functional.jacobian(lambda s: torch.softmax(s, dim=-1), scores)
@@ -275,7 +275,7 @@ def test_softmax_jacobian_is_what_autograd_computes():
 
 
 def test_the_cost_labs_explicit_and_sdpa_attention_agree():
-    from labcode.attention_cost import explicit_attention, sdpa_attention
+    from labcode.labs.attention_cost import explicit_attention, sdpa_attention
 
     q, k, v = (torch.randn(2, 3, 10, 8, requires_grad=True) for _ in range(3))
     out_explicit, out_sdpa = explicit_attention(q, k, v), sdpa_attention(q, k, v)

@@ -8,7 +8,8 @@ import pytest
 import regex
 import tiktoken
 
-from labcode.bpe import GPT2_SPLIT_PATTERN, learn_merges, train_bpe, train_bpe_demo
+from labcode.bpe import GPT2_SPLIT_PATTERN, learn_merges, train_bpe
+from labcode.labs.tokens import train_bpe_demo
 from labcode.tokenizer import R50K_CACHE_NAME
 
 CORPUS = (

@@ -5,7 +5,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from labcode.data import GPTDataset, create_dataloader, read_text, sliding_window_demo
+from labcode.data import GPTDataset, create_dataloader, read_text
+from labcode.labs.tokens import sliding_window_demo
 from labcode.tokenizer import R50K_CACHE_NAME, SimpleTokenizer
 
 REPO_CACHE = Path(__file__).resolve().parents[2] / ".cache" / "tiktoken"

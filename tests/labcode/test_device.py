@@ -53,7 +53,7 @@ def test_cuda_device_name_comes_from_torch(monkeypatch):
 
 
 def test_bf16_keeps_about_three_digits_and_its_matmul_is_far_less_exact_than_fp32():
-    from labcode.device import bf16_beside_fp32
+    from labcode.labs.device import bf16_beside_fp32
 
     result = bf16_beside_fp32(size=64)
     assert result["bf16_eps"] == 2 ** -7 and result["fp32_eps"] == 2 ** -23
@@ -64,7 +64,7 @@ def test_bf16_keeps_about_three_digits_and_its_matmul_is_far_less_exact_than_fp3
 
 
 def test_compile_with_the_eager_backend_gives_the_same_logits():
-    from labcode.device import compile_beside_eager
+    from labcode.labs.device import compile_beside_eager
 
     result = compile_beside_eager(repeats=2)
     assert result["identical"] and result["max_diff"] == 0.0

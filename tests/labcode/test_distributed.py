@@ -48,7 +48,7 @@ def free_port() -> int:
 
 
 def test_two_gloo_processes_match_one_process_on_the_combined_batch(tmp_path):
-    from labcode.distributed import _loopback_interface
+    from labcode.labs.distributed import _loopback_interface
 
     script = tmp_path / "worker.py"
     script.write_text(WORKER)
@@ -101,7 +101,7 @@ def test_command_line_trains_and_explains_itself(tmp_path, capsys):
 
 
 def test_lab_torchrun_two_ranks_end_with_the_weights_of_one_process():
-    from labcode.distributed import ddp_matches_one_process
+    from labcode.labs.distributed import ddp_matches_one_process
 
     r = ddp_matches_one_process(steps=3, batch_size=8)
     assert r["per_rank_batch"] == 4
@@ -112,7 +112,7 @@ def test_lab_torchrun_two_ranks_end_with_the_weights_of_one_process():
 
 
 def test_a_failed_torchrun_launch_reports_what_the_ranks_said(tmp_path):
-    from labcode.distributed import _torchrun
+    from labcode.labs.distributed import _torchrun
 
     with pytest.raises(RuntimeError) as failure:
         _torchrun(2, str(tmp_path), steps=1, batch_size=3, attempts=1)  # 3 rows cannot split in 2

@@ -3,7 +3,8 @@ import pytest
 import torch
 
 import labcode
-from labcode.generation import generate, kv_cache_demo, top_k_filter, top_p_filter
+from labcode.generation import generate, top_k_filter, top_p_filter
+from labcode.labs.gpt_model import kv_cache_demo
 from labcode.model import GPTConfig, GPTModel
 
 
@@ -141,7 +142,7 @@ def no_figures():
 
 
 def test_decoding_demo_top_p_keeps_the_smallest_set_whose_mass_reaches_p(no_figures):
-    from labcode.generation import decoding_distribution_demo
+    from labcode.labs.decoding import decoding_distribution_demo
 
     r = decoding_distribution_demo(top_k=3, top_p=0.9)
     # the kept tokens are the most likely ones, and one token fewer would fall short of p
@@ -153,7 +154,7 @@ def test_decoding_demo_top_p_keeps_the_smallest_set_whose_mass_reaches_p(no_figu
 
 
 def test_decoding_demo_higher_temperature_flattens_and_widens_the_nucleus(no_figures):
-    from labcode.generation import decoding_distribution_demo
+    from labcode.labs.decoding import decoding_distribution_demo
 
     rows = decoding_distribution_demo(temperatures=(0.5, 1.0, 2.0))["by_temperature"]
     assert [sum(r["probs"]) for r in rows] == pytest.approx([1.0, 1.0, 1.0])
@@ -174,7 +175,7 @@ def tiny_checkpoint(tmp_path_factory):
 
 
 def test_decoding_on_tiny_gpt_greedy_writes_one_text_and_sampling_is_seeded(tiny_checkpoint):
-    from labcode.generation import decoding_on_tiny_gpt
+    from labcode.labs.decoding import decoding_on_tiny_gpt
 
     args = dict(checkpoint=str(tiny_checkpoint / "tiny.pt"), prompt="The model",
                 max_new_tokens=12, num_samples=3)
@@ -189,7 +190,7 @@ def test_decoding_on_tiny_gpt_greedy_writes_one_text_and_sampling_is_seeded(tiny
 
 
 def test_stopped_rows_match_the_unstopped_run_up_to_the_stop_then_pad(tiny_checkpoint):
-    from labcode.generation import stop_at_end_of_text
+    from labcode.labs.decoding import stop_at_end_of_text
 
     r = stop_at_end_of_text(str(tiny_checkpoint / "tiny.pt"), prompt="The model",
                             max_new_tokens=20, num_samples=4, stop=".",
@@ -203,7 +204,7 @@ def test_stopped_rows_match_the_unstopped_run_up_to_the_stop_then_pad(tiny_check
 # -- the KV-cache post's lab -------------------------------------------------------------
 
 def test_kv_cache_measured_is_identical_and_rebuilds_once_per_slid_step(no_figures):
-    from labcode.generation import kv_cache_measured
+    from labcode.labs.kv_cache import kv_cache_measured
 
     torch.manual_seed(0)
     r = kv_cache_measured(max_new_tokens=24, context_length=16, prompt_tokens=4, repeats=1)
@@ -218,7 +219,7 @@ def test_kv_cache_measured_is_identical_and_rebuilds_once_per_slid_step(no_figur
 
 
 def test_a_rolling_cache_agrees_until_the_window_slides_then_drifts(model):
-    from labcode.generation import greedy_with_rolling_cache
+    from labcode.labs.kv_cache import greedy_with_rolling_cache
 
     torch.manual_seed(3)
     prompt = torch.randint(0, 100, (1, 6))
@@ -229,7 +230,7 @@ def test_a_rolling_cache_agrees_until_the_window_slides_then_drifts(model):
 
 
 def test_step_log_counts_what_generate_feeds_the_model(model):
-    from labcode.generation import StepLog
+    from labcode.labs.kv_cache import StepLog
 
     log = StepLog(model)
     generate(log, torch.zeros(1, 5, dtype=torch.long), max_new_tokens=4)

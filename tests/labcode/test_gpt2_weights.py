@@ -172,7 +172,7 @@ def test_missing_config_key_and_missing_files_are_clear(tmp_path):
 
 
 def test_lab_loads_its_own_checkpoint_and_matches_the_raw_tensors():
-    from labcode.gpt2_weights import load_tiny_gpt2_checkpoint
+    from labcode.labs.gpt2_weights import load_tiny_gpt2_checkpoint
 
     torch.manual_seed(0)
     r = load_tiny_gpt2_checkpoint(n_layers=2)
@@ -186,7 +186,7 @@ def test_lab_loads_its_own_checkpoint_and_matches_the_raw_tensors():
 
 
 def test_reference_forward_agrees_with_the_test_reference(tmp_path):
-    from labcode.gpt2_weights import gpt2_reference_logits
+    from labcode.labs.gpt2_weights import gpt2_reference_logits
 
     sd = hf_state_dict(seed=3)
     ids = torch.randint(0, V, (2, 7))

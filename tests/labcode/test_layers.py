@@ -5,10 +5,12 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from labcode.block import TransformerBlock, shortcut_demo
-from labcode.embeddings import TokenPositionEmbedding, embedding_demo
+from labcode.block import TransformerBlock
+from labcode.embeddings import TokenPositionEmbedding
 from labcode.feedforward import FeedForward
 from labcode.gelu import GELU
+from labcode.labs.attention import embedding_demo
+from labcode.labs.gpt_model import shortcut_demo
 from labcode.layernorm import LayerNorm
 from labcode.model import GPTConfig
 
@@ -39,7 +41,7 @@ def test_gelu_vs_relu_plot_returns_a_line_plot():
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from labcode.gelu import gelu_vs_relu_plot
+    from labcode.labs.gpt_model import gelu_vs_relu_plot
 
     dip = gelu_vs_relu_plot()
     assert len(plt.gcf().axes[0].get_lines()) == 2
@@ -91,7 +93,7 @@ def no_figures():
 
 
 def test_layernorm_gives_every_token_mean_0_and_variance_1_unless_it_is_tiny(no_figures):
-    from labcode.layernorm import normalise_activations_demo
+    from labcode.labs.layernorm import normalise_activations_demo
 
     torch.manual_seed(0)
     result = normalise_activations_demo(emb_dim=256)
@@ -105,7 +107,7 @@ def test_layernorm_gives_every_token_mean_0_and_variance_1_unless_it_is_tiny(no_
 
 
 def test_uniform_scale_and_shift_set_each_tokens_std_and_mean():
-    from labcode.layernorm import scale_shift_demo
+    from labcode.labs.layernorm import scale_shift_demo
 
     torch.manual_seed(0)
     result = scale_shift_demo(emb_dim=128)
@@ -116,7 +118,7 @@ def test_uniform_scale_and_shift_set_each_tokens_std_and_mean():
 
 
 def test_eps_follows_var_over_var_plus_eps_and_saves_a_constant_vector(no_figures):
-    from labcode.layernorm import eps_demo
+    from labcode.labs.layernorm import eps_demo
 
     result = eps_demo(emb_dim=128)
     assert result["max_diff_from_formula"] < 1e-5
@@ -126,7 +128,7 @@ def test_eps_follows_var_over_var_plus_eps_and_saves_a_constant_vector(no_figure
 
 
 def test_our_layernorm_agrees_with_torch_nn_layernorm_forward_and_backward():
-    from labcode.layernorm import compare_with_torch
+    from labcode.labs.layernorm import compare_with_torch
 
     result = compare_with_torch()
     assert result["forward_max_diff"] < 1e-5 and result["grad_max_diff"] < 1e-4
@@ -135,7 +137,7 @@ def test_our_layernorm_agrees_with_torch_nn_layernorm_forward_and_backward():
 
 
 def test_post_norm_keeps_the_stream_at_std_1_and_pre_norm_lets_it_grow(no_figures):
-    from labcode.layernorm import pre_vs_post_norm_demo
+    from labcode.labs.layernorm import pre_vs_post_norm_demo
 
     result = pre_vs_post_norm_demo(n_layers=12, emb_dim=64, draws=2)
     assert result["post_std_last_min"] == pytest.approx(1.0, abs=1e-3)
@@ -148,7 +150,7 @@ def test_post_norm_keeps_the_stream_at_std_1_and_pre_norm_lets_it_grow(no_figure
 # -- the labs of "Shortcut connections and the gradients they carry" --------
 
 def test_shortcuts_keep_the_gradient_from_vanishing_in_a_deep_stack(no_figures):
-    from labcode.block import gradient_flow_demo
+    from labcode.labs.shortcuts import gradient_flow_demo
 
     torch.manual_seed(0)
     result = gradient_flow_demo(n_layers=16, width=16)

@@ -7,13 +7,13 @@ from torch import nn
 
 import labcode
 from labcode.embeddings import TokenPositionEmbedding
+from labcode.labs.gpt_model import parameter_table
 from labcode.model import (
     GPTConfig,
     GPTModel,
     count_parameters,
     memory_estimate,
     parameter_count,
-    parameter_table,
 )
 
 TINY = dict(vocab_size=100, context_length=16, emb_dim=32, n_heads=2, n_layers=2, drop_rate=0.0)
@@ -99,7 +99,7 @@ def test_untrained_loss_on_random_tokens_is_close_to_ln_vocab():
 
 
 def test_untrained_loss_demo_is_close_to_ln_vocab():
-    from labcode.model import untrained_loss_demo
+    from labcode.labs.gpt_model import untrained_loss_demo
 
     result = untrained_loss_demo()
     assert abs(result["loss"] - math.log(50257)) < 0.2
@@ -135,7 +135,7 @@ def test_sequences_longer_than_the_context_are_refused():
 
 
 def test_training_memory_table_counts_and_bytes():
-    from labcode.model import training_memory_table
+    from labcode.labs.parameters import training_memory_table
 
     t = training_memory_table()
     assert t["moments_fp32_bytes"] == 8 and t["moments_bf16_bytes"] == 4  # two moments
@@ -151,7 +151,7 @@ def test_training_memory_table_counts_and_bytes():
 
 
 def test_tied_head_is_one_tensor_and_favours_the_input_token():
-    from labcode.model import tied_head_demo
+    from labcode.labs.weight_tying import tied_head_demo
 
     r = tied_head_demo(vocab_size=500, emb_dim=64, n_tokens=64)
     assert r["same_tensor"] and r["same_data_ptr"]

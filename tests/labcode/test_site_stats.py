@@ -1,7 +1,7 @@
 """The site_stats lab counts what a reader sees: labs that run, sources shown, citations in prose."""
 from pathlib import Path
 
-from labcode.site_stats import count_post, post_slug, series_counts
+from labcode.labs.site_stats import count_post, post_slug, series_counts
 
 POST = '''---
 title: "A post"

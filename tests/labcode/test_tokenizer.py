@@ -4,14 +4,13 @@ from pathlib import Path
 
 import pytest
 
+from labcode.labs.tokens import gpt2_bpe_demo, simple_tokenizer_demo
 from labcode.tokenizer import (
     END_OF_TEXT,
     R50K_CACHE_NAME,
     UNK,
     SimpleTokenizer,
-    gpt2_bpe_demo,
     gpt2_tokenizer,
-    simple_tokenizer_demo,
     split_words,
 )
 

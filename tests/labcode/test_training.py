@@ -13,12 +13,11 @@ from labcode.training import (
     calc_loss_batch,
     calc_loss_loader,
     lr_at,
-    lr_schedule_plot,
     perplexity,
     train,
 )
 from labcode.checkpoint import save_checkpoint
-from labcode.tiny_gpt import sample_from_checkpoint, train_on_blog
+from labcode.labs.tiny_gpt import lr_schedule_plot, sample_from_checkpoint, train_on_blog
 
 VOCAB, CTX = 40, 8
 
@@ -234,7 +233,7 @@ def test_train_on_blog_quick_mode_saves_a_checkpoint_that_samples(tmp_path, caps
 # -- the training loop's extras -------------------------------------------------------
 
 def test_weight_decay_groups_decay_every_matrix_and_no_vector():
-    from labcode.training import weight_decay_groups
+    from labcode.labs.training import weight_decay_groups
 
     result = weight_decay_groups(emb_dim=32, n_layers=2)
     for row in result["rows"]:
@@ -254,7 +253,7 @@ def _byte_corpus(tmp_path):
 
 
 def test_exact_resume_gives_the_same_weights_and_forgetting_adamw_does_not(tmp_path, capsys):
-    from labcode.training import exact_resume
+    from labcode.labs.training import exact_resume
 
     result = exact_resume(_byte_corpus(tmp_path), chars=4000, steps=8,
                           checkpoint=str(tmp_path / "resume.pt"))
@@ -269,7 +268,7 @@ def test_gradient_norms_counts_the_steps_above_the_clip_line(tmp_path):
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    from labcode.training import gradient_norms
+    from labcode.labs.training import gradient_norms
 
     result = gradient_norms(_byte_corpus(tmp_path), chars=4000, steps=12, clip=1.0)
     norms = plt.gcf().axes[0].lines[0].get_ydata()
@@ -283,7 +282,7 @@ def test_warmup_or_not_starts_every_run_from_the_same_loss(tmp_path):
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    from labcode.training import warmup_or_not
+    from labcode.labs.training import warmup_or_not
 
     result = warmup_or_not(_byte_corpus(tmp_path), chars=4000, steps=6, peak_lrs=(1e-2,),
                            warmup_steps=2)

@@ -18,14 +18,14 @@ def block(text: str, kind: str = "lab", line: int = 10) -> FencedBlock:
 
 def test_lab_block_reads_reference_show_timeout_after_and_literal_arguments():
     call = parse_block(block(
-        "labcode.attention:causal_weights_demo\n"
+        "labcode.labs.attention:causal_weights_demo\n"
         "show: source, output, figures\n"
         "timeout: 30\n"
         "after: labcode.training:train_on_blog\n"
         "seq_len: 6\n"
         'text: "Your journey starts with one step"\n'))
     assert isinstance(call, LabCall)
-    assert call.ref == "labcode.attention:causal_weights_demo"
+    assert call.ref == "labcode.labs.attention:causal_weights_demo"
     assert call.show == ("source", "output", "figures")
     assert call.timeout == 30
     assert call.after == "labcode.training:train_on_blog"
@@ -34,16 +34,16 @@ def test_lab_block_reads_reference_show_timeout_after_and_literal_arguments():
 
 
 def test_default_show_is_output_and_figures():
-    assert parse_block(block("labcode.gelu:gelu_vs_relu_plot")).show == ("output", "figures")
+    assert parse_block(block("labcode.labs.gpt_model:gelu_vs_relu_plot")).show == ("output", "figures")
 
 
 @pytest.mark.parametrize("text, line, words", [
-    ("labcode.attention:causal_weights_demo\nseq_len: six", 12, "not a Python literal"),
-    ("labcode.attention:causal_weights_demo\nshow: output, pictures", 12, "choose from"),
-    ("labcode.attention:causal_weights_demo\ntimeout: -1", 12, "positive number"),
-    ("labcode.attention:causal_weights_demo\ndevice: \"cuda\"", 12, "set by the build"),
-    ("labcode.attention:causal_weights_demo\nseq_len: 1\nseq_len: 2", 13, "given twice"),
-    ("labcode.attention:causal_weights_demo\njust words", 12, "key: value"),
+    ("labcode.labs.attention:causal_weights_demo\nseq_len: six", 12, "not a Python literal"),
+    ("labcode.labs.attention:causal_weights_demo\nshow: output, pictures", 12, "choose from"),
+    ("labcode.labs.attention:causal_weights_demo\ntimeout: -1", 12, "positive number"),
+    ("labcode.labs.attention:causal_weights_demo\ndevice: \"cuda\"", 12, "set by the build"),
+    ("labcode.labs.attention:causal_weights_demo\nseq_len: 1\nseq_len: 2", 13, "given twice"),
+    ("labcode.labs.attention:causal_weights_demo\njust words", 12, "key: value"),
     ("attention.causal_weights_demo", 11, "not a lab reference"),
     ("", 10, "empty"),
 ])
@@ -62,8 +62,8 @@ def test_labsource_holds_exactly_one_reference():
 
 
 def test_rerun_command_quotes_arguments_for_the_shell():
-    call = parse_block(block('labcode.attention:causal_weights_demo\nseq_len: 6\ntext: "one step"'))
-    assert rerun_command(call) == ("python build.py lab labcode.attention:causal_weights_demo "
+    call = parse_block(block('labcode.labs.attention:causal_weights_demo\nseq_len: 6\ntext: "one step"'))
+    assert rerun_command(call) == ("python build.py lab labcode.labs.attention:causal_weights_demo "
                                    "--arg seq_len=6 --arg 'text=\"one step\"'")
 
 
@@ -73,12 +73,12 @@ def index():
 
 
 def test_unresolvable_reference_names_post_line_and_nearest_names(index):
-    call = parse_block(block("labcode.attention:causal_weight_demo"))
+    call = parse_block(block("labcode.labs.attention:causal_weight_demo"))
     with pytest.raises(BuildError) as caught:
         index.resolve(call)
     message = caught.value.one_line()
     assert message.startswith(f"{POST}:11: error:")
-    assert "labcode.attention:causal_weights_demo" in message.split("nearest:")[1]
+    assert "labcode.labs.attention:causal_weights_demo" in message.split("nearest:")[1]
 
 
 def test_only_labcode_callables_can_be_referenced(index):
@@ -87,7 +87,7 @@ def test_only_labcode_callables_can_be_referenced(index):
 
 
 def test_unknown_keyword_argument_is_reported_with_its_line(index):
-    call = parse_block(block("labcode.attention:causal_weights_demo\nseq_lenn: 4"))
+    call = parse_block(block("labcode.labs.attention:causal_weights_demo\nseq_lenn: 4"))
     with pytest.raises(BuildError) as caught:
         index.resolve(call)
     assert caught.value.line == 12

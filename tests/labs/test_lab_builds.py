@@ -38,7 +38,7 @@ summary: "GELU against ReLU."
 GELU is smooth.
 
 ```lab
-labcode.gelu:gelu_vs_relu_plot
+labcode.labs.gpt_model:gelu_vs_relu_plot
 show: output, figures
 ```
 """
@@ -53,7 +53,7 @@ summary: "The mask."
 The mask hides the future.
 
 ```lab
-labcode.attention:causal_weights_demo
+labcode.labs.attention:causal_weights_demo
 show: output, value, figures
 seq_len: 4
 ```
@@ -180,7 +180,7 @@ def test_editing_a_labcode_module_reruns_exactly_the_labs_that_imported_it(proje
     gelu.write_text(gelu.read_text() + "\nEDITED = True\n")
     result = build(project, "build", "--why")
     assert labs_line(result).endswith("labs: 1 run, 2 cached, 0 failed")
-    assert "labcode.gelu:gelu_vs_relu_plot" in result.stderr
+    assert "labcode.labs.gpt_model:gelu_vs_relu_plot" in result.stderr
     assert "labcode/gelu.py changed: EDITED" in result.stderr
     assert "causal_weights_demo" not in result.stderr
 
@@ -214,7 +214,7 @@ def test_editing_a_data_file_read_through_labcode_reruns_its_lab(project):
 
 
 def test_corrupt_cache_entry_is_rebuilt_with_a_warning(project):
-    entry = next((project / "labcache").glob("gelu-*.json"))
+    entry = next((project / "labcache").glob("labs.gpt_model-gelu_vs_relu_plot-*.json"))
     entry.write_text(entry.read_text()[:40])
     result = build(project)
     assert result.returncode == 0, result.stderr
@@ -233,7 +233,7 @@ def test_figures_land_as_files_referenced_in_html_feed_and_markdown(project):
     for src in images:
         assert (out / src.removeprefix("/blog/")).is_file()
     assert "shape (4, 4)" in lab.get_text()
-    assert "python build.py lab labcode.attention:causal_weights_demo --arg seq_len=4" in \
+    assert "python build.py lab labcode.labs.attention:causal_weights_demo --arg seq_len=4" in \
         lab.get_text()
     assert f"CPU ({cpu_isa()}) with torch" in page.select_one(".lab-provenance").get_text()
     # the labsource block shows the class without running it
@@ -308,7 +308,7 @@ def test_keep_going_renders_an_error_box_and_exits_1(project):
 
 def test_lab_that_hangs_past_its_timeout_is_killed_and_the_worker_replaced(project):
     post = add_broken_lab(project, "labcode.broken:hangs\ntimeout: 3")
-    post.write_text(post.read_text() + "\n```lab\nlabcode.gelu:gelu_vs_relu_plot\n```\n")
+    post.write_text(post.read_text() + "\n```lab\nlabcode.labs.gpt_model:gelu_vs_relu_plot\n```\n")
     (project / "labcode" / "gelu.py").write_text(
         (project / "labcode" / "gelu.py").read_text() + "\nEDITED = True\n")
     result = build(project, "build", "--keep-going")
@@ -333,13 +333,13 @@ def test_unresolvable_reference_fails_before_any_lab_runs(project):
         (project / "labcode" / "gelu.py").read_text() + "\nEDITED = True\n")
     post = project / "content" / "posts" / "typo.md"
     write(post, "---\ntitle: Typo\ndate: 2026-10-06\n---\n\n```lab\n"
-          "labcode.attention:causal_weight_demo\n```\n")
+          "labcode.labs.attention:causal_weight_demo\n```\n")
     result = build(project)
     assert result.returncode == 1
     assert result.stderr.strip().splitlines()[0].startswith(
-        "content/posts/typo.md:7: error: lab reference labcode.attention:causal_weight_demo "
-        "does not resolve; nearest: labcode.attention:causal_weights_demo")
-    assert "ran labcode.gelu" not in result.stderr  # the stale gelu lab did not run
+        "content/posts/typo.md:7: error: lab reference labcode.labs.attention:causal_weight_demo "
+        "does not resolve; nearest: labcode.labs.attention:causal_weights_demo")
+    assert "ran labcode.labs.gpt_model" not in result.stderr  # the stale gelu lab did not run
     assert snapshot(project / "output") == before
 
 
@@ -356,7 +356,7 @@ def test_a_missing_required_argument_fails_before_any_lab_runs(project):
 
 
 def test_result_made_on_a_gpu_is_republished_on_a_cpu_machine(project):
-    entry = next((project / "labcache").glob("gelu-*.cpu.json"))
+    entry = next((project / "labcache").glob("labs.gpt_model-gelu_vs_relu_plot-*.cpu.json"))
     data = json.loads(entry.read_text())
     data.update(device="cuda", device_name="NVIDIA H100 80GB HBM3")
     entry.with_name(entry.name.replace(".cpu.", ".cuda.")).write_text(json.dumps(data))
@@ -382,7 +382,7 @@ def test_a_plotted_figure_is_shared_in_link_previews_as_its_png_preview(project)
 
 def test_lab_command_runs_one_lab_prints_output_and_saves_figures(project, tmp_path):
     figures = tmp_path / "figs"
-    result = build(project, "lab", "labcode.attention:causal_weights_demo", "--arg", "seq_len=3",
+    result = build(project, "lab", "labcode.labs.attention:causal_weights_demo", "--arg", "seq_len=3",
                    "--figures", str(figures))
     assert result.returncode == 0, result.stderr
     assert "shape" in result.stdout or "tensor(" in result.stdout
@@ -585,7 +585,7 @@ def edited_while_running():
 def test_a_module_edited_while_its_lab_runs_is_not_cached_as_the_new_code(project):
     write(project / "labcode" / "selfedit.py", SELF_EDIT)
     write(project / "content" / "posts" / "edit.md", GELU_POST.replace('"GELU"', '"Edit"').replace(
-        "labcode.gelu:gelu_vs_relu_plot\nshow: output, figures", "labcode.selfedit:edited_while_running"))
+        "labcode.labs.gpt_model:gelu_vs_relu_plot\nshow: output, figures", "labcode.selfedit:edited_while_running"))
     first = build(project)
     assert first.returncode == 0, first.stderr
     assert "labcode.selfedit changed while lab labcode.selfedit:edited_while_running ran" in first.stderr
@@ -804,7 +804,7 @@ def test_site_toml_asking_for_cuda_without_a_gpu_names_site_toml_not_the_command
 
 def test_rerun_command_with_a_python_lacking_torch_uses_the_project_venv_or_says_what_to_do(
         project):
-    bare = [sys.executable, "-S", "build.py", "lab", "labcode.gelu:gelu_vs_relu_plot"]
+    bare = [sys.executable, "-S", "build.py", "lab", "labcode.labs.gpt_model:gelu_vs_relu_plot"]
     result = subprocess.run(bare, cwd=project, capture_output=True, text=True, timeout=120)
     assert result.returncode == 1
     assert result.stderr.strip().endswith("run `make setup` in the project folder (it creates "
@@ -812,7 +812,7 @@ def test_rerun_command_with_a_python_lacking_torch_uses_the_project_venv_or_says
     (project / ".venv").symlink_to(Path(sys.prefix))     # as `make setup` leaves it
     result = subprocess.run(bare, cwd=project, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
-    assert f"ran labcode.gelu:gelu_vs_relu_plot on " in result.stdout and f" CPU ({cpu_isa()})" in result.stdout
+    assert f"ran labcode.labs.gpt_model:gelu_vs_relu_plot on " in result.stdout and f" CPU ({cpu_isa()})" in result.stdout
 
 
 CITED = '''\
@@ -856,9 +856,9 @@ def test_labs_page_lists_every_lab_with_its_post_provenance_status_and_rerun_com
     assert attention.select_one(".labs-where").get_text(strip=True) == "Causal attention"
     assert attention.select_one(".labs-device").get_text().endswith(f" CPU ({cpu_isa()})")
     assert attention.select_one(".labs-command").get_text() == \
-        "python build.py lab labcode.attention:causal_weights_demo --arg seq_len=4"
+        "python build.py lab labcode.labs.attention:causal_weights_demo --arg seq_len=4"
     # a phone breaks a long reference at its dots and colon, never inside a name
-    assert "labcode.<wbr/>attention:<wbr/>causal_weights_demo" in str(attention.select_one(".labs-ref code"))
+    assert "labcode.<wbr/>labs.<wbr/>attention:<wbr/>causal_weights_demo" in str(attention.select_one(".labs-ref code"))
     link = attention.select_one(".labs-where a")["href"]
     assert link.startswith("/blog/posts/") and "#lab-" in link
     assert len(page.select(".lab-status-ran")) == 3           # the cold build ran them all

@@ -47,7 +47,7 @@ labcode.attention:CausalAttention
 ```
 
 ```lab
-labcode.attention:causal_weights_demo
+labcode.labs.attention:causal_weights_demo
 name: causal
 show: output, value, figures
 seq_len: 4
@@ -57,7 +57,7 @@ text: "Your journey starts with one step"
 GELU, drawn next to ReLU (a reference to another post: [](post:numbers)):
 
 ```lab
-labcode.gelu:gelu_vs_relu_plot
+labcode.labs.gpt_model:gelu_vs_relu_plot
 ```
 
 $$\\mathrm{GELU}(x) = x\\,\\Phi(x)$$
@@ -224,7 +224,7 @@ def test_each_lab_is_a_code_cell_calling_its_function_with_the_directive_argumen
             ref, kwargs = called(cell)
             assert ref == call.ref
             expected = call.kwargs()
-            if call.ref == "labcode.attention:causal_weights_demo":   # takes a device: the notebook's
+            if call.ref == "labcode.labs.attention:causal_weights_demo":   # takes a device: the notebook's
                 expected["device"] = "device"
             assert kwargs == expected
             assert f"lab.start({call.ref!r})".replace("'", '"') in cell.source

@@ -268,7 +268,7 @@ def test_lab_names_come_from_the_blocks_of_the_whole_site():
 
 def test_duplicate_lab_name_names_both_places():
     docs = [doc("x", blocks=[lab_block("content/posts/a.md", 9, "train")]),
-            doc("y", blocks=[lab_block("content/posts/b.md", 30, "train", "labcode.bpe:train_bpe_demo")])]
+            doc("y", blocks=[lab_block("content/posts/b.md", 30, "train", "labcode.labs.tokens:train_bpe_demo")])]
     error = build_error(lambda: lab_names(docs))
     assert error.one_line() == ("content/posts/b.md:30: error: lab name `train` is already used by the lab at "
                                 "content/posts/a.md:9; names are unique in the site")

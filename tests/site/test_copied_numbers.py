@@ -20,7 +20,7 @@ TRAIN = PublishedLab("labcode.training:train_on_blog", "train", TRAIN_OUTPUT, ""
                      {"val_loss": 3.7512, "perplexity": 42.54, "tokens": 20758, "train_loss": 3.2291,
                       "history": [{"step": 30, "val_loss": 4.8123}, {"step": 300, "val_loss": 3.7512}]},
                      Path("content/posts/train.md"), 40)
-UNTRAINED = PublishedLab("labcode.model:untrained_loss_demo", None,
+UNTRAINED = PublishedLab("labcode.labs.gpt_model:untrained_loss_demo", None,
                          "loss of the untrained model: 10.863\nln(vocab_size) = ln(50257): 10.825\n",
                          "10.863371849060059", None, Path("content/posts/model.md"), 131)
 
@@ -51,7 +51,7 @@ def test_warning_names_the_lab_and_how_to_cite_it():
     assert [w.one_line() for w in warnings] == [
         "content/posts/p.md:5: warning: 3.75 repeats a result of lab train (labcode.training:train_on_blog); "
         "cite it as {{ train.val_loss:.2f }}",
-        "content/posts/p.md:5: warning: 10.863 repeats a result of lab labcode.model:untrained_loss_demo "
+        "content/posts/p.md:5: warning: 10.863 repeats a result of lab labcode.labs.gpt_model:untrained_loss_demo "
         "(content/posts/model.md:131); give that lab a `name:` and cite it as {{ NAME.<key> }}",
     ]
 

@@ -110,7 +110,7 @@ done: every layer was measured, and the text after the table wraps again like pr
 def _rendered_lab() -> str:
     from labnotes.labs.directive import LabCall
     from labnotes.labs.render import LabRenderer, LabResult
-    call = LabCall(ref="labcode.block:shortcut_demo", args=(), show=("output", "value"),
+    call = LabCall(ref="labcode.labs.gpt_model:shortcut_demo", args=(), show=("output", "value"),
                    path=Path("content/posts/lab.md"), line=77)
     value = {"kind": "table", "columns": ["parameter", "shape", "numbers"],
              "rows": [["embed.tok_emb.weight", "256x64", 16384], ["final_norm.scale", "64", 64]]}
