@@ -68,6 +68,8 @@ def train_on_blog(corpus: str = "content/data/corpus.txt",
           f"{cfg.n_heads} heads, context {cfg.context_length})")
     print(f"{steps} steps of {run.batch_size} windows: {batches} batches a pass, "
           f"{steps / batches:.1f} passes")
+    print(f"first training batch: loss {h.train_loss[0]:.3f} "
+          f"(a uniform guess over {cfg.vocab_size} tokens: {math.log(cfg.vocab_size):.3f})")
     print("loss in eval mode, on all training and all validation windows:")
     print(f"{'step':>6}{'train':>8}{'val':>8}")
     for step, tr, va in zip(h.eval_step, h.eval_train_loss, h.eval_val_loss):

@@ -72,7 +72,18 @@ def warmup_or_not(corpus: str = "content/data/corpus.txt", chars: int = 20000, s
     fig.suptitle("The same runs with and without warm-up")
     house_style(fig)
     out["first_loss"] = losses[0]
+    out["unigram_entropy"] = byte_entropy(read_text(corpus)[:chars])
+    print(f"a model that knows only byte frequencies: {out['unigram_entropy']:.3f} nats")
     return out
+
+
+def byte_entropy(text: str) -> float:
+    """The entropy, in nats, of the text's byte frequencies: the loss of the best model that
+    ignores order."""
+    data = text.encode("utf-8")
+    counts = torch.bincount(torch.tensor(list(data)), minlength=256).double()
+    p = counts[counts > 0] / len(data)
+    return float(-(p * p.log()).sum())
 
 
 def gradient_norms(corpus: str = "content/data/corpus.txt", chars: int = 20000, steps: int = 80,
