@@ -27,7 +27,7 @@ from labnotes.citations import changed_citations
 from labnotes.copied_numbers import find_copied_numbers
 from labnotes.errors import display_path
 from labnotes.labs.precision import (SAME, Comparison, combine, compare_data, compare_svg,
-                                     compare_table, compare_text, printed_bounds)
+                                     compare_table, compare_text, is_number, printed_bounds)
 from labnotes.labs.stage import (Run, carry_out, claim_message, claim_verdicts, gather_facts,
                                  lab_values, published_labs)
 from labnotes.model import Document, SiteConfig
@@ -269,7 +269,7 @@ def _citation_changes(documents, before, after, calls: dict[str, LabCall]) -> li
             compared = compare_data(was, now, call.tolerance, tuple(keys))
             if compared.reproduced:
                 kind, detail = "reproduced", f", within {call.tolerance.bound_for(tuple(keys))}"
-            elif _is_number(was) and _is_number(now):
+            elif is_number(was) and is_number(now):
                 detail = f" (beyond {call.tolerance.bound_for(tuple(keys))})"
         changes.append(Change(where, citation.source, f"cited value {old.text} -> {new.text}{detail}",
                               kind=kind))
@@ -283,10 +283,6 @@ def _walk(data, keys):
         except (KeyError, IndexError, TypeError):
             return None
     return data
-
-
-def _is_number(value) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def _block_changes(where, call, old, new: LabResult, old_cache, new_cache, renderer):

@@ -270,7 +270,7 @@ def printed_bounds(tolerance: Tolerance, old_data, new_data, fallback: Bound):
 
 
 def _leaves(data, path: tuple = ()) -> list[tuple[tuple, float]]:
-    if _is_number(data):
+    if is_number(data):
         return [(path, float(data))]
     if isinstance(data, dict):
         return [leaf for key, value in data.items() for leaf in _leaves(value, path + (key,))]
@@ -299,7 +299,7 @@ def compare_data(old, new, tolerance: Tolerance, path: tuple = ()) -> Comparison
     if old == new and type(old) is type(new):
         return SAME
     where = path_text(path)
-    if _is_number(old) and _is_number(new):
+    if is_number(old) and is_number(new):
         bound = tolerance.bound_for(path)
         exact_ints = isinstance(old, int) and isinstance(new, int) and not bound.declared
         if (old == new) if exact_ints else bound.allows(float(old), float(new)):
@@ -379,7 +379,8 @@ def path_text(path: tuple) -> str:
     return out
 
 
-def _is_number(value) -> bool:
+def is_number(value) -> bool:
+    """An int or float that is not a bool."""
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 

@@ -1,16 +1,13 @@
 """`expect:` claims and `tolerance:` in real builds, `lab` and `check` runs, and the hardware
 each result names. One cold build (one worker, one `import torch`) is copied for each test."""
 import json
-import os
-import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 from bs4 import BeautifulSoup
 
-REPO = Path(__file__).resolve().parents[2]
+from test_lab_builds import build as run
+from test_lab_builds import copy_of, labs_line as last_line, new_project, write
 
 SITE_TOML = """\
 title = "Claims"
@@ -62,32 +59,11 @@ The loss is {{ nums.loss:.3f }}.
 """
 
 
-def write(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text, encoding="utf-8")
-
-
-def run(project: Path, *args: str, env: dict | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "build.py", *(args or ("build",))], cwd=project,
-                          capture_output=True, text=True, timeout=600,
-                          env={**os.environ, **(env or {})})
-
-
-def last_line(result: subprocess.CompletedProcess) -> str:
-    return result.stdout.strip().splitlines()[-1]
-
-
 @pytest.fixture(scope="module")
 def built(tmp_path_factory) -> Path:
-    project = tmp_path_factory.mktemp("claims") / "site"
-    project.mkdir()
-    for name in ("labcode", "templates", "static"):
-        shutil.copytree(REPO / name, project / name, ignore=shutil.ignore_patterns("__pycache__"))
-    shutil.copy(REPO / "build.py", project / "build.py")
-    write(project / "site.toml", SITE_TOML)
-    write(project / "labcode" / "numbers.py", NUMBERS)
-    write(project / "data" / "numbers.json", json.dumps(VALUES))
-    write(project / "content" / "posts" / "claims.md", POST)
+    project = new_project(tmp_path_factory.mktemp("claims"), {
+        "site.toml": SITE_TOML, "labcode/numbers.py": NUMBERS, "data/numbers.json": json.dumps(VALUES),
+        "content/posts/claims.md": POST})
     result = run(project)
     assert result.returncode == 0, result.stderr
     assert last_line(result).endswith("labs: 1 run, 0 cached, 0 failed")
@@ -96,9 +72,7 @@ def built(tmp_path_factory) -> Path:
 
 @pytest.fixture
 def project(built, tmp_path) -> Path:
-    copy = tmp_path / "site"
-    shutil.copytree(built, copy, symlinks=True)
-    return copy
+    return copy_of(built, tmp_path)
 
 
 def edit_post(project: Path, old: str, new: str) -> None:

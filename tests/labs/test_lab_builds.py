@@ -117,9 +117,30 @@ def write(path: Path, text: str) -> None:
     path.write_text(text, encoding="utf-8")
 
 
-def build(project: Path, *args: str) -> subprocess.CompletedProcess:
+def build(project: Path, *args: str, env: dict | None = None) -> subprocess.CompletedProcess:
     command = [sys.executable, "build.py", *(args or ("build",))]
-    return subprocess.run(command, cwd=project, capture_output=True, text=True, timeout=600)
+    return subprocess.run(command, cwd=project, capture_output=True, text=True, timeout=600,
+                          env={**os.environ, **env} if env else None)
+
+
+def new_project(root: Path, files: dict[str, str]) -> Path:
+    """A project at `root/site`: this repository's labcode, templates, static and build.py, plus
+    `files` (relative path -> text)."""
+    project = root / "site"
+    project.mkdir()
+    for name in ("labcode", "templates", "static"):
+        shutil.copytree(REPO / name, project / name, ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copy(REPO / "build.py", project / "build.py")
+    for relative, text in files.items():
+        write(project / relative, text)
+    return project
+
+
+def copy_of(built: Path, tmp_path: Path) -> Path:
+    """A copy of a built project (cache and output included) for one test to change."""
+    copy = tmp_path / "site"
+    shutil.copytree(built, copy, symlinks=True)
+    return copy
 
 
 def cpu_isa() -> str:
@@ -135,18 +156,10 @@ def labs_line(result: subprocess.CompletedProcess) -> str:
 
 @pytest.fixture(scope="module")
 def built_project(tmp_path_factory) -> Path:
-    project = tmp_path_factory.mktemp("cold") / "site"
-    project.mkdir()
-    for name in ("labcode", "templates", "static"):
-        shutil.copytree(REPO / name, project / name,
-                        ignore=shutil.ignore_patterns("__pycache__"))
-    shutil.copy(REPO / "build.py", project / "build.py")
-    write(project / "site.toml", SITE_TOML)
-    write(project / "labcode" / "wordcount.py", WORDCOUNT)
-    write(project / "data" / "words.txt", "to be or not to be")
-    write(project / "content" / "posts" / "gelu.md", GELU_POST)
-    write(project / "content" / "posts" / "attention.md", ATTENTION_POST)
-    write(project / "content" / "posts" / "words.md", WORDS_POST)
+    project = new_project(tmp_path_factory.mktemp("cold"), {
+        "site.toml": SITE_TOML, "labcode/wordcount.py": WORDCOUNT, "data/words.txt": "to be or not to be",
+        "content/posts/gelu.md": GELU_POST, "content/posts/attention.md": ATTENTION_POST,
+        "content/posts/words.md": WORDS_POST})
     result = build(project)
     assert result.returncode == 0, result.stderr
     assert labs_line(result).endswith("labs: 3 run, 0 cached, 0 failed")
@@ -155,9 +168,7 @@ def built_project(tmp_path_factory) -> Path:
 
 @pytest.fixture
 def project(built_project, tmp_path) -> Path:
-    copy = tmp_path / "site"
-    shutil.copytree(built_project, copy, symlinks=True)
-    return copy
+    return copy_of(built_project, tmp_path)
 
 
 def test_second_build_with_nothing_changed_runs_no_lab(project):

@@ -11,7 +11,7 @@ from bs4 import BeautifulSoup
 from labnotes.fences import find_fences
 from labnotes.labs.directive import parse_block
 from labnotes.model import FencedBlock
-from test_lab_builds import REPO, SITE_TOML, build, write
+from test_lab_builds import REPO, SITE_TOML, build, copy_of, new_project, write
 
 # A lab that writes a file and one that reads it (a test module of this project).
 COUNTING = '''\
@@ -111,25 +111,18 @@ def rebuild(project: Path) -> None:
 
 @pytest.fixture(scope="module")
 def built(tmp_path_factory) -> Path:
-    project = tmp_path_factory.mktemp("notebooks") / "site"
-    project.mkdir()
-    for name in ("labcode", "templates", "static"):
-        shutil.copytree(REPO / name, project / name, ignore=shutil.ignore_patterns("__pycache__"))
-    shutil.copy(REPO / "build.py", project / "build.py")
-    write(project / "site.toml", SITE_TOML)
-    write(project / "labcode" / "counting.py", COUNTING)
-    for name, text in [("attention.md", ATTENTION_POST), ("numbers.md", NUMBERS_POST),
-                       ("summary.md", SUMMARY_POST), ("plain.md", PLAIN_POST)]:
-        write(project / "content" / "posts" / name, text)
+    project = new_project(tmp_path_factory.mktemp("notebooks"), {
+        "site.toml": SITE_TOML, "labcode/counting.py": COUNTING,
+        **{f"content/posts/{name}": text for name, text in [
+            ("attention.md", ATTENTION_POST), ("numbers.md", NUMBERS_POST),
+            ("summary.md", SUMMARY_POST), ("plain.md", PLAIN_POST)]}})
     rebuild(project)
     return project
 
 
 @pytest.fixture
 def project(built, tmp_path) -> Path:
-    copy = tmp_path / "site"
-    shutil.copytree(built, copy, symlinks=True)
-    return copy
+    return copy_of(built, tmp_path)
 
 
 def notebook(project: Path, slug: str):
