@@ -235,7 +235,8 @@ class _Evaluator:
                 written_next = f"{written}.{key}"
             else:
                 key = self.eval(step.slice, scope)
-                written_next = f"{written}[{key!r}]" if isinstance(key, str) else f"{written}[{key}]"
+                # as the claim writes it: ["key"], as citations do
+                written_next = f'{written}["{key}"]' if isinstance(key, str) else f"{written}[{key}]"
             value = _step(value, key, written)
             written = written_next
         if not local and isinstance(value, (int, float, str, bool)) or value is None:

@@ -162,3 +162,7 @@ def test_a_cpu_result_names_the_model_and_the_vector_isa_torch_used():
     assert name.startswith(cpu_model()) and name.endswith(f"CPU ({torch.backends.cpu.get_cpu_capability()})") \
         or name.endswith("CPU (scalar kernels)")
     assert "(R)" not in name and "@" not in name
+
+
+def test_the_values_a_claim_read_are_named_as_the_claim_writes_them():
+    assert claim('result["max |grad|"] < 1').values_text == 'result["max |grad|"] = 0.5'
