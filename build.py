@@ -241,10 +241,12 @@ def _corpus(args) -> int:
     from labnotes.config import load_config
     from labnotes.content import load_content
     from labnotes.corpus import compare_with_disk, make_corpus, write_corpus
+    from labnotes.post_references import resolve_references
 
     config = load_config(args.config)
     now = datetime.now(timezone.utc)
-    snapshot = make_corpus(load_content(args.content, config, until=now).posts)
+    content = load_content(args.content, config, until=now)
+    snapshot = make_corpus(content.posts, resolve_references(content))
     first, last = (snapshot.posts[0][0], snapshot.posts[-1][0]) if snapshot.posts else ("-", "-")
     print(f"corpus: the prose of {len(snapshot.posts)} posts ({first} to {last}), "
           f"{snapshot.size:,} bytes, {snapshot.digest}")

@@ -42,7 +42,9 @@ _NOT_QUANTITIES = re.compile(
     r"|<[A-Za-z/!][^<>]*>"                          # HTML tags and autolinks
     r"|\]\([^()\s]*(?:\([^()\s]*\)[^()\s]*)*"       # a link's or image's URL
     r"|\[\^[^\]\n]*\]"                              # footnote markers
-    r"|https?://[^\s<>)]*|www\.[^\s<>)]*",          # bare URLs
+    r"|https?://[^\s<>)]*|www\.[^\s<>)]*"           # bare URLs
+    # a book's or paper's sections and chapters: "section 4.5", "sections 2.2 to 2.6", "chapter 3"
+    r"|[SsCc](?:ection|hapter)s?\s+\d[\d.]*(?:(?:,\s*|\s+(?:to|and|or)\s+|\s*[-–]\s*)\d[\d.]*)*",
     re.DOTALL)
 _REFERENCE_DEFINITION = re.compile(r"^ {0,3}\[(?!\^)[^\]\n]+\]:[^\n]*", re.MULTILINE)
 _NOT_QUANTITY_DIGITS = re.compile(

@@ -19,12 +19,13 @@ import html
 import json
 import re
 import tomllib
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 
 from .model import Document
+from .post_references import PostLink, PostReference
 from .prose import code_lines, inline_spans
 
 CORPUS_FILE = Path("data") / "corpus.txt"     # inside the content folder
@@ -75,22 +76,35 @@ def text_digest(text: str) -> str:
     return "sha256:" + hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
 
 
-def make_corpus(posts: Sequence[Document]) -> CorpusSnapshot:
-    """The prose of `posts`, oldest first (ties by slug), one post after another."""
+def make_corpus(posts: Sequence[Document],
+                links: Mapping[Path, Mapping[PostReference, PostLink]] | None = None) -> CorpusSnapshot:
+    """The prose of `posts`, oldest first (ties by slug), one post after another. `links` are
+    what each post reference shows (`resolve_references`), so that `[](post:x)` reads as x's
+    title and `[part](post:x)` as "part N", as on the page."""
     ordered = sorted(posts, key=lambda doc: (doc.date, doc.slug))
-    text = "\n\n".join(post_prose(doc) for doc in ordered)
+    links = links or {}
+    text = "\n\n".join(post_prose(doc, links.get(doc.source, {})) for doc in ordered)
     return CorpusSnapshot(text + "\n", tuple((doc.date.date().isoformat(), doc.slug, doc.title)
                                              for doc in ordered))
 
 
-def post_prose(doc: Document) -> str:
+def post_prose(doc: Document, links: Mapping[PostReference, PostLink] | None = None) -> str:
     """A post as plain text: its title, then one paragraph per line, separated by blank lines."""
     paragraphs = [doc.title]
-    for block in _prose_blocks(doc.body):
+    for block in _prose_blocks(_references_as_text(doc.body, links or {})):
         text = _plain(block)
         if text:
             paragraphs.append(text)
     return "\n\n".join(paragraphs)
+
+
+def _references_as_text(body: str, links: Mapping[PostReference, PostLink]) -> str:
+    """`body` with each post reference replaced by the text its page shows (the written text
+    when the build keeps it); the `[`, `](`, URL and `)` go, and the lines stay where they were."""
+    for ref, link in sorted(links.items(), key=lambda item: -item[0].text_span[0]):
+        start, end = ref.text_span[0] - 1, body.index(")", ref.url_span[1]) + 1
+        body = body[:start] + (ref.text if link.text is None else link.text) + body[end:]
+    return body
 
 
 def _prose_blocks(body: str) -> list[str]:

@@ -1,5 +1,6 @@
-"""Labs of the post "Attention, step by step": embeddings, then each attention of
-`labcode.attention` on a few words, and every multi-head variant computing the same thing.
+"""Labs of the four posts that build attention up in the book's order (sections 3.3 to 3.6):
+embeddings and attention without weights, queries, keys and values, the causal mask with
+dropout, and every multi-head variant computing the same thing.
 """
 import matplotlib.pyplot as plt
 import torch
@@ -8,6 +9,7 @@ from labcode.attention import (
     CausalAttention,
     MultiHeadAttention,
     MultiHeadAttentionWrapper,
+    SelfAttention,
     copy_heads_into_fused,
     simple_attention,
 )
@@ -60,6 +62,58 @@ def simple_attention_demo(text: str = "Your journey starts with one step") -> di
             "uniform_weight": 1 / len(words),
             "most_attended": [words[i] for i in weights.argmax(dim=-1).tolist()],
             "rows_sum_to_one": torch.allclose(sums, torch.ones(len(words)))}
+
+
+def trainable_attention_demo(text: str = "Your journey starts with one step", d_out: int = 2,
+                             query: int = 1) -> dict:
+    """Self-attention with learnt projections, worked by hand for one query word, then as a class.
+
+    The same toy word vectors as `simple_attention_demo` go through `SelfAttention`'s three
+    (untrained) projections. For the word at index `query` the lab computes its query, every
+    key and value, the scaled scores, the weights and the context vector one step at a time,
+    and then compares them with what the module computes for all words at once. Last, it
+    measures how far each score matrix is from symmetric: without projections the score of
+    word i for word j is the score of j for i; with them it need not be.
+    """
+    torch.manual_seed(123)
+    words, inputs = _toy_embeddings(text)                    # (T, d_in)
+    att = SelfAttention(d_in=inputs.shape[-1], d_out=d_out)
+    # nn.Linear stores its matrix as (d_out, d_in) and computes x @ weight.T
+    W_q, W_k, W_v = (layer.weight.detach().T for layer in (att.W_query, att.W_key, att.W_value))
+    with torch.no_grad():
+        q = inputs[query] @ W_q                                # (d_out,)
+        keys, values = inputs @ W_k, inputs @ W_v              # (T, d_out) each
+        scores = keys @ q                                      # (T,): q . k_j for every j
+        weights = torch.softmax(scores / d_out ** 0.5, dim=-1)
+        context = weights @ values                             # (d_out,)
+        module_context = att(inputs.unsqueeze(0))[0]           # (T, d_out): every word at once
+        plain_scores = inputs @ inputs.T
+        trained_scores = (inputs @ W_q) @ (inputs @ W_k).T
+
+    def vec(t):
+        return "[" + ", ".join(f"{v:.4f}" for v in t.tolist()) + "]"
+
+    print(f"W_query.weight {tuple(att.W_query.weight.shape)}, so W_q = weight.T "
+          f"{tuple(W_q.shape)}")
+    print(f"query word {words[query]!r}: q = {vec(q)}")
+    print(f"{'key word':>9}{'score':>9}{'/sqrt(dk)':>11}{'weight':>9}")
+    for word, s, w in zip(words, scores.tolist(), weights.tolist()):
+        print(f"{word:>9}{s:>9.4f}{s / d_out ** 0.5:>11.4f}{w:>9.4f}")
+    print(f"context vector by hand:  {vec(context)}")
+    print(f"SelfAttention's row {query}:  {vec(module_context[query])}")
+    by_hand_diff = (module_context[query] - context).abs().max().item()
+    plain_asym = (plain_scores - plain_scores.T).abs().max().item()
+    trained_asym = (trained_scores - trained_scores.T).abs().max().item()
+    print(f"max |score(i, j) - score(j, i)|: without projections {plain_asym:.1e}, "
+          f"with them {trained_asym:.2f}")
+    return {"words": words, "query_word": words[query], "d_out": d_out,
+            "weight_shape": list(att.W_query.weight.shape), "query": q.tolist(),
+            "scores": scores.tolist(), "weights": weights.tolist(), "context": context.tolist(),
+            "weights_sum": weights.sum().item(), "by_hand_diff": by_hand_diff,
+            "min_weight": weights.min().item(), "max_weight": weights.max().item(),
+            "uniform_weight": 1 / len(words), "top_word": words[weights.argmax().item()],
+            "own_weight": weights[query].item(),
+            "plain_asymmetry": plain_asym, "trained_asymmetry": trained_asym}
 
 
 def causal_weights_demo(seq_len: int = 6, text: str = "Your journey starts with one step",

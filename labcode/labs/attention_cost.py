@@ -102,9 +102,11 @@ def attention_cost(lengths=(64, 128, 256, 512, 1024), heads: int = 4, head_dim: 
     ax_t.plot(Ts, [ref * (t / Ts[-1]) ** 2 for t in Ts], ":", color="grey", label="∝ T²")
     ax_t.set_ylabel("forward + backward (ms)")
     ax_t.set_title("time (measured)")
-    ax_m.plot(Ts, [r["score_matrix_mib"] for r in rows], "-o", markersize=4,
-              label="one T×T matrix, one head")
+    crossover = 3 * head_dim  # h T^2 = 3 h T d: all heads' score matrices outgrow q, k, v
+    ax_m.plot(Ts, [r["all_heads_mib"] for r in rows], "-o", markersize=4,
+              label=f"T×T scores, all {heads} heads")
     ax_m.plot(Ts, [r["qkv_mib"] for r in rows], "-s", markersize=4, label="q, k, v, all heads")
+    ax_m.axvline(crossover, color="grey", linestyle=":", label=f"T = 3d = {crossover}")
     ax_m.set_ylabel("MiB (float32)")
     ax_m.set_title("memory (exact)")
     ax_m.set_xlabel("context length T")
@@ -116,6 +118,7 @@ def attention_cost(lengths=(64, 128, 256, 512, 1024), heads: int = 4, head_dim: 
     fig.suptitle("Causal attention cost as the context grows")
     house_style(fig)
     return {"heads": heads, "head_dim": head_dim, "fit_from": fit_from, "rows": rows,
+            "crossover_T": crossover,
             "explicit_exponent": exponents["explicit"], "sdpa_exponent": exponents["sdpa"],
             "explicit_ms_longest": rows[-1]["explicit_ms"], "sdpa_ms_longest": rows[-1]["sdpa_ms"],
             "speedup_longest": rows[-1]["explicit_ms"] / rows[-1]["sdpa_ms"],

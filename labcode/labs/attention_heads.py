@@ -92,23 +92,21 @@ def multihead_shapes_demo(batch: int = 2, seq_len: int = 5, d_in: int = 8, d_out
     print("whole layer vs the wrapper, max |difference|:")
     print(f"  output {wrapper_diff:.1e}, d loss / d x {grad_diff:.1e}")
 
-    cols = min(h, 2)  # at most two heatmaps a row, so each stays readable on a phone
-    rows = -(-h // cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(WIDTH, 2.6 * rows + 0.6), squeeze=False)
+    # one row of small heatmaps on one colour scale, and the bar that reads it
+    fig, axes = plt.subplots(1, h, figsize=(WIDTH, 2.9), squeeze=False)
     for i, ax in enumerate(axes.flat):
-        if i >= h:
-            ax.axis("off")
-            continue
-        ax.imshow(weights[0, i].cpu().numpy(), cmap="viridis", vmin=0, vmax=1)
+        image = ax.imshow(weights[0, i].cpu().numpy(), cmap="viridis", vmin=0, vmax=1)
         ax.set_title(f"head {i}")
         ax.set_xticks(range(T))
-        ax.set_yticks(range(T))
-        if i // cols == rows - 1 or i + cols >= h:
-            ax.set_xlabel("key position")
-        if i % cols == 0:
-            ax.set_ylabel("query position")
+        ax.set_yticks(range(T) if i == 0 else [])
+        ax.set_xlabel("key")
+    axes[0, 0].set_ylabel("query position")
     fig.suptitle(f"Attention weights of each of the {h} heads")
     house_style(fig)
+    fig.subplots_adjust(right=0.86)  # room for the colour bar, after the layout is tightened
+    bar = fig.colorbar(image, cax=fig.add_axes([0.89, 0.22, 0.025, 0.56]))
+    bar.set_label("weight", fontsize=11)
+    bar.ax.tick_params(labelsize=11)
     return {"batch": B, "seq_len": T, "heads": h, "head_dim": hs, "d_out": d_out,
             "shapes": shapes, "step_by_step_diff": by_hand, "query_is_slice": query_is_slice,
             "per_head": per_head, "wrapper_diff": wrapper_diff, "grad_diff": grad_diff,

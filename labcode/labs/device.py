@@ -32,6 +32,8 @@ def bf16_beside_fp32(size: int = 256, device: str = "cpu") -> dict:
 
     matmul_fp32 = rel_err(a.float() @ b.float())
     matmul_bf16 = rel_err(a.bfloat16() @ b.bfloat16())
+    # the inputs rounded to fp32 but summed in float64: what the rounding alone costs
+    fp32_inputs_only = rel_err(a.float().double() @ b.float().double())
 
     cfg = GPTConfig(vocab_size=256, context_length=32, emb_dim=64, n_heads=4, n_layers=2,
                     drop_rate=0.0, qkv_bias=False)
@@ -47,6 +49,7 @@ def bf16_beside_fp32(size: int = 256, device: str = "cpu") -> dict:
     # the rounded values are the returned table; print only what it does not show
     print(f"{size}x{size} matmul, max error / max |entry|:")
     print(f"  fp32 {matmul_fp32:.1e}, bf16 {matmul_bf16:.1e}")
+    print(f"  fp32 inputs summed in float64 {fp32_inputs_only:.1e}")
     print(f"tiny GPT loss: fp32 {loss32:.6f},")
     print(f"  bf16 autocast {loss16:.6f}"
           f" (logits {str(logits16.dtype).replace('torch.', '')})")
@@ -55,17 +58,19 @@ def bf16_beside_fp32(size: int = 256, device: str = "cpu") -> dict:
             "bf16_digits": math.log10(2 ** 8), "fp32_digits": math.log10(2 ** 24),
             "matmul_fp32_error": matmul_fp32, "matmul_bf16_error": matmul_bf16,
             "matmul_ratio": matmul_bf16 / matmul_fp32, "loss_fp32": loss32,
+            "matmul_fp32_input_error": fp32_inputs_only,
+            "matmul_fp32_input_share": fp32_inputs_only / matmul_fp32,
             "loss_bf16": loss16, "loss_difference": abs(loss16 - loss32),
             "logits_max_diff": logits_diff, "logits_max": logits32.abs().max().item(),
             "autocast_logits_dtype": str(logits16.dtype).replace("torch.", "")}
 
 
-def compile_beside_eager(backend: str = "eager", repeats: int = 20, device: str = "cpu") -> dict:
+def compile_beside_eager(backend: str = "inductor", repeats: int = 20, device: str = "cpu") -> dict:
     """`torch.compile` of a small GPT beside the plain model: outputs, and time per call.
 
-    `backend="eager"` captures the graph (TorchDynamo) but runs the same kernels; the default
-    backend, "inductor", also generates fused code, which needs a C++ compiler on CPU and
-    takes far longer to compile.
+    The default backend, "inductor", generates fused code (C++ on a CPU, which needs a C++
+    compiler, Triton on a GPU); `backend="eager"` only captures the graph (TorchDynamo) and runs
+    the same kernels as the plain model.
     """
     cfg = GPTConfig(vocab_size=256, context_length=32, emb_dim=64, n_heads=4, n_layers=2,
                     drop_rate=0.0, qkv_bias=False)
@@ -89,7 +94,7 @@ def compile_beside_eager(backend: str = "eager", repeats: int = 20, device: str 
         out_eager = model(ids)
         eager_s, compiled_s = best_time(model), best_time(compiled)
     diff = (out_compiled - out_eager).abs().max().item()
-    print(f"backend {backend!r}: outputs {tuple(out_eager.shape)}, max |difference| {diff:.3g}")
+    print(f"backend {backend!r}: outputs {tuple(out_eager.shape)}, max |difference| {diff:.1e}")
     return {"backend": backend, "max_diff": diff, "identical": diff == 0.0,
             "first_call_s": first_call, "eager_ms": eager_s * 1e3,
             "compiled_ms": compiled_s * 1e3, "speedup": eager_s / compiled_s}

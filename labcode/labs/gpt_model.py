@@ -1,14 +1,12 @@
-"""Labs of the post "Assembling the GPT model": GELU, shortcuts, the parameter count, and
-what the untrained model does (its loss, its text, and generation with and without a KV cache).
+"""Labs of the post "Assembling the GPT model": GELU, the shapes through the assembled model,
+the parameter count, and what the untrained model does (its loss and its text).
 """
 import math
-import time
 
 import matplotlib.pyplot as plt
 import torch
 from torch import nn
 
-from labcode.block import DeepNetwork
 from labcode.gelu import GELU
 from labcode.generation import generate
 from labcode.labs.figures import WIDTH, house_style
@@ -36,33 +34,6 @@ def gelu_vs_relu_plot() -> dict:
     print("GELU is smooth and lets small negative values through; ReLU cuts them to 0.")
     print(f"GELU's lowest point: {dip['min_value']:.4f} at x = {dip['min_at']:.4f}")
     return dip
-
-
-def shortcut_demo() -> dict:
-    """Mean gradient size of each layer's weights, without and with shortcuts."""
-    layer_sizes = [3, 3, 3, 3, 3, 1]
-    x = torch.tensor([[1.0, 0.0, -1.0]])
-    grads = {}
-    for use_shortcut in (False, True):
-        torch.manual_seed(123)  # same starting weights for both networks
-        net = DeepNetwork(layer_sizes, use_shortcut)
-        loss = nn.functional.mse_loss(net(x), torch.zeros(1, 1))
-        loss.backward()
-        grads[use_shortcut] = [layer[0].weight.grad.abs().mean().item() for layer in net.layers]
-    without, with_ = grads[False], grads[True]
-    print("mean |gradient| of each layer's weights")
-    print(f"{'layer':>5}  {'without shortcuts':>18}  {'with shortcuts':>15}")
-    for i, (a, b) in enumerate(zip(without, with_)):
-        print(f"{i:>5}  {a:>18.2e}  {b:>15.2e}")
-    gains = [b / a for a, b in zip(without, with_)]
-    return {"without": without, "with": with_,
-            # how much the gradient fades from the last layer to the weakest one, without shortcuts
-            "fade_without": without[-1] / min(without),
-            # how much larger each layer's gradient is with shortcuts: the least and the most
-            "gain_min": min(gains), "gain_max": max(gains),
-            # with shortcuts: the range of the layers before the last, and the last over the weakest
-            "with_first_min": min(with_[:-1]), "with_first_max": max(with_[:-1]),
-            "spread_with": with_[-1] / min(with_[:-1])}
 
 
 PRESETS = {"small": "gpt2-small", "medium": "gpt2-medium", "large": "gpt2-large", "xl": "gpt2-xl"}
@@ -119,6 +90,38 @@ UNTRAINED_TINY = GPTConfig(vocab_size=50257, context_length=128, emb_dim=128, n_
                            n_layers=2, drop_rate=0.0)
 
 
+def forward_shapes_demo(texts: tuple = ("Every effort moves you", "Every day holds a"),
+                        device: str = "cpu") -> dict:
+    """The shape of what each stage of an untrained GPT hands the next, for a batch of `texts`.
+
+    Forward hooks record the output of the embeddings, of every block, of the final norm and
+    of the head; every stage but the head keeps the shape (B, T, d).
+    """
+    enc = gpt2_tokenizer()
+    ids = torch.tensor([enc.encode(t) for t in texts], device=device)  # (B, T): equal lengths
+    torch.manual_seed(123)
+    model = GPTModel(UNTRAINED_TINY).to(device).eval()
+    stages = [("embeddings", model.embed)]
+    stages += [(f"block {i}", block) for i, block in enumerate(model.trf_blocks)]
+    stages += [("final norm", model.final_norm), ("head", model.out_head)]
+    shapes = {}
+    hooks = [module.register_forward_hook(
+        lambda _m, _inp, out, name=name: shapes.__setitem__(name, list(out.shape)))
+        for name, module in stages]
+    with torch.no_grad():
+        logits = model(ids)
+    for hook in hooks:
+        hook.remove()
+    print(f"ids {list(ids.shape)}  (batch of {len(texts)}, {ids.shape[1]} tokens each)")
+    for name, shape in shapes.items():
+        print(f"{name:<12}{shape}")
+    kept = [shape for name, shape in shapes.items() if name != "head"]
+    return {"batch": ids.shape[0], "tokens": ids.shape[1], "width": UNTRAINED_TINY.emb_dim,
+            "vocab_size": UNTRAINED_TINY.vocab_size, "layers": UNTRAINED_TINY.n_layers,
+            "ids_shape": list(ids.shape), "shapes": shapes, "logits_shape": list(logits.shape),
+            "width_kept": all(shape == kept[0] for shape in kept)}
+
+
 def untrained_loss_demo(device: str = "cpu") -> dict:
     """An untrained model's loss on random tokens is about ln(vocab_size): it guesses uniformly."""
     torch.manual_seed(123)
@@ -151,31 +154,3 @@ def untrained_text_demo(prompt: str = "The next token is", max_new_tokens: int =
     for label, text in (("greedy:", greedy), ("sampled:", sampled)):
         print(f"{label:<9}{prompt + text}")
     return {"prompt": prompt, "greedy": greedy, "sampled": sampled}
-
-
-def kv_cache_demo(max_new_tokens: int = 64, device: str = "cpu") -> dict:
-    """Time greedy generation with and without the KV cache on a small untrained GPT.
-
-    The timings are measurements (they change from run to run), so they are returned, not printed.
-    """
-    torch.manual_seed(123)
-    cfg = GPTConfig(vocab_size=1000, context_length=256, emb_dim=128, n_heads=4,
-                    n_layers=4, drop_rate=0.0)
-    model = GPTModel(cfg).to(device).eval()
-    prompt = torch.randint(0, cfg.vocab_size, (1, 8), device=device)
-    generate(model, prompt, 2)  # warm-up, so neither timing pays for first-call set-up
-
-    seconds, outputs = {}, {}
-    for use_cache in (False, True):
-        start = time.perf_counter()
-        outputs[use_cache] = generate(model, prompt, max_new_tokens, use_cache=use_cache)
-        if torch.device(device).type == "cuda":
-            torch.cuda.synchronize()
-        seconds[use_cache] = time.perf_counter() - start
-    identical = torch.equal(outputs[False], outputs[True])
-    print(f"{max_new_tokens} new tokens after a prompt of {prompt.shape[1]}, greedy")
-    print(f"identical tokens with and without the cache: {identical}")
-    return {"new_tokens": max_new_tokens, "prompt_tokens": prompt.shape[1], "identical": identical,
-            "layers": cfg.n_layers, "width": cfg.emb_dim,
-            "seconds_no_cache": seconds[False], "seconds_cache": seconds[True],
-            "speedup": seconds[False] / seconds[True]}

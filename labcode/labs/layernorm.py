@@ -45,6 +45,9 @@ def normalise_activations_demo(emb_dim: int = 768) -> dict:
         print(f"{r['token']:>5}{r['input scale']:>6.2f}{r['mean before']:>10.2e}"
               f"{r['var before']:>10.2e}{r['mean after']:>9.1e}{r['var after']:>7.4f}")
 
+    medians_after = out.median(dim=-1).values.tolist()
+    print("medians after: " + "  ".join(f"{m:+.3f}" for m in medians_after))
+
     fig, axes = plt.subplots(2, 1, figsize=(WIDTH, 6.0), sharex=True)
     for ax, values, title in ((axes[0], h, "before LayerNorm"), (axes[1], out, "after LayerNorm")):
         ax.boxplot([v.numpy() for v in values], showfliers=False)
@@ -62,6 +65,8 @@ def normalise_activations_demo(emb_dim: int = 768) -> dict:
             "before_var_min": min(var_before[normal]), "before_var_max": max(var_before[normal]),
             "var_ratio_before": max(var_before[normal]) / min(var_before[normal]),
             "after_mean_absmax": max(abs(m) for m in mean_after),
+            "median_after_max": max(medians_after[normal]), "median_after_min": min(medians_after[normal]),
+            "tiny_median_after": medians_after[-1],
             "after_var_min": min(var_after[normal]), "after_var_max": max(var_after[normal]),
             "after_std_max": max(v ** 0.5 for v in var_after[normal]),
             "tiny_var_before": var_before[-1], "tiny_var_after": var_after[-1]}

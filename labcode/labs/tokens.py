@@ -4,6 +4,8 @@
 tokenizers, `train_bpe_demo` learns merges with `labcode.bpe` on the blog's corpus, and
 `sliding_window_demo` cuts token ids into (input, target) windows with `labcode.data`.
 """
+import re
+
 from labcode.bpe import encoding_from_merges, learn_merges
 from labcode.data import corpus_snapshot, create_dataloader, read_text
 from labcode.tokenizer import END_OF_TEXT, UNK, SimpleTokenizer, gpt2_tokenizer, split_words, visible
@@ -60,15 +62,23 @@ def gpt2_bpe_demo(
     cells = [f"{i:>6} {visible(p):<12}" for i, p in zip(ids, pieces)]
     for row in range(0, len(cells), 3):
         print("  ".join(cells[row:row + 3]).rstrip())
+    # each word of the text as GPT-2 cuts it, with the space before it when it has one
+    split = {}
+    for match in re.finditer(r"( ?)([A-Za-z]+)", text):
+        word_pieces = [visible(enc.decode([i])) for i in enc.encode_ordinary(match.group(0))]
+        split[match.group(2)] = " + ".join(word_pieces)
     return {"n_tokens": len(ids), "round_trip": decoded == text, "first_word": first_word,
+            "split": split, "pieces": {word: cut.count(" + ") + 1 for word, cut in split.items()},
             "tokens": [{"id": i, "piece": p} for i, p in zip(ids, pieces)]}
 
 
 def train_bpe_demo(corpus: str = "content/data/corpus.txt", vocab_size: int = 300,
-                   show_merges: int = 10, probe: str = " attention") -> dict:
+                   show_merges: int = 10, probe: str = " attention",
+                   ranks_of: tuple = (" a", "at")) -> dict:
     """Train our BPE on a text file, show its first merges and compare token counts with GPT-2's.
 
-    `probe` is a word whose encoding we compare under both vocabularies.
+    `probe` is a word whose encoding we compare under both vocabularies; `ranks_of` are merged
+    pieces whose ranks (the order they were learnt in) we report, `None` for one never learnt.
     """
     text = read_text(corpus)
     snapshot = corpus_snapshot(corpus, text)
@@ -93,12 +103,22 @@ def train_bpe_demo(corpus: str = "content/data/corpus.txt", vocab_size: int = 30
     print(f"GPT-2 BPE ({gpt2_merges:>6,} merges): {theirs:>7,} tokens")
     print(f"{visible(probe)!s}: ours {'|'.join(visible(p) for p in probe_ours)}, "
           f"GPT-2 {'|'.join(visible(p) for p in probe_gpt2)}")
+    rank = {left + right: r for r, (left, right) in enumerate(merges, start=256)}
+    ranks = {visible(piece): rank.get(piece.encode("utf-8")) for piece in ranks_of}
+    print("learnt at rank: " + ", ".join(f"{piece} {r}" for piece, r in ranks.items()))
+    # what the first merges glue: a space to a letter, two single characters, or earlier merges
+    kinds = {"space_first": sum(row["left"] == " " for row in rows),
+             "two_characters": sum(len(row["left"]) == len(row["right"]) == 1 and row["left"] != " "
+                                   for row in rows),
+             "of_merges": sum(len(row["left"]) > 1 and len(row["right"]) > 1 for row in rows)}
     return {"vocab_size": enc.n_vocab, "byte_tokens": 256, "merges": len(merges),
             "special_tokens": len(enc.special_tokens_set), "gpt2_merges": gpt2_merges,
             "first_merges": rows, "corpus": snapshot, "corpus_bytes": corpus_bytes, "tokens_ours": ours,
             "tokens_gpt2": theirs, "ratio": ours / theirs,
-            "probe": {"text": probe, "ours": probe_ours, "ours_count": len(probe_ours),
-                      "gpt2": probe_gpt2, "gpt2_count": len(probe_gpt2)}}
+            "first_merge_kinds": kinds,
+            "probe": {"text": probe, "ours": [visible(p) for p in probe_ours],
+                      "ours_count": len(probe_ours), "gpt2": [visible(p) for p in probe_gpt2],
+                      "gpt2_count": len(probe_gpt2), "ranks": ranks}}
 
 
 def _show(token: bytes) -> str:

@@ -6,13 +6,25 @@ import torch
 from labcode.model import GPTConfig, GPTModel, count_parameters
 
 
+def _next_is_input(cfg: GPTConfig, tie: bool, device: str) -> float:
+    """How often an untrained GPT's most likely next token is the token it just read."""
+    torch.manual_seed(123)
+    model = GPTModel(cfg).to(device).eval()
+    if tie:
+        model.out_head.weight = model.embed.tok_emb.weight
+    seqs = torch.randint(0, cfg.vocab_size, (8, cfg.context_length), device=device)
+    with torch.no_grad():
+        return (model(seqs).argmax(dim=-1) == seqs).float().mean().item()
+
+
 def tied_head_demo(vocab_size: int = 2000, emb_dim: int = 128, n_tokens: int = 256,
-                   device: str = "cpu") -> dict:
+                   wide: tuple = (768, 12, 12), device: str = "cpu") -> dict:
     """Tie a small GPT's output head to its token embedding, and see what tying does at init.
 
     Two models from the same seed: one keeps its own head, one points the head at the token
     table. For `n_tokens` tokens, the head is applied to the final norm of the token's own
     embedding: under tying, the token's logit for itself is a squared norm, not a random number.
+    `wide` (width, heads, layers) is GPT-2 small's shape, where the copying test is run again.
     """
     cfg = GPTConfig(vocab_size=vocab_size, context_length=64, emb_dim=emb_dim, n_heads=4,
                     n_layers=2, drop_rate=0.0)
@@ -60,6 +72,15 @@ def tied_head_demo(vocab_size: int = 2000, emb_dim: int = 128, n_tokens: int = 2
             print(f"{name:<8}{r['own_logit_mean']:>5.2f} ±{r['own_logit_std']:.2f}"
                   f"{r['other_logit_mean']:>6.2f} ±{r['other_logit_std']:.2f}"
                   f"{top1:>8.1%}{repeat:>8.1%}")
+    width, heads, layers = wide
+    wide_cfg = GPTConfig(vocab_size=vocab_size, context_length=64, emb_dim=width, n_heads=heads,
+                         n_layers=layers, drop_rate=0.0)
+    result["wide"] = {"width": width, "n_layers": layers,
+                      "tied_next_is_input": _next_is_input(wide_cfg, True, device),
+                      "untied_next_is_input": _next_is_input(wide_cfg, False, device)}
+    print(f"at width {width} with {layers} layers, next = input: "
+          f"untied {result['wide']['untied_next_is_input']:.1%}, "
+          f"tied {result['wide']['tied_next_is_input']:.1%}")
     emb_std = tied.embed.tok_emb.weight.std().item()
     result["emb_std"] = emb_std
     result["predicted_own_logit"] = emb_dim * emb_std  # |e|^2 / std(e) = d * std(e)

@@ -160,6 +160,20 @@ def test_attention_labs_return_what_the_post_shows():
     plt.close("all")
 
 
+def test_trainable_attention_by_hand_is_what_the_module_computes():
+    from labcode.labs.attention import trainable_attention_demo
+
+    result = trainable_attention_demo(d_out=3, query=2)
+    # the hand-made context vector of one word is the module's row for it
+    assert result["by_hand_diff"] < 1e-6
+    assert sum(result["weights"]) == pytest.approx(1.0)
+    assert result["weight_shape"] == [3, 3] and len(result["context"]) == 3
+    # plain dot products score symmetrically; learnt projections need not
+    assert result["plain_asymmetry"] == 0
+    assert result["trained_asymmetry"] > 0
+    assert result["query_word"] == "starts"
+
+
 def test_causal_attention_dropout_is_off_in_eval():
     torch.manual_seed(0)
     head = CausalAttention(D, 8, T, dropout=0.5)

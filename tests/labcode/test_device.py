@@ -66,5 +66,5 @@ def test_bf16_keeps_about_three_digits_and_its_matmul_is_far_less_exact_than_fp3
 def test_compile_with_the_eager_backend_gives_the_same_logits():
     from labcode.labs.device import compile_beside_eager
 
-    result = compile_beside_eager(repeats=2)
+    result = compile_beside_eager(backend="eager", repeats=2)
     assert result["identical"] and result["max_diff"] == 0.0

@@ -4,7 +4,6 @@ import torch
 
 import labcode
 from labcode.generation import generate, top_k_filter, top_p_filter
-from labcode.labs.gpt_model import kv_cache_demo
 from labcode.model import GPTConfig, GPTModel
 
 
@@ -119,13 +118,6 @@ def test_top_p_keeps_the_smallest_set_reaching_p():
     # the most likely token is always kept
     assert torch.isfinite(top_p_filter(logits, 0.01)).tolist() == [[False, True, False, False]]
     assert torch.isfinite(top_p_filter(logits, 1.0)).all()
-
-
-def test_kv_cache_demo_reports_both_paths():
-    result = kv_cache_demo(max_new_tokens=8)
-    assert result["identical"]
-    assert result["seconds_no_cache"] > 0 and result["seconds_cache"] > 0
-    assert result["speedup"] == result["seconds_no_cache"] / result["seconds_cache"]
 
 
 # -- the decoding post's labs ------------------------------------------------------------

@@ -10,7 +10,7 @@ from labcode.embeddings import TokenPositionEmbedding
 from labcode.feedforward import FeedForward
 from labcode.gelu import GELU
 from labcode.labs.attention import embedding_demo
-from labcode.labs.gpt_model import shortcut_demo
+from labcode.labs.gpt_model import forward_shapes_demo
 from labcode.layernorm import LayerNorm
 from labcode.model import GPTConfig
 
@@ -73,10 +73,14 @@ def test_transformer_block_keeps_the_shape_and_has_the_named_parts():
         assert hasattr(block, name)
 
 
-def test_shortcuts_keep_the_first_layers_gradient_from_vanishing():
-    result = shortcut_demo()
-    assert result["with"][0] > 10 * result["without"][0]
-    assert result["gain_min"] > 10
+def test_every_stage_of_the_model_but_the_head_keeps_batch_tokens_and_width():
+    result = forward_shapes_demo(texts=("one two three", "four five six"))
+    stages = list(result["shapes"])
+    assert stages[0] == "embeddings" and stages[-2:] == ["final norm", "head"]
+    assert len(stages) == result["layers"] + 3
+    assert result["width_kept"]
+    assert result["shapes"]["final norm"] == [2, result["tokens"], result["width"]]
+    assert result["logits_shape"] == [2, result["tokens"], result["vocab_size"]]
 
 
 # -- the labs of "Layer normalisation, measured" -------------------------------------------

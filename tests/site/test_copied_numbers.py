@@ -89,6 +89,13 @@ def test_names_dates_versions_settings_and_small_integers_are_not_results():
     assert found(body, [lab]) == []
 
 
+def test_section_and_chapter_numbers_of_a_book_are_not_results():
+    lab = PublishedLab("labcode.x:y", "all", "4.5 2.2 2.6 3.4 6.1 7.25", "", None, Path("x.md"), 1)
+    body = ("This time I'm covering section 4.5, then sections 2.2 to 2.6, Section 3.4 and chapter 6.1; "
+            "the loss was 7.25.\n")
+    assert [number for _, number, _ in found(body, [lab])] == ["7.25"]
+
+
 def test_code_maths_citations_links_and_tags_are_not_prose():
     body = "\n".join([
         "`3.75` and ``20,758`` in spans, $3.75 + 42.5$ in maths, {{ train.val_loss:.2f }} cited,",

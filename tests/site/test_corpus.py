@@ -38,7 +38,10 @@ TOKENS_POST = post_text(title="Tokens, first", date="2026-03-01T09:30:00+00:00",
 
     [^1]: A footnote's prose.
     """)
-ATTENTION_POST = post_text(title="Attention, later", date="2026-03-08", body="Queries meet **keys**.\n")
+ATTENTION_POST = post_text(title="Attention, later", date="2026-03-08", series="Notes", body="""\
+    Queries meet **keys**, after the [tokens post](post:tokens), not
+    before [](post:tokens).
+    """)
 DRAFT = post_text(title="Not yet", date="2026-03-09", body="Draft prose.\n", draft="true")
 
 
@@ -60,7 +63,7 @@ def test_corpus_is_the_posts_prose_oldest_first_without_code_labs_or_citations(s
         "a list item that goes on\n\n"
         "A footnote's prose.\n\n"
         "Attention, later\n\n"
-        "Queries meet keys.\n")
+        "Queries meet keys, after the tokens post, not before Tokens, first.\n")
     for left_out in ("labcode.bpe", "secret_code_line", "table cell", "sum_i", "{{", "Draft prose"):
         assert left_out not in text
     out = capsys.readouterr().out
