@@ -29,6 +29,9 @@ def build(project: Path, env: dict, quick: bool) -> tuple[float, str]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="labs in quick mode (build.py --quick)")
+    parser.add_argument("--cached", action="store_true",
+                        help="copy the committed labcache/ and skip the cold build (seconds, not minutes)")
+    parser.add_argument("--edits", type=int, default=5, help="one-word prose edits to time (median)")
     opts = parser.parse_args()
     env = dict(os.environ)
     env.setdefault("TIKTOKEN_CACHE_DIR", str(REPO / ".cache" / "tiktoken"))
@@ -40,11 +43,25 @@ def main() -> None:
                             ignore=shutil.ignore_patterns("__pycache__"))
         for name in ("build.py", "site.toml"):
             shutil.copy(REPO / name, project / name)
-        rows = [("cold: empty lab cache, every lab runs", *build(project, env, opts.quick)),
-                ("warm: nothing changed", *build(project, env, opts.quick))]
-        post = sorted((project / "content" / "posts").glob("*.md"))[0]
-        post.write_text(post.read_text() + "\nOne more sentence of prose.\n")
-        rows.append(("one post's prose edited", *build(project, env, opts.quick)))
+        if opts.cached:
+            shutil.copytree(REPO / "labcache", project / "labcache")
+            build(project, env, opts.quick)        # the first build of a copy renders every page
+            rows = []
+        else:
+            rows = [("cold: empty lab cache, every lab runs", *build(project, env, opts.quick))]
+        rows.append(("warm: nothing changed", *build(project, env, opts.quick)))
+        # one word of one post changed, as an author saving a typo fix; the lab that reads the
+        # posts (site_stats) reruns each time. The median of several edits, each a new word.
+        post = sorted((project / "content" / "posts").glob("*.md"))[-2]
+        text = post.read_text()
+        word = re.search(r"^[A-Z][a-z]+ ", text.split("<!--more-->", 1)[1], re.M).group(0)
+        edits = []
+        for i in range(opts.edits):
+            post.write_text(text.replace(word, f"{word.strip()}{'s' * (i + 1)} ", 1))
+            edits.append(build(project, env, opts.quick))
+        edits.sort()
+        rows.append((f"one word of one post changed (median of {len(edits)})", *edits[len(edits) // 2]))
+        post.write_text(text)
         gelu = project / "labcode" / "gelu.py"
         gelu.write_text(gelu.read_text() + "\n# edited: a comment changes no code\n")
         rows.append(("labcode/gelu.py comment edited", *build(project, env, opts.quick)))
@@ -54,7 +71,8 @@ def main() -> None:
     print(f"{'build':40} {'wall s':>8}  closing line")
     for name, seconds, line in rows:
         print(f"{name:40} {seconds:8.2f}  {re.sub(r'^built ', '', line)}")
-    print("goals (SPEC 8): cold under 600 s on 2 cores; warm under 1 s with no lab run")
+    print("goals (SPEC 8): cold under 600 s on 2 cores; warm under 1 s with no lab run; "
+          "one word changed at most 1.0 s")
 
 
 if __name__ == "__main__":

@@ -105,10 +105,12 @@ def notebook_key(lab: NotebookLab) -> tuple:
 
 
 def render_notebook(config: SiteConfig, doc: Document, pieces: Sequence[str | NotebookLab]) -> bytes:
-    """The notebook of `doc` as nbformat 4.5 JSON bytes; `pieces` as `notebook_pieces` gives them."""
-    import nbformat
-    from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
+    """The notebook of `doc` as nbformat 4.5 JSON bytes; `pieces` as `notebook_pieces` gives them.
 
+    Written as `nbformat.writes` writes it (sorted keys, one-space indent, multi-line text as a
+    list of lines), without importing nbformat, whose schema validator takes longer to import
+    than a notebook takes to make; the tests validate what this writes against nbformat's schema.
+    """
     page_url = absolute_url(config, doc.url)
     cells: list[tuple[str, str, list]] = []   # (cell type, source, outputs)
     prose: list[str] = []
@@ -147,25 +149,26 @@ def render_notebook(config: SiteConfig, doc: Document, pieces: Sequence[str | No
     end_prose()
 
     labs = [piece for piece in pieces if not isinstance(piece, str)]
-    notebook = new_notebook(metadata={
-        "kernelspec": {"name": "python3", "display_name": "Python 3 (ipykernel)", "language": "python"},
-        "language_info": {"name": "python"},
-    })
-    notebook.nbformat_minor = 5
     made, seen, count = [], {}, 0
     for kind, source, outputs in [("markdown", _intro(config, doc, labs), []), ("code", SETUP_CODE.rstrip(), []),
                                   *cells]:
         cell_id = _cell_id(kind, source, seen)
         if kind == "markdown":
-            made.append(new_markdown_cell(source, id=cell_id))
+            made.append({"cell_type": "markdown", "id": cell_id, "metadata": {},
+                         "source": source.splitlines(True)})
             continue
         count += 1
         for output in outputs:
             if output["output_type"] == "execute_result":
                 output["execution_count"] = count
-        made.append(new_code_cell(source, id=cell_id, execution_count=count, outputs=outputs))
-    notebook.cells = made
-    return (nbformat.writes(notebook, version=4) + "\n").encode("utf-8")
+        made.append({"cell_type": "code", "execution_count": count, "id": cell_id, "metadata": {},
+                     "outputs": outputs, "source": source.splitlines(True)})
+    notebook = {"cells": made, "nbformat": 4, "nbformat_minor": 5, "metadata": {
+        "kernelspec": {"name": "python3", "display_name": "Python 3 (ipykernel)", "language": "python"},
+        "language_info": {"name": "python"},
+    }}
+    text = json.dumps(notebook, sort_keys=True, indent=1, separators=(",", ": "), ensure_ascii=False)
+    return (text + "\n").encode("utf-8")
 
 
 def lab_code(lab: NotebookLab) -> str:
@@ -229,25 +232,33 @@ def _variable(lab: NotebookLab) -> str:
 
 def lab_outputs(lab: NotebookLab) -> list:
     """The outputs the post published for `lab`, as running its cell makes them: what it printed,
-    its figures, then its value."""
-    from nbformat.v4 import new_output
-
+    its figures, then its value (each as nbformat stores it: multi-line text as a list of lines)."""
     from .labs.render import markdown_table, value_text
     r = lab.result
     if r.failed:
         return []
-    outputs = [new_output("stream", name="stdout", text=r.output)] if r.output else []
+    outputs = [{"output_type": "stream", "name": "stdout", "text": r.output.splitlines(True)}] \
+        if r.output else []
     if "figures" in r.show:
         for figure, data in zip(r.figures, lab.figures):
             image = {"image/svg+xml": data.decode("utf-8")} if figure["file"].endswith(".svg") else \
                 {"image/png": base64.b64encode(data).decode("ascii")}
-            outputs.append(new_output("display_data", data={**image, "text/plain": figure["alt"]}))
+            outputs.append({"output_type": "display_data", "metadata": {},
+                            "data": _lines({**image, "text/plain": figure["alt"]})})
     if "value" in r.show and r.value:
         data = {"text/plain": value_text(r.value)}
         if r.value.get("kind") == "table":
             data["text/markdown"] = markdown_table(r.value["columns"], r.value["rows"])
-        outputs.append(new_output("execute_result", data=data))
+        outputs.append({"output_type": "execute_result", "metadata": {}, "execution_count": None,
+                        "data": _lines(data)})
     return outputs
+
+
+def _lines(bundle: dict) -> dict:
+    """A mime bundle with its text (and SVG) split into lines, as nbformat writes it."""
+    return {mime: value.splitlines(True) if isinstance(value, str) and
+            (mime.startswith("text/") or mime == "image/svg+xml") else value
+            for mime, value in bundle.items()}
 
 
 def _intro(config: SiteConfig, doc: Document, labs: Sequence[NotebookLab]) -> str:

@@ -47,9 +47,9 @@ def build(config_path: Path | str, content_dir: Path | str, out_dir: Path | str,
                            until=None if options.future else build_clock(options), load=parsed.load)
     check_cited_names(content.documents)   # a misspelt citation fails before any lab runs
     refer = refer_from(resolve_references(content))   # and so does a reference to no post
-    labs = lab_stage(content, config, options, warm_labs)
-    cite = functools.partial(cite_document, values=labs.values, failed_labs=labs.counts.failed > 0)
     cache = RenderCache(config.root / CACHE_DIR)
+    labs = lab_stage(content, config, options, warm_labs, cache.get)
+    cite = functools.partial(cite_document, values=labs.values, failed_labs=labs.counts.failed > 0)
     try:
         renders = Renders(config, cache, generator_version(config.root / "templates"), content.series)
         posts = renders.documents(content.posts, labs.block_renderer, cite, refer)
@@ -84,12 +84,13 @@ def copied_number_warnings(content: Content, labs: LabStage) -> tuple[BuildWarni
     return lint(content.documents, labs.published)
 
 
-def lab_stage(content: Content, config: SiteConfig, options: BuildOptions, warm_labs=None) -> LabStage:
+def lab_stage(content: Content, config: SiteConfig, options: BuildOptions, warm_labs=None,
+              remember=None) -> LabStage:
     """Labs run or taken from their cache; a site with no lab block does not load the lab engine."""
     if not any(doc.blocks for doc in content.documents):
         return LabStage(render_code_block)
     from .labs.stage import run_lab_stage
-    return run_lab_stage(list(content.documents), config, options, warm_labs)
+    return run_lab_stage(list(content.documents), config, options, warm_labs, remember)
 
 
 class Renders:

@@ -6,7 +6,8 @@ named lab returned as `{{ name.key:format }}`. This module reads posts as plain 
 counts those three things the way a reader would spot them: fenced code, code spans and
 maths are not prose, and `\\{{` is a literal brace, not a citation.
 
-It reads the posts through `labcode.data.read_text`, like any data file.
+It reads the posts as plain files and imports nothing but the standard library, so the build
+runs it without starting torch (a prose edit reruns it).
 """
 from __future__ import annotations
 
@@ -14,7 +15,6 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from labcode.data import read_text
 
 _FENCE = re.compile(r"^ {0,3}(`{3,}|~{3,})\s*([^\s`]*)")
 _CODE_SPAN = re.compile(r"(`+)(?:(?!\1).)+?\1", re.DOTALL)
@@ -113,11 +113,10 @@ def series_counts(posts: str = "content/posts", series: str = "LLM from scratch"
     than `through` (a date, "YYYY-MM-DD"; empty: every post), in the site's reading order.
 
     A lab has no clock, so it cannot tell which posts the build holds back as future ones:
-    `through` says how far "the series so far" goes. Every post file is read with
-    `read_text`, so the build records each one as an input of this lab and reruns it when
-    any of them changes.
+    `through` says how far "the series so far" goes. The build records every post file this
+    lab reads as one of its inputs, and reruns it when any of them changes.
     """
-    counted = [count_post(read_text(path), post_slug(path))
+    counted = [count_post(path.read_text(encoding="utf-8"), post_slug(path))
                for path in sorted(Path(posts).glob("*.md"))]
     rows = reading_order([c for c in counted if c.series == series and not c.draft
                           and (not through or c.date[:10] <= through)])

@@ -155,38 +155,39 @@ class LabState:
     """
 
     def __init__(self):
-        import torch
-        self.threads = torch.get_num_threads()
-        self.interop = torch.get_num_interop_threads()
-        self.dtype = torch.get_default_dtype()
-        self.matmul = torch.get_float32_matmul_precision()
-        self.deterministic = torch.are_deterministic_algorithms_enabled()
+        self.torch_state: dict = {}   # taken by `take_torch_state` once torch is imported
         self.environ = dict(os.environ)
         self.cwd = os.getcwd()
         self.thread_ids = {t.ident for t in threading.enumerate()}
 
+    def take_torch_state(self, torch) -> None:
+        """torch's defaults, taken right after it is imported and before any lab uses it."""
+        self.torch_state = {"torch": torch, "threads": torch.get_num_threads(),
+                            "dtype": torch.get_default_dtype(),
+                            "matmul": torch.get_float32_matmul_precision(),
+                            "deterministic": torch.are_deterministic_algorithms_enabled()}
+        self.thread_ids |= {t.ident for t in threading.enumerate()}
+
     def reset(self, seed: int) -> None:
-        import torch
         os.chdir(self.cwd)
         os.environ.clear()
         os.environ.update(self.environ)
-        torch.set_num_threads(self.threads)
-        torch.set_default_dtype(self.dtype)
-        torch.set_float32_matmul_precision(self.matmul)
-        torch.use_deterministic_algorithms(self.deterministic)
-        torch.set_grad_enabled(True)
-        if "torch._dynamo" in sys.modules:   # torch.compile's caches and hooks from a lab before
-            sys.modules["torch._dynamo"].reset()
-        torch.set_printoptions(profile="default")
-        if torch.backends.cudnn.is_available():
-            torch.backends.cudnn.benchmark = False
         random.seed(seed)
-        torch.manual_seed(seed)      # every device's generator
-        try:
-            import numpy
-            numpy.random.seed(seed)
-        except ImportError:
-            pass
+        if self.torch_state:
+            torch, state = self.torch_state["torch"], self.torch_state
+            torch.set_num_threads(state["threads"])
+            torch.set_default_dtype(state["dtype"])
+            torch.set_float32_matmul_precision(state["matmul"])
+            torch.use_deterministic_algorithms(state["deterministic"])
+            torch.set_grad_enabled(True)
+            if "torch._dynamo" in sys.modules:   # torch.compile's caches and hooks from a lab before
+                sys.modules["torch._dynamo"].reset()
+            torch.set_printoptions(profile="default")
+            if torch.backends.cudnn.is_available():
+                torch.backends.cudnn.benchmark = False
+            torch.manual_seed(seed)      # every device's generator
+        if "numpy" in sys.modules:
+            sys.modules["numpy"].random.seed(seed)
         if "matplotlib" in sys.modules:
             import matplotlib
             matplotlib.rcdefaults()

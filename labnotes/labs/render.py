@@ -7,11 +7,13 @@ from pathlib import Path
 
 import jinja2
 from markupsafe import Markup
+from pygments import __version__ as PYGMENTS_VERSION
 from pygments import highlight
 from pygments.formatters import HtmlFormatter
 from pygments.lexers import PythonLexer
 
 from labnotes.labs.directive import LabCall, rerun_command
+from labnotes.render_cache import content_key
 
 
 @dataclass
@@ -238,7 +240,10 @@ class LabRenderer:
     template is looked up there first, then among the generator's own.
     """
 
-    def __init__(self, templates: Path | None = None):
+    def __init__(self, templates: Path | None = None, remember=None):
+        """`remember(kind, key, make)` (a `RenderCache.get`) keeps highlighted source from one
+        build to the next: Pygments is most of what re-rendering a post's lab blocks costs."""
+        self.remember = remember
         folders = [str(f) for f in (templates, BUILTIN_TEMPLATES) if f is not None]
         self.env = jinja2.Environment(loader=jinja2.FileSystemLoader(list(dict.fromkeys(folders))),
                                       autoescape=True, keep_trailing_newline=False)
@@ -249,7 +254,11 @@ class LabRenderer:
         self.formatter = HtmlFormatter(cssclass="highlight")
 
     def _highlight(self, source: str) -> Markup:
-        return Markup(highlight(source, PythonLexer(), self.formatter))
+        def make() -> str:
+            return highlight(source, PythonLexer(), self.formatter)
+        if self.remember is None:
+            return Markup(make())
+        return Markup(self.remember("highlight", content_key(PYGMENTS_VERSION, source), make))
 
     def lab_html(self, result: LabResult) -> str:
         source_html = self._highlight(result.source) if "source" in result.show and \

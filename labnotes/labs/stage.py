@@ -268,9 +268,10 @@ def _result(call: LabCall, entry: CacheEntry, status: str, index: LabcodeIndex) 
 
 
 def run_lab_stage(documents: list[Document], config: SiteConfig, options,
-                  warm: WarmPools | None = None) -> LabStage:
+                  warm: WarmPools | None = None, remember=None) -> LabStage:
     """The pipeline's lab stage: every lab fresh or run, each block renderable; `warm` keeps
-    the workers for the next build."""
+    the workers for the next build, and `remember` (a `RenderCache.get`) the highlighted
+    source of lab blocks."""
     quick = getattr(options, "quick", False)
     index = LabcodeIndex(config.root)
     site = collect_labs(documents, index, quick)
@@ -297,7 +298,7 @@ def run_lab_stage(documents: list[Document], config: SiteConfig, options,
         progress.warn(FalseClaim(call, verdict, result).one_line())
     counts = replace(count([results[s.stem].status for s in plan.steps if s.stem in results]),
                      false_claims=len(false))
-    renderer = LabRenderer(config.root / "templates")
+    renderer = LabRenderer(config.root / "templates", remember)
     files = {f"labs/{name}": (cache.figures / name).read_bytes()
              for result in results.values() for name in figure_files(result.figures)}
     values = lab_values(site, results)

@@ -1,10 +1,16 @@
-"""The warm worker: a process that imports torch once and then runs labs on request.
+"""The warm worker: a process that runs labs on request, importing torch once, when the first
+lab that needs it comes.
 
 It reads one JSON request per line on stdin and answers with JSON lines on its
 original stdout (progress messages, then one result). What a lab prints is captured
 (capture.py), so nothing it writes can break the protocol. Before each lab, labcode is
 dropped from sys.modules (afterwards sys.modules holds exactly the labcode modules the
 lab imported) and the starting state is put back (capture.LabState).
+
+A lab whose sources import only the standard library and labcode (imports.py) runs without
+torch: the worker answers "ready" before importing it, and imports it (with matplotlib) only
+for the first lab that needs it. A light lab that imports torch after all is run again, once
+torch's state has been set, so that its seed applies.
 """
 from __future__ import annotations
 
@@ -21,6 +27,8 @@ from pathlib import Path
 from labnotes.labs.capture import (PACKAGE, CappedText, FileWatch, LabState,
                                    UnpublishableValue, close_figures, encode_value,
                                    save_figures)
+from labnotes.labs.imports import ImportReader
+from labnotes.labs.runtime import torch_version
 
 
 def main() -> None:
@@ -38,24 +46,39 @@ def main() -> None:
     sys.path.insert(0, str(root))
     os.environ.setdefault("MPLBACKEND", "Agg")
 
-    import torch  # paid once for the whole build
-    import matplotlib
-    matplotlib.use("Agg")
-
     watch = FileWatch([root / PACKAGE] + [root / p for p in opts.ignore], root)
-    watch.wrap_writers()
     state = LabState()
+    reader = ImportReader(root)
     send = lambda message: protocol.write(json.dumps(message) + "\n")  # noqa: E731
-    send({"type": "ready", "torch": torch.__version__})
+    send({"type": "ready", "torch": torch_version()})
     for line in sys.stdin:
         if line.strip():
-            send(run_lab(json.loads(line), root, watch, state, send))
+            request = json.loads(line)
+            if not reader.is_light(request["ref"]):
+                load_torch(state, watch)
+            result = run_lab(request, root, watch, state, send)
+            if "torch" not in state.torch_state and "torch" in sys.modules:
+                # a light lab imported torch after all, after its seeds were set: run it again
+                load_torch(state, watch)
+                result = run_lab(request, root, watch, state, send)
+            send(result)
+
+
+def load_torch(state: LabState, watch: FileWatch) -> None:
+    """Import torch and matplotlib (once), take torch's starting state and watch its savers."""
+    if "torch" in state.torch_state:
+        return
+    import torch  # paid once, for the first lab that needs it
+    import matplotlib
+    matplotlib.use("Agg")
+    with contextlib.suppress(ImportError):
+        import numpy  # noqa: F401  (imported before the first reset, so that it is seeded)
+    state.take_torch_state(torch)
+    watch.wrap_writers()
 
 
 def run_lab(request: dict, root: Path, watch: FileWatch, state: LabState, send) -> dict:
     """Run one lab from the worker's starting state; return the result message."""
-    import torch
-
     for name in [m for m in sys.modules if m == PACKAGE or m.startswith(PACKAGE + ".")]:
         del sys.modules[name]
     state.reset(request["seed"])
@@ -69,7 +92,7 @@ def run_lab(request: dict, root: Path, watch: FileWatch, state: LabState, send) 
             target = _target(request["ref"], root)
             value = target(**_arguments(target, request, send))
             if device == "cuda":
-                torch.cuda.synchronize()
+                sys.modules["torch"].cuda.synchronize()
         result["wall_s"] = time.perf_counter() - start
         result["value"], result["data"] = encode_value(value)
         result["figures"] = save_figures(value, Path(request["figdir"]), request["ref"])
@@ -92,7 +115,7 @@ def run_lab(request: dict, root: Path, watch: FileWatch, state: LabState, send) 
     result["listed"] = sorted(watch.listed)
     result["leftovers"] = state.leftovers()
     result["device_name"] = device_name(device)
-    result["torch_version"] = torch.__version__
+    result["torch_version"] = torch_version()
     return result
 
 
@@ -147,8 +170,11 @@ def _progress_sender(send, request_id: int):
 def device_name(device: str) -> str:
     """The hardware a result comes from, for its provenance: a CPU's model and the vector ISA
     torch's kernels used ("AMD EPYC CPU (AVX2)"), a GPU's name, CUDA version and compute
-    capability ("NVIDIA H100 80GB HBM3 (CUDA 12.8, sm_90)"), or "Apple MPS"."""
-    import torch
+    capability ("NVIDIA H100 80GB HBM3 (CUDA 12.8, sm_90)"), or "Apple MPS". A lab that ran
+    without torch ran no torch kernel: its CPU is named without one ("AMD EPYC CPU")."""
+    torch = sys.modules.get("torch")
+    if torch is None:
+        return f"Apple MPS ({cpu_model()})" if device == "mps" else f"{cpu_model()} CPU"
     if device == "cuda" and torch.cuda.is_available():
         major, minor = torch.cuda.get_device_capability()
         return f"{torch.cuda.get_device_name()} (CUDA {torch.version.cuda}, sm_{major}{minor})"
