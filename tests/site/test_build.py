@@ -211,7 +211,8 @@ def test_a_reader_that_closes_stdout_early_ends_the_command_quietly(site, unbuff
 def test_a_broken_pipe_that_is_not_stdout_is_not_hidden(site, run_cli, monkeypatch):
     def lab_worker_died(args):
         raise BrokenPipeError(32, "Broken pipe")
-    monkeypatch.setattr(cli, "_build", lab_worker_died)
+    import labnotes.cli
+    monkeypatch.setattr(labnotes.cli, "_build", lab_worker_died)
     with pytest.raises(BrokenPipeError):
         run_cli()
 
