@@ -109,6 +109,22 @@ def worker_python(root: Path) -> str:
                      "(or `source .venv/bin/activate` and `python build.py ...`)")
 
 
+# tiktoken's GPT-2 encoding, as tiktoken downloads and caches it (file name: sha1 of the URL).
+R50K_URL = "https://openaipublic.blob.core.windows.net/encodings/r50k_base.tiktoken"
+R50K_CACHE_NAME = "0ea1e91bbb3a60f729a8dc8f777fd2fc07cd8df4"
+
+
+def missing_encoding_hint(error: str, cache_dir: str | None) -> str:
+    """What to add to a lab's error when it failed for want of tiktoken's GPT-2 encoding: both
+    ways to get it (tiktoken's own download, and a copy through TIKTOKEN_SOURCE); "" otherwise."""
+    if "encoding not found" not in error and "openaipublic.blob.core.windows.net" not in error:
+        return ""
+    where = f"TIKTOKEN_CACHE_DIR ({cache_dir})" if cache_dir else "TIKTOKEN_CACHE_DIR"
+    return (f"; on a machine online, tiktoken downloads it on first use from {R50K_URL} and caches "
+            f"it in {where} as {R50K_CACHE_NAME}: `make setup` does that; offline, put that file in "
+            "a folder DIR and run `make setup TIKTOKEN_SOURCE=DIR`")
+
+
 def worker_env(root: Path, tiktoken_cache_dir: str) -> dict[str, str]:
     """The environment a lab worker starts with."""
     env = dict(os.environ)

@@ -21,6 +21,7 @@ from pathlib import Path
 from labnotes.labs.capture import (PACKAGE, CappedText, FileWatch, LabState,
                                    UnpublishableValue, close_figures, encode_value,
                                    save_figures)
+from labnotes.labs.runtime import missing_encoding_hint
 
 
 def main() -> None:
@@ -77,8 +78,9 @@ def run_lab(request: dict, root: Path, watch: FileWatch, state: LabState, send) 
         result.update(ok=False, wall_s=time.perf_counter() - start, error=str(exc))
         close_figures()
     except BaseException as exc:  # a lab may raise anything, SystemExit included
-        result.update(ok=False, wall_s=time.perf_counter() - start,
-                      error=f"{type(exc).__name__}: {exc}".strip(),
+        error = f"{type(exc).__name__}: {exc}".strip()
+        error += missing_encoding_hint(error, os.environ.get("TIKTOKEN_CACHE_DIR"))
+        result.update(ok=False, wall_s=time.perf_counter() - start, error=error,
                       traceback=_labcode_traceback(exc, root))
         close_figures()
     finally:
