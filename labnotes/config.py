@@ -85,6 +85,15 @@ def config_from_dict(data: dict, path: Path, lines: dict[tuple, int] | None = No
     return SiteConfig(root=path.parent, **values)
 
 
+def line_of_key(path: Path | str, *key) -> int | None:
+    """The line of `key` (`"labs", "device"`) in the TOML file at `path`, for errors found after
+    loading; None when the file or the key is not there."""
+    try:
+        return _line_of(key_lines(Path(path).read_text(encoding="utf-8")), key)
+    except (OSError, UnicodeDecodeError):
+        return None
+
+
 def _line_of(lines: dict[tuple, int], key: tuple) -> int | None:
     """The line of `key`, or of the nearest enclosing key written in the file."""
     while key:

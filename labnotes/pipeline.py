@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from .citations import check_cited_names, cite_document
-from .config import load_config
+from .config import line_of_key, load_config
 from .content import load_content
 from .errors import BuildError, BuildWarning
 from .feeds import render_rss, rss_items
@@ -20,7 +20,8 @@ from .markdown import highlight_code, render_code_block, render_document
 from .notebooks import has_notebook, notebook_key, notebook_path, notebook_pieces, render_notebook
 from .model import (BuildOptions, BuildReport, Content, Document, LabRecord, LabStage, RenderedDocument,
                     SiteConfig)
-from .output import MARKER, MARKER_TEXT, OutputFile, check_output_folder, write_site
+from .output import (MARKER, MARKER_TEXT, OutputFile, check_apart_from_inputs, check_output_folder,
+                     input_folders, write_site)
 from .parsed_cache import ParsedDocuments
 from .pages import BUILTIN_TEMPLATES, base_path, group_categories, Entry, lab_rows, site_pages
 from .post_references import refer_from, resolve_references
@@ -41,6 +42,9 @@ def build(config_path: Path | str, content_dir: Path | str, out_dir: Path | str,
     config = load_config(config_path)
     check_output_folder(Path(out_dir), {"the project": config.root, "the content folder": Path(content_dir)},
                         manifest=RenderCache.manifest_path_in(config.root / CACHE_DIR, out_dir))
+    check_apart_from_inputs(Path(out_dir), config.root / config.labs.cache_dir,
+                            input_folders(config.root, Path(content_dir)), Path(config_path),
+                            line_of_key(config_path, "labs", "cache_dir"))
     inputs_before = input_stats(watched_paths(config_path, content_dir, config), started_ns)
     parsed = ParsedDocuments(config.root / CACHE_DIR, started_ns)
     content = load_content(Path(content_dir), config, drafts=options.drafts,
