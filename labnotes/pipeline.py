@@ -51,7 +51,9 @@ def build(config_path: Path | str, content_dir: Path | str, out_dir: Path | str,
                            until=None if options.future else build_clock(options), load=parsed.load)
     check_cited_names(content.documents)   # a misspelt citation fails before any lab runs
     refer = refer_from(resolve_references(content))   # and so does a reference to no post
-    labs = lab_stage(content, config, options, warm_labs)
+    # labcode/ is an input too, but Python itself writes its __pycache__ there.
+    protected = (Path(content_dir), config.root / "templates", config.root / "static", Path(out_dir))
+    labs = lab_stage(content, config, options, warm_labs, protected)
     cite = functools.partial(cite_document, values=labs.values, failed_labs=labs.counts.failed > 0)
     cache = RenderCache(config.root / CACHE_DIR)
     try:
@@ -88,12 +90,14 @@ def copied_number_warnings(content: Content, labs: LabStage) -> tuple[BuildWarni
     return lint(content.documents, labs.published)
 
 
-def lab_stage(content: Content, config: SiteConfig, options: BuildOptions, warm_labs=None) -> LabStage:
-    """Labs run or taken from their cache; a site with no lab block does not load the lab engine."""
+def lab_stage(content: Content, config: SiteConfig, options: BuildOptions, warm_labs=None,
+              protected: tuple[Path, ...] = ()) -> LabStage:
+    """Labs run or taken from their cache; a site with no lab block does not load the lab engine.
+    A lab that writes into a `protected` folder (the inputs, the output) fails."""
     if not any(doc.blocks for doc in content.documents):
         return LabStage(render_code_block)
     from .labs.stage import run_lab_stage
-    return run_lab_stage(list(content.documents), config, options, warm_labs)
+    return run_lab_stage(list(content.documents), config, options, warm_labs, protected)
 
 
 class Renders:
