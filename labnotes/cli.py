@@ -149,7 +149,10 @@ def _add_lab_commands(commands) -> None:
 
 
 def _positive_int(text: str) -> int:
-    value = int(text)
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a whole number, at least 1, not {text!r}") from None
     if value < 1:
         raise argparse.ArgumentTypeError("must be at least 1")
     return value
@@ -168,7 +171,10 @@ def _site_path(config_path: Path) -> str:
 
 
 def _port(text: str) -> int:
-    value = int(text)
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a port number, 1-65535 (0: any free port), not {text!r}") from None
     if not 0 <= value <= 65535:
         raise argparse.ArgumentTypeError("must be a port number, 1-65535 (0: any free port)")
     return value

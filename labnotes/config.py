@@ -82,7 +82,7 @@ def config_from_dict(data: dict, path: Path, lines: dict[tuple, int] | None = No
         if values["labs"].device not in (None, "cpu", "cuda", "mps"):
             raise error(f'[labs] device must be "cpu", "cuda" or "mps" (or left out: CUDA, then MPS, '
                         f'then CPU), not {values["labs"].device!r}', "labs", "device")
-    return SiteConfig(root=path.parent, **values)
+    return SiteConfig(root=path.parent, source=path, **values)
 
 
 def line_of_key(path: Path | str, *key) -> int | None:

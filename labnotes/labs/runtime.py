@@ -80,12 +80,21 @@ def choose_device(requested: str | None, named: str = "--device") -> str:
     return "mps" if mps_present() else "cpu"
 
 
-def device_for(option: str | None, site_device: str | None) -> str:
+def device_for(option: str | None, site_device: str | None, site_toml: Path | None = None) -> str:
     """Where a build runs labs: --device (`option`), else site.toml's [labs] device, else the
-    best this machine has; an error names whichever asked for a device the machine lacks."""
+    best this machine has; an error names whichever asked for a device the machine lacks
+    (site.toml's with its line)."""
     if option:
         return choose_device(option)
-    return choose_device(site_device, "[labs] device in site.toml")
+    try:
+        return choose_device(site_device, "[labs] device")
+    except UsageError as error:
+        if site_toml is None:
+            raise
+        from labnotes.config import line_of_key
+        located = BuildError(site_toml, error.message, line_of_key(site_toml, "labs", "device"))
+        located.exit_status = 2
+        raise located from None
 
 
 def reusable_devices(device: str, explicit: bool) -> list[str]:

@@ -277,7 +277,7 @@ def run_lab_stage(documents: list[Document], config: SiteConfig, options,
     index = LabcodeIndex(config.root)
     site = collect_labs(documents, index, quick)
     requested = getattr(options, "device", None) or config.labs.device
-    device = device_for(getattr(options, "device", None), config.labs.device)
+    device = device_for(getattr(options, "device", None), config.labs.device, config.source)
     cache = LabCache(config.root / config.labs.cache_dir)
     facts = gather_facts(site, cache, config.root, reusable_devices(device, bool(requested)))
     plan = plan_labs(site, facts)
