@@ -135,7 +135,7 @@ def labs_publish(monkeypatch):
 
     def use(*published):
         stage = LabStage(render_code_block, counts=LabCounts(run=len(published)), published=published)
-        monkeypatch.setattr(labnotes.pipeline, "lab_stage", lambda content, config, options, warm_labs=None: stage)
+        monkeypatch.setattr(labnotes.pipeline, "lab_stage", lambda content, config, options, warm_labs=None, protected=(): stage)
     return use
 
 
