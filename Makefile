@@ -27,12 +27,15 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/pip install --quiet -e '.[test]'
 	touch $@
 
-$(TIKTOKEN_CACHE_DIR)/$(TIKTOKEN_FILE):
+# Without a copy at TIKTOKEN_SOURCE, tiktoken downloads it (online), caching it in the same place.
+$(TIKTOKEN_CACHE_DIR)/$(TIKTOKEN_FILE): | $(VENV)/.installed
 	@mkdir -p $(TIKTOKEN_CACHE_DIR)
 	@if [ -f "$(TIKTOKEN_SOURCE)/$(TIKTOKEN_FILE)" ]; then \
 		cp "$(TIKTOKEN_SOURCE)/$(TIKTOKEN_FILE)" $@; \
+	elif timeout 120 $(BIN)/python -c "import tiktoken; tiktoken.get_encoding('r50k_base')" 2>/dev/null; then \
+		echo "downloaded GPT-2's encoding through tiktoken into $@"; \
 	else \
-		echo "warning: no GPT-2 encoding at $(TIKTOKEN_SOURCE)/$(TIKTOKEN_FILE); set TIKTOKEN_SOURCE=DIR (labs using gpt2_tokenizer will fail)"; \
+		echo "warning: no GPT-2 encoding at $(TIKTOKEN_SOURCE)/$(TIKTOKEN_FILE), and tiktoken could not download it (offline?); put that file in a folder DIR and run make setup TIKTOKEN_SOURCE=DIR (labs using gpt2_tokenizer will fail)"; \
 	fi
 
 site: setup

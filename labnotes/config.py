@@ -82,7 +82,16 @@ def config_from_dict(data: dict, path: Path, lines: dict[tuple, int] | None = No
         if values["labs"].device not in (None, "cpu", "cuda", "mps"):
             raise error(f'[labs] device must be "cpu", "cuda" or "mps" (or left out: CUDA, then MPS, '
                         f'then CPU), not {values["labs"].device!r}', "labs", "device")
-    return SiteConfig(root=path.parent, **values)
+    return SiteConfig(root=path.parent, source=path, **values)
+
+
+def line_of_key(path: Path | str, *key) -> int | None:
+    """The line of `key` (`"labs", "device"`) in the TOML file at `path`, for errors found after
+    loading; None when the file or the key is not there."""
+    try:
+        return _line_of(key_lines(Path(path).read_text(encoding="utf-8")), key)
+    except (OSError, UnicodeDecodeError):
+        return None
 
 
 def _line_of(lines: dict[tuple, int], key: tuple) -> int | None:

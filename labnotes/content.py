@@ -9,7 +9,7 @@ from datetime import date, datetime, time
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-from .errors import BuildError
+from .errors import BuildError, display_path
 from .fences import blank_code_spans, find_fences
 from .frontmatter import Field, split_front_matter
 from .markdown import LAB_KINDS
@@ -48,6 +48,7 @@ def load_content(content_dir: Path, config: SiteConfig, *, drafts: bool = False,
     # --drafts`) does not start failing the day one of them comes out.
     _check_unique_slugs(posts, "post")
     _check_unique_slugs(pages, "page")
+    _check_name_urls(posts)
     group_series(posts)
     left_out = tuple(d for d in posts + pages if d.draft and not drafts)
     posts = [d for d in posts if drafts or not d.draft]
@@ -162,8 +163,40 @@ def _categories(field: Field | None, path: Path) -> tuple[str, ...]:
     for item in field.value:
         if not isinstance(item, str) or not item.strip():
             raise BuildError(path, f"`categories` must hold names (text), not {item!r}; quote it if it is a number", field.line)
-        names.setdefault(slugify(item.strip()), item.strip())
+        first = names.setdefault(slugify(item.strip()), item.strip())
+        if not same_name(first, item.strip()):
+            raise BuildError(path, _url_collision("category", item.strip(), first, path, field.line), field.line)
     return tuple(names.values())
+
+
+def same_name(a: str, b: str) -> bool:
+    """Whether two category or series names are one name, spelled in another case or with other
+    spaces and dashes ("LLM from scratch", "LLM-From-Scratch"); "C++" and "C#" are not, though
+    their URLs would be the same."""
+    def norm(text: str) -> str:
+        return " ".join(re.split(r"[\s_-]+", text.casefold())).strip()
+    return norm(a) == norm(b)
+
+
+def _url_collision(kind: str, name: str, other: str, other_path: Path, other_line: int | None) -> str:
+    folder = "category" if kind == "category" else "series"
+    where = f"{display_path(other_path)}:{other_line}" if other_line else str(display_path(other_path))
+    return (f'{kind} "{name}" would have the URL /{folder}/{slugify(name)}/ of {kind} "{other}" ({where}), '
+            f"and one would hide the other: rename one of them (URLs keep only letters and digits)")
+
+
+def _check_name_urls(posts: list[Document]) -> None:
+    """Two categories (or series) whose names differ but whose URLs are one: an error naming both."""
+    for kind in ("category", "series"):
+        seen: dict[str, tuple[str, Document]] = {}
+        for doc in sorted(posts, key=lambda d: d.source):
+            names = doc.categories if kind == "category" else ((doc.series.name,) if doc.series else ())
+            for name in names:
+                first = seen.setdefault(slugify(name), (name, doc))
+                if not same_name(first[0], name):
+                    key = "categories" if kind == "category" else "series"
+                    raise BuildError(doc.source, _url_collision(kind, name, first[0], first[1].source,
+                                                                _key_line(first[1], key)), _key_line(doc, key))
 
 
 def _series(name: Field | None, part: Field | None, path: Path) -> SeriesMark | None:
@@ -221,11 +254,16 @@ def _check_unique_slugs(docs: list[Document], kind: str) -> None:
 
 def _slug_line(doc: Document) -> int:
     """The line of the `slug:` key in `doc`'s front matter, else 1 (the slug came from the file name)."""
+    return _key_line(doc, "slug")
+
+
+def _key_line(doc: Document, key: str) -> int:
+    """The line of `key:` in `doc`'s front matter, else 1."""
     try:
         lines = doc.source.read_text(encoding="utf-8").split("\n")[:doc.body_line]
     except OSError:
         return 1
-    return next((n for n, line in enumerate(lines, start=1) if line.startswith("slug:")), 1)
+    return next((n for n, line in enumerate(lines, start=1) if line.startswith(f"{key}:")), 1)
 
 
 def _blocks_and_image_check(doc: Document, images: dict[str, Path] | None) -> tuple[FencedBlock, ...]:

@@ -50,6 +50,7 @@ class SiteConfig:
     blogroll: tuple[Link, ...] = ()
     labs: LabSettings = field(default_factory=LabSettings)
     root: Path = Path(".")            # folder of site.toml: relative paths resolve here
+    source: Path | None = None        # the site.toml read (None: none, the defaults), for errors
 
 
 @dataclass(frozen=True)

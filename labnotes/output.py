@@ -202,6 +202,28 @@ def check_output_folder(out_dir: Path, keep: Mapping[str, Path], manifest: Path 
                                    "or move those files away first")
 
 
+def input_folders(root: Path, content_dir: Path) -> dict[str, Path]:
+    """The folders a build reads (name -> path): a folder inside one is read as input."""
+    return {"content": Path(content_dir), "static": root / "static", "templates": root / "templates",
+            "labcode": root / "labcode"}
+
+
+def check_apart_from_inputs(out_dir: Path, cache_dir: Path, inputs: Mapping[str, Path],
+                            config_path: Path, cache_line: int | None) -> None:
+    """Refuse an output or lab-cache folder inside an input folder: the site (or the cache)
+    would be read back as input by the next build, and grow with every one."""
+    for name, folder in inputs.items():
+        folder = Path(folder).resolve()
+        if folder == Path(out_dir).resolve() or folder in Path(out_dir).resolve().parents:
+            raise BuildError(None, f"the output folder {out_dir} is inside the input folder {name}/ "
+                                   f"({inputs[name]}), so every build would read the last site as input: "
+                                   "choose --out outside content, static, templates and labcode, such as output/")
+        if folder == cache_dir.resolve() or folder in cache_dir.resolve().parents:
+            raise BuildError(config_path, f"[labs] cache_dir {cache_dir} is inside the input folder {name}/ "
+                                          f"({inputs[name]}), so lab results would be read as input: use a "
+                                          'folder of its own, such as cache_dir = "labcache"', cache_line)
+
+
 def remove_site(out_dir: Path) -> bool:
     """Delete the output folder (the `clean` command); False when there was none. A folder
     without the marker of a Lab Notes site is refused."""

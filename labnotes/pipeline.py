@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from .citations import check_cited_names, cite_document
-from .config import load_config
+from .config import line_of_key, load_config
 from .content import load_content
 from .errors import BuildError, BuildWarning
 from .feeds import render_rss, rss_items
@@ -20,7 +20,8 @@ from .markdown import highlight_code, render_code_block, render_document
 from .notebooks import has_notebook, notebook_key, notebook_path, notebook_pieces, render_notebook
 from .model import (BuildOptions, BuildReport, Content, Document, LabRecord, LabStage, RenderedDocument,
                     SiteConfig)
-from .output import MARKER, MARKER_TEXT, OutputFile, check_output_folder, write_site
+from .output import (MARKER, MARKER_TEXT, OutputFile, check_apart_from_inputs, check_output_folder,
+                     input_folders, write_site)
 from .parsed_cache import ParsedDocuments
 from .pages import BUILTIN_TEMPLATES, base_path, group_categories, Entry, lab_rows, site_pages
 from .post_references import refer_from, resolve_references
@@ -41,14 +42,19 @@ def build(config_path: Path | str, content_dir: Path | str, out_dir: Path | str,
     config = load_config(config_path)
     check_output_folder(Path(out_dir), {"the project": config.root, "the content folder": Path(content_dir)},
                         manifest=RenderCache.manifest_path_in(config.root / CACHE_DIR, out_dir))
+    check_apart_from_inputs(Path(out_dir), config.root / config.labs.cache_dir,
+                            input_folders(config.root, Path(content_dir)), Path(config_path),
+                            line_of_key(config_path, "labs", "cache_dir"))
     inputs_before = input_stats(watched_paths(config_path, content_dir, config), started_ns)
     parsed = ParsedDocuments(config.root / CACHE_DIR, started_ns)
     content = load_content(Path(content_dir), config, drafts=options.drafts,
                            until=None if options.future else build_clock(options), load=parsed.load)
     check_cited_names(content.documents)   # a misspelt citation fails before any lab runs
     refer = refer_from(resolve_references(content))   # and so does a reference to no post
+    # labcode/ is an input too, but Python itself writes its __pycache__ there.
+    protected = (Path(content_dir), config.root / "templates", config.root / "static", Path(out_dir))
     cache = RenderCache(config.root / CACHE_DIR)
-    labs = lab_stage(content, config, options, warm_labs, cache.get)
+    labs = lab_stage(content, config, options, warm_labs, protected=protected, remember=cache.get)
     cite = functools.partial(cite_document, values=labs.values, failed_labs=labs.counts.failed > 0)
     try:
         renders = Renders(config, cache, generator_version(config.root / "templates"), content.series)
@@ -85,12 +91,14 @@ def copied_number_warnings(content: Content, labs: LabStage) -> tuple[BuildWarni
 
 
 def lab_stage(content: Content, config: SiteConfig, options: BuildOptions, warm_labs=None,
-              remember=None) -> LabStage:
-    """Labs run or taken from their cache; a site with no lab block does not load the lab engine."""
+              protected: tuple[Path, ...] = (), remember=None) -> LabStage:
+    """Labs run or taken from their cache; a site with no lab block does not load the lab engine.
+    A lab that writes into a `protected` folder (the inputs, the output) fails; `remember` keeps
+    highlighted lab source from one build to the next."""
     if not any(doc.blocks for doc in content.documents):
         return LabStage(render_code_block)
     from .labs.stage import run_lab_stage
-    return run_lab_stage(list(content.documents), config, options, warm_labs, remember)
+    return run_lab_stage(list(content.documents), config, options, warm_labs, protected, remember)
 
 
 class Renders:

@@ -166,6 +166,12 @@ class SiteRequestHandler(BaseHTTPRequestHandler):
         if send_body:
             self.wfile.write(body)
 
+    def log_request(self, code="-", size="-") -> None:
+        """Only what went wrong is logged (a 404 is a broken link to fix), not every GET."""
+        status = code.value if isinstance(code, HTTPStatus) else code
+        if str(status).isdigit() and int(status) >= 400:
+            super().log_request(code, size)
+
     def log_message(self, format: str, *args) -> None:
         if self.server.verbose:
             sys.stderr.write(f"serve: {format % args}\n")

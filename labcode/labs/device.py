@@ -74,7 +74,8 @@ def compile_beside_eager(backend: str = "inductor", repeats: int = 20, device: s
     compiler, Triton on a GPU); `backend="eager"` only captures the graph (TorchDynamo) and runs
     the same kernels as the plain model. Inductor compiles into a cache folder of its own, made
     for this run and removed after it: the first call pays for a cold compile every time, as a
-    reader's first run would, and no code compiled for another CPU setting is reused.
+    reader's first run would, and no code compiled for another CPU setting is reused. It compiles
+    on this thread (`compile_threads=1`), so no pool of compile workers outlives the lab.
     """
     cfg = GPTConfig(vocab_size=256, context_length=32, emb_dim=64, n_heads=4, n_layers=2,
                     drop_rate=0.0, qkv_bias=False)
@@ -91,7 +92,8 @@ def compile_beside_eager(backend: str = "inductor", repeats: int = 20, device: s
             fastest = min(fastest, time.perf_counter() - start)
         return fastest
 
-    with torch.no_grad(), one_cpu_thread(device), tempfile.TemporaryDirectory() as cache:
+    with (torch.no_grad(), one_cpu_thread(device), tempfile.TemporaryDirectory() as cache,
+          torch._inductor.config.patch(compile_threads=1)):
         os.environ["TORCHINDUCTOR_CACHE_DIR"] = cache
         start = time.perf_counter()
         out_compiled = compiled(ids)                                 # (B, T, V); compiles here

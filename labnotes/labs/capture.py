@@ -66,10 +66,13 @@ class FileWatch:
         self.reads: set[str] = set()
         self.writes: set[str] = set()
         self.listed: set[str] = set()
+        self.protected: list[str] = []      # folders a lab must not write into (the build's inputs, output)
+        self.forbidden: set[str] = set()    # what it wrote there
         sys.addaudithook(self._hook)
 
-    def start(self) -> None:
+    def start(self, protected: list[str] | None = None) -> None:
         self.reads, self.writes, self.listed, self.active = set(), set(), set(), True
+        self.protected, self.forbidden = list(protected or []), set()
 
     def stop(self) -> None:
         self.active = False
@@ -106,6 +109,8 @@ class FileWatch:
         if not self.active or not isinstance(path, (str, bytes, os.PathLike)):
             return
         path = os.path.abspath(os.fsdecode(path))
+        if writing and any(path.startswith(p + os.sep) for p in self.protected):
+            self.forbidden.add(path)
         if path.endswith((".py", ".pyc")) or path.startswith(("/proc/", "/dev/", "/sys/")):
             return
         if any(path == p or path.startswith(p + os.sep) for p in self.ignore):
@@ -159,6 +164,7 @@ class LabState:
         self.environ = dict(os.environ)
         self.cwd = os.getcwd()
         self.thread_ids = {t.ident for t in threading.enumerate()}
+        self.child_pids = set(child_processes())
 
     def take_torch_state(self, torch) -> None:
         """torch's defaults, taken right after it is imported and before any lab uses it."""
@@ -198,9 +204,35 @@ class LabState:
         """Threads and child processes a lab started and left running."""
         left = [f"thread {t.name}" for t in threading.enumerate()
                 if t.ident not in self.thread_ids and t.is_alive()]
+        known = set(self.child_pids)
         if "multiprocessing" in sys.modules:
-            left += [f"process {p.pid}" for p in sys.modules["multiprocessing"].active_children()]
+            children = sys.modules["multiprocessing"].active_children()
+            left += [f"process {p.pid}" for p in children]
+            known |= {p.pid for p in children}
+        # A child made by os.fork or subprocess: killed with the worker, so say so.
+        left += [f"process {pid}" for pid in child_processes() if pid not in known]
         return left
+
+
+def child_processes() -> list[int]:
+    """Live (not zombie) child processes of this one, from /proc (none where there is no /proc)."""
+    me, children = os.getpid(), []
+    try:
+        entries = os.listdir("/proc")
+    except OSError:
+        return []
+    for entry in entries:
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", "rb") as handle:
+                stat = handle.read().decode("ascii", "replace")
+        except OSError:
+            continue
+        state, ppid = stat.rsplit(")", 1)[1].split()[:2]
+        if int(ppid) == me and state not in ("Z", "X"):
+            children.append(int(entry))
+    return sorted(children)
 
 
 def close_figures() -> None:
@@ -302,6 +334,8 @@ def to_data(value, where: str = "the returned value"):
     if isinstance(value, float):
         return value if math.isfinite(value) else repr(value)
     if _is_tensor(value) or _is_numpy(value):
+        if (value.numel() if _is_tensor(value) else value.size) > MAX_DATA_NUMBERS:
+            return _array_summary(value)
         items = value.detach().cpu().tolist() if _is_tensor(value) else value.tolist()
         return to_data(items, where)
     if _is_figure(value):
@@ -320,6 +354,32 @@ def to_data(value, where: str = "the returned value"):
         return [to_data(item, f"{where}[{i}]") for i, item in enumerate(value)]
     raise UnpublishableValue(f"{where} is a {type(value).__module__}.{type(value).__qualname__}, "
                              f"which has no stable text form; a lab may return {RETURN_TYPES}")
+
+
+# A tensor or array with more numbers than this (torch's own threshold for printing a
+# shortened tensor) is kept as a summary: a 3000x3000 result made an 81 MB cache entry.
+MAX_DATA_NUMBERS = 1000
+
+
+def _array_summary(value) -> dict:
+    """What prose can cite of a large tensor or array: its shape, dtype, size, min, max, mean."""
+    if _is_tensor(value):
+        numbers = value.detach().cpu()
+        dtype = str(value.dtype).replace("torch.", "")
+        stats = lambda: (numbers.min().item(), numbers.max().item(), numbers.double().mean().item())  # noqa: E731
+        size = value.numel()
+    else:
+        numbers, dtype, size = value, str(value.dtype), int(value.size)
+        stats = lambda: (numbers.min().item(), numbers.max().item(), float(numbers.mean()))  # noqa: E731
+    summary = {"shape": list(value.shape), "dtype": dtype, "numbers": size,
+               "note": f"{size:,} numbers, too many to keep: the page shows them shortened and this "
+                       "summary is kept; return the numbers prose cites"}
+    try:
+        low, high, mean = stats()
+        summary.update(min=to_data(low), max=to_data(high), mean=to_data(mean))
+    except (RuntimeError, TypeError, ValueError):   # a dtype without an order or a mean
+        pass
+    return summary
 
 
 def describe_value(value) -> dict | None:

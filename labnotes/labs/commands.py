@@ -22,7 +22,7 @@ from labnotes.labs.plan import LabInstance, SiteLabs, collect_labs, plan_labs
 from labnotes.labs.progress import Progress
 from labnotes.labs.render import LabRenderer, LabResult, format_cell, markdown_table
 from labnotes.labs.resolve import LabcodeIndex
-from labnotes.labs.runtime import DEVICES, device_for, reusable_devices
+from labnotes.labs.runtime import DEVICES, UsageError, device_for, reusable_devices
 from labnotes.citations import changed_citations
 from labnotes.copied_numbers import find_copied_numbers
 from labnotes.errors import display_path
@@ -39,7 +39,7 @@ def parse_arg(text: str) -> tuple[str, str]:
     """`k=v` from the command line -> (k, Python literal); a bare word counts as a string."""
     name, sep, value = text.partition("=")
     if not sep or not name.isidentifier():
-        raise BuildError(None, f"--arg {text!r}: write --arg name=value, e.g. --arg seq_len=6")
+        raise UsageError(f"--arg {text!r}: write --arg name=value, e.g. --arg seq_len=6")
     try:
         ast.literal_eval(value)
     except (ValueError, SyntaxError):
@@ -66,7 +66,7 @@ def run_one_lab(ref: str, args: list[str], config: SiteConfig, documents: list[D
         index.resolve(call)
     except BuildError as error:          # no post and line to name: the command line is wrong
         raise BuildError(None, error.message) from None
-    chosen = device_for(device, config.labs.device)
+    chosen = device_for(device, config.labs.device, config.source)
     site = collect_labs(documents, index)
     consumer = next((i for i in site.instances if i.call.ref == ref and i.upstream), None)
     if consumer is not None:
@@ -189,7 +189,7 @@ def _check(config: SiteConfig, documents: list[Document], *, device: str | None,
     root = config.root
     index = LabcodeIndex(root)
     site = collect_labs(documents, index)
-    chosen = device_for(device, config.labs.device)
+    chosen = device_for(device, config.labs.device, config.source)
     published_cache = LabCache(root / config.labs.cache_dir)
     published = gather_facts(site, published_cache, root, reusable_devices(chosen, bool(device)))
     renderer = renderer or LabRenderer(root / "templates")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ast
 import difflib
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -80,8 +81,12 @@ class LabcodeIndex:
         self.callables[ref] = Callable_(ref, file, node, params, takes_any, tuple(required))
 
     def nearest(self, ref: str, n: int = 3) -> list[str]:
-        """The valid references closest to a mistyped one."""
-        return difflib.get_close_matches(ref, list(self.callables), n=n, cutoff=0.5)
+        """The valid references closest to a mistyped one; private names (`_helper`, methods
+        such as `__init__`) only when the typo itself names something private."""
+        def private(name: str) -> bool:
+            return any(part.startswith("_") for part in re.split(r"[.:]", name))
+        names = [r for r in self.callables if private(ref) or not private(r)]
+        return difflib.get_close_matches(ref, names, n=n, cutoff=0.5)
 
     def resolve(self, call: LabCall | SourceCall) -> Callable_:
         """The callable a block names; BuildError (post and line) when there is none."""

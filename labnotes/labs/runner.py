@@ -29,6 +29,7 @@ class RunRequest:
     max_output_chars: int
     progress: bool = False
     quick: bool = False          # passed to a lab that takes `quick`
+    protected: tuple[str, ...] = ()   # absolute folders the lab must not write into
 
 
 @dataclass
@@ -106,7 +107,7 @@ class Worker:
         message = {"id": self._next_id, "ref": request.ref, "args": list(request.args),
                    "device": request.device, "seed": request.seed,
                    "figdir": str(request.figdir), "progress": request.progress,
-                   "quick": request.quick,
+                   "quick": request.quick, "protected": list(request.protected),
                    "max_output_chars": request.max_output_chars}
         try:
             self.process.stdin.write((json.dumps(message) + "\n").encode())

@@ -80,12 +80,21 @@ def choose_device(requested: str | None, named: str = "--device") -> str:
     return "mps" if mps_present() else "cpu"
 
 
-def device_for(option: str | None, site_device: str | None) -> str:
+def device_for(option: str | None, site_device: str | None, site_toml: Path | None = None) -> str:
     """Where a build runs labs: --device (`option`), else site.toml's [labs] device, else the
-    best this machine has; an error names whichever asked for a device the machine lacks."""
+    best this machine has; an error names whichever asked for a device the machine lacks
+    (site.toml's with its line)."""
     if option:
         return choose_device(option)
-    return choose_device(site_device, "[labs] device in site.toml")
+    try:
+        return choose_device(site_device, "[labs] device")
+    except UsageError as error:
+        if site_toml is None:
+            raise
+        from labnotes.config import line_of_key
+        located = BuildError(site_toml, error.message, line_of_key(site_toml, "labs", "device"))
+        located.exit_status = 2
+        raise located from None
 
 
 def reusable_devices(device: str, explicit: bool) -> list[str]:
@@ -107,6 +116,22 @@ def worker_python(root: Path) -> str:
     raise BuildError(None, f"torch is not installed in this Python ({sys.executable}): run "
                      "`make setup` in the project folder, then `.venv/bin/python build.py ...` "
                      "(or `source .venv/bin/activate` and `python build.py ...`)")
+
+
+# tiktoken's GPT-2 encoding, as tiktoken downloads and caches it (file name: sha1 of the URL).
+R50K_URL = "https://openaipublic.blob.core.windows.net/encodings/r50k_base.tiktoken"
+R50K_CACHE_NAME = "0ea1e91bbb3a60f729a8dc8f777fd2fc07cd8df4"
+
+
+def missing_encoding_hint(error: str, cache_dir: str | None) -> str:
+    """What to add to a lab's error when it failed for want of tiktoken's GPT-2 encoding: both
+    ways to get it (tiktoken's own download, and a copy through TIKTOKEN_SOURCE); "" otherwise."""
+    if "encoding not found" not in error and "openaipublic.blob.core.windows.net" not in error:
+        return ""
+    where = f"TIKTOKEN_CACHE_DIR ({cache_dir})" if cache_dir else "TIKTOKEN_CACHE_DIR"
+    return (f"; on a machine online, tiktoken downloads it on first use from {R50K_URL} and caches "
+            f"it in {where} as {R50K_CACHE_NAME}: `make setup` does that; offline, put that file in "
+            "a folder DIR and run `make setup TIKTOKEN_SOURCE=DIR`")
 
 
 def worker_env(root: Path, tiktoken_cache_dir: str) -> dict[str, str]:

@@ -81,6 +81,7 @@ class Run:
     jobs: int = 1
     timeout: float | None = None    # overrides every lab's timeout (`lab --timeout`)
     warm: WarmPools | None = None   # workers kept between builds (`serve`); None: started and stopped here
+    protected: tuple[str, ...] = () # folders a lab must not write into (content, templates, static, output)
 
     @property
     def root(self) -> Path:
@@ -171,7 +172,8 @@ def _request(call: LabCall, run: Run) -> RunRequest:
     labs = run.config.labs
     return RunRequest(ref=call.ref, args=call.args, device=run.device, seed=lab_seed(call.ref),
                       figdir=run.cache.figures, timeout=run.timeout or call.timeout or labs.timeout,
-                      max_output_chars=labs.max_output_chars, progress=True, quick=run.quick)
+                      max_output_chars=labs.max_output_chars, progress=True, quick=run.quick,
+                      protected=run.protected)
 
 
 def _record(step, outcome: RunOutcome, entries: dict, run: Run, index, before: dict) -> LabResult:
@@ -268,22 +270,24 @@ def _result(call: LabCall, entry: CacheEntry, status: str, index: LabcodeIndex) 
 
 
 def run_lab_stage(documents: list[Document], config: SiteConfig, options,
-                  warm: WarmPools | None = None, remember=None) -> LabStage:
+                  warm: WarmPools | None = None, protected: tuple[Path, ...] = (),
+                  remember=None) -> LabStage:
     """The pipeline's lab stage: every lab fresh or run, each block renderable; `warm` keeps
-    the workers for the next build, and `remember` (a `RenderCache.get`) the highlighted
-    source of lab blocks."""
+    the workers for the next build, `protected` are the folders no lab may write into, and
+    `remember` (a `RenderCache.get`) keeps the highlighted source of lab blocks."""
     quick = getattr(options, "quick", False)
     index = LabcodeIndex(config.root)
     site = collect_labs(documents, index, quick)
     requested = getattr(options, "device", None) or config.labs.device
-    device = device_for(getattr(options, "device", None), config.labs.device)
+    device = device_for(getattr(options, "device", None), config.labs.device, config.source)
     cache = LabCache(config.root / config.labs.cache_dir)
     facts = gather_facts(site, cache, config.root, reusable_devices(device, bool(requested)))
     plan = plan_labs(site, facts)
     progress = Progress(len(plan.steps), enabled=bool(plan.to_run),
                         why=getattr(options, "why", False))
     run = Run(config, device, cache, progress, keep_going=getattr(options, "keep_going", False),
-              quick=quick, jobs=getattr(options, "jobs", 1), warm=warm)
+              quick=quick, jobs=getattr(options, "jobs", 1), warm=warm,
+              protected=tuple(str(Path(p).resolve()) for p in protected))
     results = carry_out(plan, site, facts, run, index) if plan.steps else {}
     # A quick build's labs run a few steps: claims speak of the published results, not of these.
     verdicts = claim_verdicts(site, results) if not quick else {}

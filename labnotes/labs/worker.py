@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import importlib
+import io
 import json
 import os
 import sys
@@ -28,7 +29,7 @@ from labnotes.labs.capture import (PACKAGE, CappedText, FileWatch, LabState,
                                    UnpublishableValue, close_figures, encode_value,
                                    save_figures)
 from labnotes.labs.imports import ImportReader
-from labnotes.labs.runtime import torch_version
+from labnotes.labs.runtime import missing_encoding_hint, torch_version
 
 
 def main() -> None:
@@ -42,6 +43,12 @@ def main() -> None:
     protocol = os.fdopen(os.dup(1), "w", encoding="utf-8", buffering=1)
     os.dup2(2, 1)
     sys.stdout = sys.stderr
+    # Requests come on stdin; labs get none (input() would wait for the timeout), nor do their
+    # children, which read /dev/null.
+    requests = os.fdopen(os.dup(0), "r", encoding="utf-8")
+    nothing = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(nothing, 0)
+    os.close(nothing)
     os.chdir(root)
     sys.path.insert(0, str(root))
     os.environ.setdefault("MPLBACKEND", "Agg")
@@ -51,7 +58,7 @@ def main() -> None:
     reader = ImportReader(root)
     send = lambda message: protocol.write(json.dumps(message) + "\n")  # noqa: E731
     send({"type": "ready", "torch": torch_version()})
-    for line in sys.stdin:
+    for line in requests:
         if line.strip():
             request = json.loads(line)
             if not reader.is_light(request["ref"]):
@@ -82,11 +89,12 @@ def run_lab(request: dict, root: Path, watch: FileWatch, state: LabState, send) 
     for name in [m for m in sys.modules if m == PACKAGE or m.startswith(PACKAGE + ".")]:
         del sys.modules[name]
     state.reset(request["seed"])
+    sys.stdin, sys.breakpointhook = ClosedInput(), no_breakpoint
     captured = CappedText(request["max_output_chars"])
     result: dict = {"type": "result", "id": request["id"], "ok": True}
     device = request["device"]
     start = time.perf_counter()
-    watch.start()
+    watch.start(request.get("protected"))
     try:
         with contextlib.redirect_stdout(captured), contextlib.redirect_stderr(captured):
             target = _target(request["ref"], root)
@@ -100,12 +108,15 @@ def run_lab(request: dict, root: Path, watch: FileWatch, state: LabState, send) 
         result.update(ok=False, wall_s=time.perf_counter() - start, error=str(exc))
         close_figures()
     except BaseException as exc:  # a lab may raise anything, SystemExit included
-        result.update(ok=False, wall_s=time.perf_counter() - start,
-                      error=f"{type(exc).__name__}: {exc}".strip(),
+        error = f"{type(exc).__name__}: {exc}".strip()
+        error += missing_encoding_hint(error, os.environ.get("TIKTOKEN_CACHE_DIR"))
+        result.update(ok=False, wall_s=time.perf_counter() - start, error=error,
                       traceback=_labcode_traceback(exc, root))
         close_figures()
     finally:
         watch.stop()
+    if watch.forbidden and result["ok"]:
+        result.update(ok=False, error=forbidden_write_error(sorted(watch.forbidden), request["protected"], root))
     result["output"] = captured.getvalue()
     result["output_dropped"] = captured.dropped
     result["modules"] = sorted(m for m in sys.modules
@@ -117,6 +128,37 @@ def run_lab(request: dict, root: Path, watch: FileWatch, state: LabState, send) 
     result["device_name"] = device_name(device)
     result["torch_version"] = torch_version()
     return result
+
+
+class ClosedInput(io.TextIOBase):
+    """A lab's sys.stdin: reading it fails at once, with a message saying why."""
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, size: int = -1) -> str:
+        raise EOFError("standard input is closed: a build runs labs unattended, so input() and "
+                       "reads of sys.stdin get nothing; give the value as an argument of the lab")
+
+    readline = read
+
+
+def no_breakpoint(*args, **kwargs) -> None:
+    """A lab's breakpoint(): fails at once instead of waiting for a debugger nobody can reach."""
+    raise RuntimeError("breakpoint() in a lab: a build runs labs unattended, with no terminal to "
+                       "debug in; call the function in `python -i` or the post's notebook to debug it")
+
+
+def forbidden_write_error(paths: list[str], protected: list[str], root: Path) -> str:
+    """The lab's error when it wrote into a folder the build reads or writes."""
+    def shown(path: str) -> str:
+        return os.path.relpath(path, root) if path.startswith(str(root) + os.sep) else path
+    folder = next(p for p in protected if paths[0].startswith(p + os.sep))
+    more = f" (and {len(paths) - 1} more)" if len(paths) > 1 else ""
+    return (f"it wrote {shown(paths[0])}{more}, inside {shown(folder)}/, a folder the build reads or "
+            "publishes (content, templates, static, the output), where the file would be taken for "
+            "input or overwritten: write elsewhere (data/, or a path the lab is given), and remove "
+            f"{shown(paths[0])} if you did not mean to keep it")
 
 
 def _target(ref: str, root: Path):

@@ -81,6 +81,12 @@ def test_unresolvable_reference_names_post_line_and_nearest_names(index):
     assert "labcode.labs.attention:causal_weights_demo" in message.split("nearest:")[1]
 
 
+def test_nearest_names_leave_out_private_helpers(index):
+    near = index.nearest("labcode.labs.attention:toy_embeddings")
+    assert near and not any("_toy_embeddings" in name or ":_" in name for name in near)
+    assert index.nearest("labcode.labs.attention:_toy_embedding")[0] == "labcode.labs.attention:_toy_embeddings"
+
+
 def test_only_labcode_callables_can_be_referenced(index):
     with pytest.raises(BuildError, match="only callables inside the labcode package"):
         index.resolve(parse_block(block("os:system")))

@@ -809,9 +809,10 @@ def test_site_toml_asking_for_cuda_without_a_gpu_names_site_toml_not_the_command
         (project / "labcode" / "gelu.py").read_text() + "\nEDITED = True\n")
     result = build(project, "build")
     assert result.returncode == 2
+    line = toml.read_text().splitlines().index('device = "cuda"') + 1
     assert result.stderr.strip().splitlines() == [
-        "error: [labs] device in site.toml cuda: this machine has no CUDA GPU that torch "
-        f"{importlib.metadata.version('torch')} can use; remove [labs] device in site.toml or set it to \"cpu\""]
+        f"site.toml:{line}: error: [labs] device cuda: this machine has no CUDA GPU that torch "
+        f"{importlib.metadata.version('torch')} can use; remove [labs] device or set it to \"cpu\""]
 
 
 def test_rerun_command_with_a_python_lacking_torch_uses_the_project_venv_or_says_what_to_do(

@@ -211,7 +211,8 @@ def test_a_reader_that_closes_stdout_early_ends_the_command_quietly(site, unbuff
 def test_a_broken_pipe_that_is_not_stdout_is_not_hidden(site, run_cli, monkeypatch):
     def lab_worker_died(args):
         raise BrokenPipeError(32, "Broken pipe")
-    monkeypatch.setattr(cli, "_build", lab_worker_died)
+    import labnotes.cli
+    monkeypatch.setattr(labnotes.cli, "_build", lab_worker_died)
     with pytest.raises(BrokenPipeError):
         run_cli()
 
@@ -269,3 +270,23 @@ def test_built_feed_llms_txt_and_mirrors_escape_titles(site):
     assert parsed.title == "Test Notes"
     mirror = (site.out / "posts/a.html.md").read_text()
     assert "Maths $x^2$.\n\nMore." in mirror and "more-->" not in mirror
+
+
+@pytest.mark.parametrize("argv, words", [
+    (["build", "--jobs", "abc"], "argument --jobs: must be a whole number, at least 1, not 'abc'"),
+    (["build", "--jobs", "0"], "argument --jobs: must be at least 1"),
+    (["serve", "--port", "http"], "argument --port: must be a port number"),
+])
+def test_a_bad_number_option_is_a_usage_error_in_words(site, capsys, monkeypatch, argv, words):
+    monkeypatch.chdir(site.root)
+    assert cli.main(argv) == 2
+    err = capsys.readouterr().err
+    assert words in err and "_positive_int" not in err and "_port" not in err
+
+
+def test_lab_arg_without_equals_is_a_usage_error_exit_2(site, capsys, monkeypatch):
+    monkeypatch.chdir(site.root)
+    site.post("a.md", post_text())
+    assert cli.main(["lab", "labcode.labs.attention:causal_weights_demo", "--arg", "seq_len"]) == 2
+    assert capsys.readouterr().err.strip() == ("error: --arg 'seq_len': write --arg name=value, "
+                                               "e.g. --arg seq_len=6")

@@ -60,7 +60,7 @@ def labs(monkeypatch):
 
     def use(values=(), failed=0):
         stage = LabStage(render_code_block, counts=LabCounts(failed=failed), values={v.name: v for v in values})
-        monkeypatch.setattr(labnotes.pipeline, "lab_stage", lambda content, config, options, warm_labs=None, remember=None: stage)
+        monkeypatch.setattr(labnotes.pipeline, "lab_stage", lambda content, config, options, warm_labs=None, protected=(), remember=None: stage)
     return use
 
 

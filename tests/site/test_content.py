@@ -40,6 +40,39 @@ def test_date_alone_means_midnight_in_the_site_zone(site):
     assert post.date == datetime(2026, 3, 1, 0, 0, tzinfo=PARIS)
 
 
+def test_categories_whose_urls_collide_in_one_post_are_an_error_naming_both(site):
+    # C++, C# and C all slug to "c": they used to merge silently into /category/c/.
+    site.post("a.md", post_text(categories="[C++, C#, C]"))
+    with pytest.raises(BuildError) as err:
+        load(site)
+    assert err.value.line == 4
+    assert err.value.message.startswith('category "C#" would have the URL /category/c/ of category "C++" (')
+    assert "a.md:4)" in err.value.message and "rename one of them" in err.value.message
+
+
+def test_categories_or_series_whose_urls_collide_across_posts_are_an_error_naming_both(site):
+    site.post("a.md", post_text(categories="[C++]"))
+    site.post("b.md", post_text(title="B", categories="[Notes, C#]"))
+    with pytest.raises(BuildError) as err:
+        load(site)
+    assert str(err.value.path).endswith("b.md") and err.value.line == 4
+    assert 'category "C#" would have the URL /category/c/ of category "C++" (' in err.value.message
+    assert "a.md:4)" in err.value.message
+    (site.content / "posts" / "b.md").unlink()
+    site.post("c.md", post_text(title="C", series="Café notes"))
+    site.post("d.md", post_text(title="D", date="2026-03-02", series="Cafe notes"))
+    with pytest.raises(BuildError) as err:
+        load(site)
+    assert str(err.value.path).endswith("d.md") and err.value.line == 5
+    assert 'series "Cafe notes" would have the URL /series/cafe-notes/ of series "Café notes" (' in err.value.message
+
+
+def test_names_differing_only_in_case_spaces_or_dashes_are_one_category(site):
+    site.post("a.md", post_text(categories="[LLM from scratch]"))
+    site.post("b.md", post_text(title="B", categories="[LLM-From-Scratch]"))
+    assert {p.categories for p in load(site).posts} == {("LLM from scratch",), ("LLM-From-Scratch",)}
+
+
 def test_block_list_categories_and_explicit_slug(site):
     site.post("a.md", "---\ntitle: T\ndate: 2026-03-01\ncategories:\n  - One\n  - \"Two\"\nslug: chosen\n---\nBody\n")
     (post,) = load(site).posts

@@ -142,7 +142,7 @@ def labs_publish(monkeypatch):
 
     def use(*published):
         stage = LabStage(render_code_block, counts=LabCounts(run=len(published)), published=published)
-        monkeypatch.setattr(labnotes.pipeline, "lab_stage", lambda content, config, options, warm_labs=None, remember=None: stage)
+        monkeypatch.setattr(labnotes.pipeline, "lab_stage", lambda content, config, options, warm_labs=None, protected=(), remember=None: stage)
     return use
 
 

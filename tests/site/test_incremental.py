@@ -294,7 +294,7 @@ def use_lab_values(monkeypatch, data: dict, device: str = "CPU") -> None:
     value = LabValue("train", "labcode.training:train_on_blog", data, device, "2.13.0",
                      Path("content/posts/a.md"), 12)
     stage = LabStage(render_code_block, values={"train": value})
-    monkeypatch.setattr(labnotes.pipeline, "lab_stage", lambda content, config, options, warm_labs=None, remember=None: stage)
+    monkeypatch.setattr(labnotes.pipeline, "lab_stage", lambda content, config, options, warm_labs=None, protected=(), remember=None: stage)
 
 
 def add_citing_posts(site: TinySite) -> None:
@@ -389,7 +389,7 @@ def use_lab_records(monkeypatch) -> None:
     from labnotes.markdown import render_code_block
     from labnotes.model import LabRecord, LabStage
 
-    def stage(content, config, options, warm_labs=None, remember=None) -> LabStage:
+    def stage(content, config, options, warm_labs=None, protected=(), remember=None) -> LabStage:
         post = next(doc for doc in content.posts if doc.slug == "a")
         record = LabRecord("labcode.demo:count", "n=3", post.source, 12, "lab-count", "CPU", "2.13.0",
                            "250 ms", "cached", "python build.py lab labcode.demo:count --arg n=3")

@@ -88,3 +88,27 @@ def test_clean_removes_a_built_site_and_refuses_any_other_folder(site, cli_in):
     assert code == 1
     one_line_error(err, "content", "not a site written by Lab Notes")
     assert (site.content / "posts" / "a.md").is_file()
+
+
+@pytest.mark.parametrize("out, folder", [("static/site", "static/"), ("templates/out", "templates/"),
+                                         ("labcode/site", "labcode/")])
+def test_an_output_folder_inside_an_input_folder_is_refused_before_it_copies_itself(site, cli_in, out, folder):
+    # static/ is copied into every site: --out static/site grew 41 -> 82 -> 123 pages.
+    (site.root / folder).mkdir()
+    (site.root / folder / "kept.txt").write_text("mine")
+    code, _, err = cli_in("build", "--out", out)
+    assert code == 1
+    one_line_error(err, f"the output folder {out} is inside the input folder {folder}", "choose --out outside")
+    assert tree(site.root / folder) == {"kept.txt": b"mine"}
+
+
+@pytest.mark.parametrize("cache_dir", ["content", "content/labcache", "static/cache"])
+def test_a_lab_cache_folder_inside_an_input_folder_is_refused_naming_its_line(site, cli_in, cache_dir):
+    site.config.write_text(site.config.read_text() + f'\n[labs]\ncache_dir = "{cache_dir}"\n')
+    line = site.config.read_text().splitlines().index(f'cache_dir = "{cache_dir}"') + 1
+    code, _, err = cli_in("build")
+    assert code == 1
+    assert len(err.strip().splitlines()) == 1
+    assert err.startswith(f"site.toml:{line}: error: [labs] cache_dir ")
+    assert f"is inside the input folder {cache_dir.split('/')[0]}/" in err
+    assert not (site.root / "output").exists()

@@ -407,3 +407,17 @@ def test_a_site_published_under_a_path_is_previewed_under_that_path(site):
     finally:
         srv.shutdown()
         srv.server_close()
+
+
+def test_serve_logs_only_requests_that_went_wrong(site, capsys):
+    srv = make_server(site, port=0, verbose=True)
+    thread = threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    try:
+        for path in ("/", "/posts/a.html", "/feed.xml", "/nope.html"):
+            get(srv, path)
+    finally:
+        srv.shutdown()
+        srv.server_close()
+    logged = capsys.readouterr().err.strip().splitlines()
+    assert len(logged) == 1 and '"GET /nope.html HTTP/1.1" 404' in logged[0]

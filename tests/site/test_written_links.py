@@ -49,7 +49,7 @@ def labs(monkeypatch):
                              "lab")
 
     stage = LabStage(block, files={"labs/fig.svg": b"<svg/>"})
-    monkeypatch.setattr(labnotes.pipeline, "lab_stage", lambda content, config, options, warm_labs=None, remember=None: stage)
+    monkeypatch.setattr(labnotes.pipeline, "lab_stage", lambda content, config, options, warm_labs=None, protected=(), remember=None: stage)
 
 
 def test_links_to_every_kind_of_page_file_and_anchor_of_the_site_build(site):

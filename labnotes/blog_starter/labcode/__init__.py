@@ -1,0 +1,1 @@
+"""This blog's code: chapters (one module per idea) here, the experiments posts run in labs/."""
