@@ -40,7 +40,7 @@ def lora_vs_full(corpus: str = "content/data/corpus.txt",
     _, enc = load_tiny_gpt(checkpoint, device)
     data = classification_data(examples, enc, max_length, pad_id=enc.eot_token)
     test_loader = classification_loader(data.test, batch_size=64, shuffle=False)
-    results = {}
+    results, timings = {}, {}
     for name in ("full", "lora"):
         model, _ = load_tiny_gpt(checkpoint, device)
         torch.manual_seed(123)  # the same new head for both
@@ -61,7 +61,8 @@ def lora_vs_full(corpus: str = "content/data/corpus.txt",
                          "trainable_fraction": trainable / total, "layers_adapted": len(replaced),
                          "training_bytes": trainable * TRAINING_BYTES_PER_TRAINABLE,
                          "test": test, "train": history.train_accuracy[-1],
-                         "val": history.val_accuracy[-1], "seconds": seconds}
+                         "val": history.val_accuracy[-1]}
+        timings[f"seconds_{name}"] = seconds
         print(f"{name:>4}: {trainable:>7,} of {total:,} parameters trainable "
               f"({trainable / total:.3f} of them); test accuracy {test:.3f}")
     print(f"LoRA adapters on {len(replaced)} linear layers, rank {rank}, alpha {alpha:g}")
@@ -84,7 +85,8 @@ def lora_vs_full(corpus: str = "content/data/corpus.txt",
     return {"rank": rank, "alpha": alpha, "lr": lr, "epochs": epochs, **results,
             "merge_max_diff": max_diff, "merge_same_predictions": same_predictions,
             "merged_parameters": merged_params,
-            "memory_ratio": results["full"]["training_bytes"] / results["lora"]["training_bytes"]}
+            "memory_ratio": results["full"]["training_bytes"] / results["lora"]["training_bytes"],
+            **timings}
 
 
 def lora_counts_gpt2(rank: int = 8, alpha: float = 16.0, num_classes: int = 2) -> dict:
