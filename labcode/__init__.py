@@ -13,10 +13,12 @@ from importlib import import_module
 
 # The chapters in the order a reader meets them; a chapter may import only those before it.
 # `distributed` comes before `training`, whose loop runs data-parallel under torchrun.
+# Fine-tuning follows: classification (the book's chapter 6), instructions (chapter 7), LoRA
+# (appendix E).
 CHAPTERS = (
     "tokenizer", "bpe", "data", "embeddings", "attention", "layernorm", "gelu", "feedforward",
     "block", "model", "generation", "device", "checkpoint", "distributed", "training",
-    "tiny_gpt", "gpt2_weights",
+    "tiny_gpt", "gpt2_weights", "classifier", "instructions", "lora",
 )
 
 # public name -> module that defines it
@@ -41,6 +43,9 @@ _EXPORTS = {
     "calc_loss_loader": "labcode.training",
     "perplexity": "labcode.training",
     "lr_at": "labcode.training",
+    "LoRALinear": "labcode.lora",
+    "apply_lora": "labcode.lora",
+    "format_prompt": "labcode.instructions",
 }
 
 __all__ = sorted(_EXPORTS)

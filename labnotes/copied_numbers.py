@@ -44,7 +44,9 @@ _NOT_QUANTITIES = re.compile(
     r"|\[\^[^\]\n]*\]"                              # footnote markers
     r"|https?://[^\s<>)]*|www\.[^\s<>)]*"           # bare URLs
     # a book's or paper's sections and chapters: "section 4.5", "sections 2.2 to 2.6", "chapter 3"
-    r"|[SsCc](?:ection|hapter)s?\s+\d[\d.]*(?:(?:,\s*|\s+(?:to|and|or)\s+|\s*[-–]\s*)\d[\d.]*)*",
+    r"|[SsCc](?:ection|hapter)s?\s+\d[\d.]*(?:(?:,\s*|\s+(?:to|and|or)\s+|\s*[-–]\s*)\d[\d.]*)*"
+    # a heading numbered as the book's section it covers: "## 7.2 Data I can make"
+    r"|(?m:^)#{1,6}[ \t]+\d[\d.]*",
     re.DOTALL)
 _REFERENCE_DEFINITION = re.compile(r"^ {0,3}\[(?!\^)[^\]\n]+\]:[^\n]*", re.MULTILINE)
 _NOT_QUANTITY_DIGITS = re.compile(

@@ -90,10 +90,10 @@ def test_names_dates_versions_settings_and_small_integers_are_not_results():
 
 
 def test_section_and_chapter_numbers_of_a_book_are_not_results():
-    lab = PublishedLab("labcode.x:y", "all", "4.5 2.2 2.6 3.4 6.1 7.25", "", None, Path("x.md"), 1)
+    lab = PublishedLab("labcode.x:y", "all", "4.5 2.2 2.6 3.4 6.1 7.25 7.2", "", None, Path("x.md"), 1)
     body = ("This time I'm covering section 4.5, then sections 2.2 to 2.6, Section 3.4 and chapter 6.1; "
-            "the loss was 7.25.\n")
-    assert [number for _, number, _ in found(body, [lab])] == ["7.25"]
+            "the loss was 7.25.\n\n## 7.2 Data I can make\n\nAnd 7.2 here is a result.\n")
+    assert [number for _, number, _ in found(body, [lab])] == ["7.25", "7.2"]
 
 
 def test_code_maths_citations_links_and_tags_are_not_prose():
