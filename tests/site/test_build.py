@@ -4,6 +4,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -290,3 +291,41 @@ def test_lab_arg_without_equals_is_a_usage_error_exit_2(site, capsys, monkeypatc
     assert cli.main(["lab", "labcode.labs.attention:causal_weights_demo", "--arg", "seq_len"]) == 2
     assert capsys.readouterr().err.strip() == ("error: --arg 'seq_len': write --arg name=value, "
                                                "e.g. --arg seq_len=6")
+
+
+def _build_process(site, *args) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, str(REPO / "build.py"), *args, "--out", str(site.out)], cwd=site.root,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def test_two_builds_at_once_take_turns_and_both_succeed(site, tmp_path):
+    # Both builds remove the same ten pages from the site: unserialised, the second one to get
+    # there found them gone (FileNotFoundError).
+    for n in range(30):
+        site.post(f"p{n}.md", post_text(title=f"Post {n}", date=f"2026-03-{n % 28 + 1:02d}", categories=f"[A, B{n % 3}]"))
+    site.build()
+    for n in range(10, 20):
+        (site.content / "posts" / f"p{n}.md").unlink()
+    builds = [_build_process(site, "--full") for _ in range(2)]
+    results = [(build.wait(timeout=120), *build.communicate()) for build in builds]
+    for code, out, err in results:
+        assert code == 0 and "Traceback" not in err, err
+        assert out.strip().splitlines()[-1].startswith("built ")
+    built = site.snapshot()
+    site.out.rename(tmp_path / "together")
+    site.build()
+    assert site.snapshot() == built
+
+
+def test_a_build_waits_for_the_one_under_way_and_says_so(site):
+    from labnotes.build_lock import one_build_at_a_time
+
+    site.post("a.md", post_text())
+    with one_build_at_a_time(site.config):
+        waiting = _build_process(site)
+        time.sleep(1.5)
+        assert waiting.poll() is None          # still waiting: nothing written yet
+        assert not site.out.exists()
+    code, out, err = waiting.wait(timeout=60), *waiting.communicate()
+    assert code == 0 and (site.out / "posts/a.html").is_file()
+    assert err.splitlines()[0] == f"waiting for another build of this site (pid {os.getpid()}) to finish"
