@@ -329,3 +329,43 @@ def test_a_build_waits_for_the_one_under_way_and_says_so(site):
     code, out, err = waiting.wait(timeout=60), *waiting.communicate()
     assert code == 0 and (site.out / "posts/a.html").is_file()
     assert err.splitlines()[0] == f"waiting for another build of this site (pid {os.getpid()}) to finish"
+
+
+# A line put in as line 5 of the site's own copy of templates/base.html, and what the build says.
+TEMPLATE_MISTAKES = {
+    "syntax_error": ("{% if %}", "templates/base.html:5: error: Expected an expression"),
+    "unclosed_block": ("{% if page_title %}", "templates/base.html:"),
+    "undefined_variable": ("{{ site.titel }}", "templates/base.html:5: error: 'labnotes.model.SiteConfig object' "
+                                               "has no attribute 'titel'; fix the template"),
+    "unknown_filter": ("{{ site.title|bogus }}", "templates/base.html:5: error: No filter named 'bogus'"),
+    "missing_include": ('{% include "nope.html" %}', "templates/base.html:5: error: no template named 'nope.html'"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(TEMPLATE_MISTAKES))
+def test_a_template_mistake_is_one_line_naming_the_template_and_line_and_keeps_the_last_good_site(site, run_cli, case):
+    site.post("a.md", post_text())
+    assert run_cli().returncode == 0
+    before = site.snapshot()
+    line, expected = TEMPLATE_MISTAKES[case]
+    lines = (REPO / "templates/base.html").read_text(encoding="utf-8").split("\n")
+    (site.root / "templates").mkdir()
+    (site.root / "templates/base.html").write_text("\n".join(lines[:4] + [line] + lines[4:]), encoding="utf-8")
+    result = run_cli()
+    assert result.returncode == 1
+    assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr, result.stderr
+    assert result.stderr.startswith(expected) and result.stderr.rstrip().endswith("; fix the template"), result.stderr
+    assert site.snapshot() == before
+
+
+def test_a_mistake_in_the_lab_template_names_its_line(tmp_path):
+    from labnotes.errors import BuildError
+    from labnotes.labs.directive import LabCall
+    from labnotes.labs.render import LabRenderer, LabResult
+
+    (tmp_path / "lab.html").write_text('<div class="lab">\n{{ lab.wall_s / 0 }}\n</div>\n', encoding="utf-8")
+    call = LabCall(ref="labcode.labs.demo:run", args=(), show=("output",), path=Path("content/posts/a.md"), line=7)
+    with pytest.raises(BuildError) as raised:
+        LabRenderer(tmp_path).lab_html(LabResult(call=call, status="ran", output="hi"))
+    assert raised.value.path == tmp_path / "lab.html" and raised.value.line == 2
+    assert raised.value.message == "ZeroDivisionError: float division by zero; fix the template"
