@@ -193,6 +193,9 @@ def _build(args) -> int:
         if report is None:
             from labnotes.pipeline import build
             report = build(args.config, args.content, args.out, options)
+        elif args.why:
+            print("why: nothing changed since the last build, so nothing is built and no lab reruns",
+                  file=sys.stderr, flush=True)
     _print_warnings(report)
     print(report.summary())
     return 1 if report.labs.failed or report.labs.false_claims else 0
