@@ -81,6 +81,17 @@ def test_removed_post_disappears_from_the_output(site):
     assert not (site.out / "posts/b.html").exists() and (site.out / "posts/a.html").exists()
 
 
+def test_a_post_saved_in_a_subfolder_is_published(site, run_cli):
+    site.post("a.md", post_text())
+    assert run_cli().returncode == 0
+    nested = site.content / "posts" / "2026" / "2026-04-01-nested.md"
+    nested.parent.mkdir()
+    nested.write_text(post_text(title="Nested", date="2026-04-01"), encoding="utf-8")
+    assert run_cli().returncode == 0
+    assert site.html("posts/nested.html").find("h1").get_text() == "Nested"
+    assert "/posts/nested.html" in {a["href"] for a in site.html("index.html").find_all("a", href=True)}
+
+
 BAD_INPUT = {
     "malformed_front_matter": ("bad.md", "---\ntitle: T\ndate 2026-03-01\n---\nx", "bad.md:3: error: front matter"),
     "missing_title": ("bad.md", "---\ndate: 2026-03-01\n---\nx", "bad.md:1: error: front matter has no `title:`"),
