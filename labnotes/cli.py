@@ -287,7 +287,7 @@ def _serve(args) -> int:
     from labnotes.labs.executor import WarmPools
     from labnotes.model import BuildOptions
     from labnotes.pipeline import build
-    from labnotes.serve import make_server, serve
+    from labnotes.serve import error_text, make_server, serve
 
     options = BuildOptions(drafts=args.drafts, future=args.future)
     warm = WarmPools()   # a lab an edit reruns finds its worker, torch imported, from the last rebuild
@@ -306,11 +306,12 @@ def _serve(args) -> int:
                          base_path=_site_path(args.config))
     try:
         rebuild(first=True)
-    except BuildError as error:   # serve the last good site, if any, until the input is fixed
-        print(error.one_line(), file=sys.stderr, flush=True)
+    except BuildError as error:   # serve the last good site, if any, under the error, until it is fixed
+        print(error_text(error), file=sys.stderr, flush=True)
+        server.counter.fail(error_text(error))
         if not Path(args.out).is_dir():
-            print("serve: no site to show until a build succeeds; fix the error above and save, "
-                  "and the page reloads", file=sys.stderr, flush=True)
+            print("serve: no site to show until a build succeeds (the browser shows the error); fix it "
+                  "and save, and the page reloads", file=sys.stderr, flush=True)
     watch = [args.content, args.config, Path("templates"), Path("static"), Path("labcode")]
     try:
         serve(server, rebuild, [p for p in watch if p.exists()])
