@@ -181,19 +181,29 @@ def _port(text: str) -> int:
 
 
 def _build(args) -> int:
+    from labnotes.build_lock import one_build_at_a_time
     from labnotes.input_manifest import unchanged_build
     from labnotes.model import BuildOptions
 
     options = BuildOptions(device=args.device, keep_going=args.keep_going, why=args.why, jobs=args.jobs,
                            quick=args.quick, future=args.future)
-    # Nothing changed since the last build: done before the renderers are even imported.
-    report = None if args.full else unchanged_build(args.config, args.content, args.out, options)
-    if report is None:
-        from labnotes.pipeline import build
-        report = build(args.config, args.content, args.out, options)
+    with one_build_at_a_time(args.config, _say_waiting):
+        # Nothing changed since the last build: done before the renderers are even imported.
+        report = None if args.full else unchanged_build(args.config, args.content, args.out, options)
+        if report is None:
+            from labnotes.pipeline import build
+            report = build(args.config, args.content, args.out, options)
+        elif args.why:
+            print("why: nothing changed since the last build, so nothing is built and no lab reruns",
+                  file=sys.stderr, flush=True)
     _print_warnings(report)
     print(report.summary())
     return 1 if report.labs.failed or report.labs.false_claims else 0
+
+
+def _say_waiting(pid: int | None) -> None:
+    holder = f" (pid {pid})" if pid else ""
+    print(f"waiting for another build of this site{holder} to finish", file=sys.stderr, flush=True)
 
 
 def _print_warnings(report) -> None:
@@ -272,11 +282,12 @@ def _corpus(args) -> int:
 
 
 def _serve(args) -> int:
+    from labnotes.build_lock import one_build_at_a_time
     from labnotes.input_manifest import unchanged_build
     from labnotes.labs.executor import WarmPools
     from labnotes.model import BuildOptions
     from labnotes.pipeline import build
-    from labnotes.serve import make_server, serve
+    from labnotes.serve import error_text, make_server, serve
 
     options = BuildOptions(drafts=args.drafts, future=args.future)
     warm = WarmPools()   # a lab an edit reruns finds its worker, torch imported, from the last rebuild
@@ -284,9 +295,10 @@ def _serve(args) -> int:
     def rebuild(first: bool = False) -> None:    # a BuildError tells the server the rebuild failed
         # The first build is skipped, as `build` skips it, when nothing changed since the last
         # one with these options; the watcher's rebuilds follow a change.
-        report = unchanged_build(args.config, args.content, args.out, options) if first else None
-        if report is None:
-            report = build(args.config, args.content, args.out, options, warm_labs=warm)
+        with one_build_at_a_time(args.config, _say_waiting):
+            report = unchanged_build(args.config, args.content, args.out, options) if first else None
+            if report is None:
+                report = build(args.config, args.content, args.out, options, warm_labs=warm)
         _print_warnings(report)
         print(report.summary(), flush=True)
 
@@ -294,11 +306,12 @@ def _serve(args) -> int:
                          base_path=_site_path(args.config))
     try:
         rebuild(first=True)
-    except BuildError as error:   # serve the last good site, if any, until the input is fixed
-        print(error.one_line(), file=sys.stderr, flush=True)
+    except BuildError as error:   # serve the last good site, if any, under the error, until it is fixed
+        print(error_text(error), file=sys.stderr, flush=True)
+        server.counter.fail(error_text(error))
         if not Path(args.out).is_dir():
-            print("serve: no site to show until a build succeeds; fix the error above and save, "
-                  "and the page reloads", file=sys.stderr, flush=True)
+            print("serve: no site to show until a build succeeds (the browser shows the error); fix it "
+                  "and save, and the page reloads", file=sys.stderr, flush=True)
     watch = [args.content, args.config, Path("templates"), Path("static"), Path("labcode")]
     try:
         serve(server, rebuild, [p for p in watch if p.exists()])

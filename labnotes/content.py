@@ -1,4 +1,4 @@
-"""Load stage: content/posts/*.md and content/pages/*.md into Documents, checking SPEC 9 input."""
+"""Load stage: content/posts/**/*.md and content/pages/**/*.md into Documents, checking SPEC 9 input."""
 from __future__ import annotations
 
 import os
@@ -112,11 +112,13 @@ def _read_utf8(path: Path) -> str:
 
 
 def _markdown_files(folder: Path) -> list[Path]:
-    try:
-        entries = [e for e in os.scandir(folder) if e.name.endswith(".md") and e.is_file()]
-    except (FileNotFoundError, NotADirectoryError):
-        return []
-    return [folder / name for name in sorted(e.name for e in entries)]
+    """Every `*.md` under `folder`, in subfolders too (`posts/2026/x.md`), by path; hidden files
+    and folders (`.ipynb_checkpoints/`, an editor's `.#x.md`) are left out."""
+    found = []
+    for current, folders, files in os.walk(folder):
+        folders[:] = [name for name in folders if not name.startswith(".")]
+        found += [os.path.join(current, name) for name in files if name.endswith(".md") and not name.startswith(".")]
+    return [Path(path) for path in sorted(found)]
 
 
 def _images(content_dir: Path) -> dict[str, Path]:

@@ -83,8 +83,9 @@ def input_stats(paths: list[Path], started_ns: int | None = None) -> Stats:
 
 def environment_key(options: BuildOptions) -> str:
     """What besides the input files decides the output: interpreter, libraries, accelerator
-    and the build options (but the clock)."""
-    chosen = dataclasses.replace(options, now=None)
+    and the build options, but the clock and the options that only say how labs are run or
+    reported (`why`, `jobs`, `keep_going`: a build where a lab failed is never recorded)."""
+    chosen = dataclasses.replace(options, now=None, why=False, jobs=1, keep_going=False)
     return content_key(sys.version, sys.executable,
                        [library_version(name) for name in (*RENDERING_LIBRARIES, "torch")],
                        [os.path.exists(path) for path in _DEVICE_FILES], shutil.which("nvidia-smi"),

@@ -24,6 +24,7 @@ from .output import OutputFile
 from .render_cache import config_key, content_key
 from .series import group_series
 from .slugs import slugify
+from .template_errors import template_errors
 
 BUILTIN_TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
 
@@ -308,15 +309,17 @@ class _Templates:
         self._sidebar: markupsafe.Markup | None = None
 
     def render(self, template: str, common: dict, context: dict) -> bytes:
-        if self._env is None:
-            config, zone, root, category_by_path = self._args
-            self._env = _environment(config, zone, root)
-            self._env.globals["categories_of"] = lambda doc: [category_by_path[category_path(n)] for n in doc.categories]
-        if self._sidebar is None:
-            # The sidebar is the same on every page: render it once, not 1,000 times.
-            self._sidebar = markupsafe.Markup(self._env.get_template("_sidebar.html").render(common))
-        return self._env.get_template(template).render(
-            {**common, **context, "sidebar_html": self._sidebar}).encode("utf-8")
+        """`template` rendered; a mistake in a template is a BuildError naming its file and line."""
+        config, zone, root, category_by_path = self._args
+        with template_errors([config.root / "templates", BUILTIN_TEMPLATES]):
+            if self._env is None:
+                self._env = _environment(config, zone, root)
+                self._env.globals["categories_of"] = lambda doc: [category_by_path[category_path(n)] for n in doc.categories]
+            if self._sidebar is None:
+                # The sidebar is the same on every page: render it once, not 1,000 times.
+                self._sidebar = markupsafe.Markup(self._env.get_template("_sidebar.html").render(common))
+            return self._env.get_template(template).render(
+                {**common, **context, "sidebar_html": self._sidebar}).encode("utf-8")
 
 
 def _environment(config: SiteConfig, zone: ZoneInfo, root: str):

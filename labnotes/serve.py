@@ -2,8 +2,9 @@
 
 It serves files of the output folder and nothing else: a request path is decoded once, any
 `.`/`..` segment, backslash or NUL is refused, and the file it names must still lie inside the
-output folder once symlinks are resolved. The reload script is added to HTML responses only;
-the files on disk stay exactly what `build` wrote.
+output folder once symlinks are resolved. The reload script is added to HTML responses only,
+with an overlay showing the error while the last build failed; the files on disk stay exactly
+what `build` wrote.
 """
 from __future__ import annotations
 
@@ -14,8 +15,10 @@ import socket
 import sys
 import threading
 import time
+import traceback
 from collections.abc import Callable, Sequence
 from http import HTTPStatus
+from html import escape as html_escape
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import parse_qs, unquote, urlsplit
@@ -52,17 +55,40 @@ RELOAD_SCRIPT = """<script>(function(){var b=%d;function poll(){fetch("%s?since=
 .then(function(r){return r.text()}).then(function(t){if(+t!==b){location.reload()}else{poll()}})
 .catch(function(){setTimeout(poll,1000)})}poll()})();</script>"""
 
+# Laid over every page served while the last build failed: its error as the terminal shows it
+# (escaped), over the last good site.
+ERROR_OVERLAY = """<div id="labnotes-build-error" role="alert" style="position:fixed;left:0;right:0;bottom:0;
+z-index:2147483647;max-height:60vh;overflow:auto;margin:0;padding:.8em 1.2em;background:#fff1f0;color:#4d0000;
+border-top:3px solid #b00020;box-shadow:0 -4px 18px rgba(0,0,0,.25);font:14px/1.45 system-ui,sans-serif">
+<button type="button" onclick="this.parentNode.remove()" style="float:right">Hide</button>
+<strong>The last build failed.</strong> This is the last good site; fix the error and save, and the page reloads.
+<pre style="white-space:pre-wrap;margin:.6em 0 0;font:13px/1.4 ui-monospace,monospace">%s</pre></div>"""
+
+# What a request is answered with while the last build failed and there is no page to lay it over.
+NO_SITE_PAGE = b"<!DOCTYPE html><html><head><title>Build failed</title></head><body></body></html>"
+
 
 class BuildCounter:
-    """How many builds succeeded since the server started; waiters wake when it changes."""
+    """How many builds finished since the server started, and the error of the last one when it
+    failed; waiters wake when a build finishes, and open pages reload to show what it made."""
 
     def __init__(self) -> None:
         self.value = 0
+        self.error: str | None = None
         self._changed = threading.Condition()
 
     def bump(self) -> None:
+        """A build succeeded: pages reload onto the new site."""
+        self._finished(None)
+
+    def fail(self, error: str) -> None:
+        """A build failed with `error` (its whole text): pages reload to show it over the last good site."""
+        self._finished(error)
+
+    def _finished(self, error: str | None) -> None:
         with self._changed:
             self.value += 1
+            self.error = error
             self._changed.notify_all()
 
     def wait_past(self, seen: int, timeout: float) -> int:
@@ -132,6 +158,8 @@ class SiteRequestHandler(BaseHTTPRequestHandler):
         found, not_found_page = resolve_request_path(self.server.out_dir, "/404.html")
         if status == HTTPStatus.NOT_FOUND and found == HTTPStatus.OK:
             return self._send_file(status, not_found_page, send_body)
+        if status == HTTPStatus.NOT_FOUND and self.server.counter.error is not None:
+            return self._send_html(status, NO_SITE_PAGE, send_body)
         self._send_bytes(status, f"{status.value} {status.phrase}\n".encode(),
                          "text/plain; charset=utf-8", send_body)
 
@@ -143,10 +171,14 @@ class SiteRequestHandler(BaseHTTPRequestHandler):
 
     def _send_file(self, status: HTTPStatus, path: Path, send_body: bool) -> None:
         content_type = content_type_for(path)
-        body = path.read_bytes()
         if content_type.startswith("text/html"):
-            body = inject_reload_script(body, self.server.counter.value)
-        self._send_bytes(status, body, content_type, send_body)
+            return self._send_html(status, path.read_bytes(), send_body)
+        self._send_bytes(status, path.read_bytes(), content_type, send_body)
+
+    def _send_html(self, status: HTTPStatus, html: bytes, send_body: bool) -> None:
+        counter = self.server.counter
+        body = inject_reload_script(html, counter.value, counter.error)
+        self._send_bytes(status, body, CONTENT_TYPES[".html"], send_body)
 
     def _reload(self, query: str, send_body: bool) -> None:
         try:
@@ -226,11 +258,22 @@ def content_type_for(path: Path) -> str:
     return guessed or "application/octet-stream"
 
 
-def inject_reload_script(html: bytes, build: int) -> bytes:
-    """`html` with the reload script before its last `</body>` (or at the end)."""
+def inject_reload_script(html: bytes, build: int, error: str | None = None) -> bytes:
+    """`html` with the reload script before its last `</body>` (or at the end), and the
+    overlay showing `error`, the last build's, when it failed."""
     script = (RELOAD_SCRIPT % (build, RELOAD_PATH)).encode()
+    if error is not None:
+        script = (ERROR_OVERLAY % html_escape(error.rstrip())).encode() + script
     at = html.lower().rfind(b"</body>")
     return html + script if at < 0 else html[:at] + script + html[at:]
+
+
+def error_text(error: BaseException) -> str:
+    """A failed build's whole error: its line, then the details a lab's failure carries (its
+    traceback cut to labcode); a bug in the generator is its traceback."""
+    if isinstance(error, BuildError):
+        return "\n".join(filter(None, [error.one_line(), getattr(error, "details", "").rstrip()]))
+    return "".join(traceback.format_exception(error)).rstrip()
 
 
 class SourceWatcher(threading.Thread):
@@ -238,7 +281,8 @@ class SourceWatcher(threading.Thread):
     every `interval` seconds where there is no inotify); on a change calls `rebuild` and bumps
     `counter`.
 
-    A failed rebuild prints its one-line error; the server keeps the last good site.
+    A failed rebuild prints its whole error and hands it to `counter`, whose pages show it; the
+    server keeps the last good site.
     """
 
     def __init__(self, watch: Sequence[Path], rebuild: Callable[[], None], counter: BuildCounter,
@@ -303,16 +347,15 @@ class SourceWatcher(threading.Thread):
                 self.signal.close()
 
     def rebuild_once(self) -> bool:
-        """Run `rebuild`; True and a bumped counter on success, the error printed otherwise."""
+        """Run `rebuild`; True and a bumped counter on success; otherwise False, the error
+        printed and handed to the counter."""
         started = time.perf_counter()
         try:
             self.rebuild()
-        except BuildError as exc:
-            print(f"serve: rebuild failed, still serving the last good site: {exc.one_line()}", file=sys.stderr)
-            return False
         except Exception as exc:  # noqa: BLE001 - a dev server must survive any rebuild bug
-            print(f"serve: rebuild failed, still serving the last good site: {type(exc).__name__}: {exc}",
-                  file=sys.stderr)
+            text = error_text(exc)
+            print(f"serve: rebuild failed, still serving the last good site: {text}", file=sys.stderr, flush=True)
+            self.counter.fail(text)
             return False
         self.counter.bump()
         print(f"serve: rebuilt in {time.perf_counter() - started:.2f} s", file=sys.stderr)
@@ -345,7 +388,8 @@ def serve(server: SiteServer, rebuild: Callable[[], None], watch: Sequence[Path]
     """Run `server` until Ctrl-C, calling `rebuild` whenever a file under `watch` changes.
 
     `rebuild` raises BuildError when the build fails: the server then keeps the last good site
-    and open pages are not reloaded. The caller builds the site once before calling this.
+    and open pages reload to show the error over it. The caller builds the site once before
+    calling this (and hands a failure of that build to `server.counter.fail`).
     """
     watcher = SourceWatcher(watch, rebuild, server.counter, ignore=[server.out_dir])
     watcher.start()

@@ -14,6 +14,7 @@ from pygments.lexers import PythonLexer
 
 from labnotes.labs.directive import LabCall, rerun_command
 from labnotes.render_cache import content_key
+from labnotes.template_errors import template_errors
 
 
 @dataclass
@@ -245,7 +246,8 @@ class LabRenderer:
         build to the next: Pygments is most of what re-rendering a post's lab blocks costs."""
         self.remember = remember
         folders = [str(f) for f in (templates, BUILTIN_TEMPLATES) if f is not None]
-        self.env = jinja2.Environment(loader=jinja2.FileSystemLoader(list(dict.fromkeys(folders))),
+        self.folders = list(dict.fromkeys(folders))
+        self.env = jinja2.Environment(loader=jinja2.FileSystemLoader(self.folders),
                                       autoescape=True, keep_trailing_newline=False)
         self.env.filters["cell"] = format_cell
         self.env.globals["format_rows"] = format_rows
@@ -263,11 +265,14 @@ class LabRenderer:
     def lab_html(self, result: LabResult) -> str:
         source_html = self._highlight(result.source) if "source" in result.show and \
             result.source else ""
-        return self.env.get_template("lab.html").render(lab=result, source_html=source_html)
+        with template_errors(self.folders):
+            return self.env.get_template("lab.html").render(lab=result, source_html=source_html)
 
     def source_html(self, ref: str, source: str, file: str, line: int) -> str:
-        return self.env.get_template("labsource.html").render(
-            ref=ref, source_html=self._highlight(source), file=file, line=line)
+        source_html = self._highlight(source)
+        with template_errors(self.folders):
+            return self.env.get_template("labsource.html").render(
+                ref=ref, source_html=source_html, file=file, line=line)
 
 
 def lab_markdown(result: LabResult) -> str:

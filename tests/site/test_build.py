@@ -4,6 +4,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -78,6 +79,17 @@ def test_removed_post_disappears_from_the_output(site):
     old.unlink()
     site.build()
     assert not (site.out / "posts/b.html").exists() and (site.out / "posts/a.html").exists()
+
+
+def test_a_post_saved_in_a_subfolder_is_published(site, run_cli):
+    site.post("a.md", post_text())
+    assert run_cli().returncode == 0
+    nested = site.content / "posts" / "2026" / "2026-04-01-nested.md"
+    nested.parent.mkdir()
+    nested.write_text(post_text(title="Nested", date="2026-04-01"), encoding="utf-8")
+    assert run_cli().returncode == 0
+    assert site.html("posts/nested.html").find("h1").get_text() == "Nested"
+    assert "/posts/nested.html" in {a["href"] for a in site.html("index.html").find_all("a", href=True)}
 
 
 BAD_INPUT = {
@@ -290,3 +302,81 @@ def test_lab_arg_without_equals_is_a_usage_error_exit_2(site, capsys, monkeypatc
     assert cli.main(["lab", "labcode.labs.attention:causal_weights_demo", "--arg", "seq_len"]) == 2
     assert capsys.readouterr().err.strip() == ("error: --arg 'seq_len': write --arg name=value, "
                                                "e.g. --arg seq_len=6")
+
+
+def _build_process(site, *args) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, str(REPO / "build.py"), *args, "--out", str(site.out)], cwd=site.root,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def test_two_builds_at_once_take_turns_and_both_succeed(site, tmp_path):
+    # Both builds remove the same ten pages from the site: unserialised, the second one to get
+    # there found them gone (FileNotFoundError).
+    for n in range(30):
+        site.post(f"p{n}.md", post_text(title=f"Post {n}", date=f"2026-03-{n % 28 + 1:02d}", categories=f"[A, B{n % 3}]"))
+    site.build()
+    for n in range(10, 20):
+        (site.content / "posts" / f"p{n}.md").unlink()
+    builds = [_build_process(site, "--full") for _ in range(2)]
+    results = [(build.wait(timeout=120), *build.communicate()) for build in builds]
+    for code, out, err in results:
+        assert code == 0 and "Traceback" not in err, err
+        assert out.strip().splitlines()[-1].startswith("built ")
+    built = site.snapshot()
+    site.out.rename(tmp_path / "together")
+    site.build()
+    assert site.snapshot() == built
+
+
+def test_a_build_waits_for_the_one_under_way_and_says_so(site):
+    from labnotes.build_lock import one_build_at_a_time
+
+    site.post("a.md", post_text())
+    with one_build_at_a_time(site.config):
+        waiting = _build_process(site)
+        time.sleep(1.5)
+        assert waiting.poll() is None          # still waiting: nothing written yet
+        assert not site.out.exists()
+    code, out, err = waiting.wait(timeout=60), *waiting.communicate()
+    assert code == 0 and (site.out / "posts/a.html").is_file()
+    assert err.splitlines()[0] == f"waiting for another build of this site (pid {os.getpid()}) to finish"
+
+
+# A line put in as line 5 of the site's own copy of templates/base.html, and what the build says.
+TEMPLATE_MISTAKES = {
+    "syntax_error": ("{% if %}", "templates/base.html:5: error: Expected an expression"),
+    "unclosed_block": ("{% if page_title %}", "templates/base.html:"),
+    "undefined_variable": ("{{ site.titel }}", "templates/base.html:5: error: 'labnotes.model.SiteConfig object' "
+                                               "has no attribute 'titel'; fix the template"),
+    "unknown_filter": ("{{ site.title|bogus }}", "templates/base.html:5: error: No filter named 'bogus'"),
+    "missing_include": ('{% include "nope.html" %}', "templates/base.html:5: error: no template named 'nope.html'"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(TEMPLATE_MISTAKES))
+def test_a_template_mistake_is_one_line_naming_the_template_and_line_and_keeps_the_last_good_site(site, run_cli, case):
+    site.post("a.md", post_text())
+    assert run_cli().returncode == 0
+    before = site.snapshot()
+    line, expected = TEMPLATE_MISTAKES[case]
+    lines = (REPO / "templates/base.html").read_text(encoding="utf-8").split("\n")
+    (site.root / "templates").mkdir()
+    (site.root / "templates/base.html").write_text("\n".join(lines[:4] + [line] + lines[4:]), encoding="utf-8")
+    result = run_cli()
+    assert result.returncode == 1
+    assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr, result.stderr
+    assert result.stderr.startswith(expected) and result.stderr.rstrip().endswith("; fix the template"), result.stderr
+    assert site.snapshot() == before
+
+
+def test_a_mistake_in_the_lab_template_names_its_line(tmp_path):
+    from labnotes.errors import BuildError
+    from labnotes.labs.directive import LabCall
+    from labnotes.labs.render import LabRenderer, LabResult
+
+    (tmp_path / "lab.html").write_text('<div class="lab">\n{{ lab.wall_s / 0 }}\n</div>\n', encoding="utf-8")
+    call = LabCall(ref="labcode.labs.demo:run", args=(), show=("output",), path=Path("content/posts/a.md"), line=7)
+    with pytest.raises(BuildError) as raised:
+        LabRenderer(tmp_path).lab_html(LabResult(call=call, status="ran", output="hi"))
+    assert raised.value.path == tmp_path / "lab.html" and raised.value.line == 2
+    assert raised.value.message == "ZeroDivisionError: float division by zero; fix the template"

@@ -106,6 +106,32 @@ def test_posts_are_newest_first_and_pages_need_no_date(site):
     assert content.pages[0].url == "about/" and content.pages[0].date is None
 
 
+def write_nested(folder: Path, relative: str, text: str) -> Path:
+    path = folder / relative
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_posts_and_pages_in_subfolders_are_read_with_the_slug_of_their_file_name(site):
+    site.post("top.md", post_text(title="Top", date="2026-01-01"))
+    write_nested(site.content / "posts", "2026/03/2026-03-01-nested.md", post_text(title="Nested", date="2026-03-01"))
+    write_nested(site.content / "pages", "people/team.md", "---\ntitle: Team\n---\nWho.\n")
+    write_nested(site.content / "posts", ".ipynb_checkpoints/hidden.md", post_text(title="Hidden"))
+    content = load(site)
+    assert [(p.title, p.slug, p.url) for p in content.posts] == [("Nested", "nested", "posts/nested.html"),
+                                                                  ("Top", "top", "posts/top.html")]
+    assert [(p.slug, p.url) for p in content.pages] == [("team", "team/")]
+
+
+def test_two_posts_in_different_subfolders_with_one_slug_are_an_error_naming_both(site):
+    first = write_nested(site.content / "posts", "2025/notes.md", post_text(date="2025-01-01"))
+    write_nested(site.content / "posts", "2026/notes.md", post_text())
+    with pytest.raises(BuildError, match="two posts have the slug `notes`") as err:
+        load(site)
+    assert err.value.path.parent.name == "2026" and str(first) in err.value.message
+
+
 def test_lab_blocks_are_recorded_with_their_file_line(site):
     body = "Intro\n\n```lab\nlabcode.attention:demo\nseq_len: 6\n```\n\n```python\nx = 1\n```\n\n```labsource\nlabcode.a:b\n```\n"
     path = site.post("a.md", post_text(body=body))

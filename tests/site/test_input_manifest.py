@@ -122,6 +122,17 @@ def test_other_build_options_mean_a_real_build(site, option):
     assert unchanged(site, now=NOW, **option) is None
 
 
+@pytest.mark.parametrize("option", [{"why": True}, {"jobs": 3}, {"keep_going": True}])
+def test_options_that_change_how_labs_run_or_are_reported_keep_the_shortcut(site, option):
+    # The same inputs make the same site whichever of these is given (a build where a lab
+    # failed under --keep-going is never recorded), so none of them means a real build.
+    small_site(site)
+    settled_build(site, now=NOW)
+    assert unchanged(site, now=NOW, **option) is not None
+    settled_build(site, now=NOW, **option)
+    assert unchanged(site, now=NOW) is not None
+
+
 def test_a_held_back_post_comes_out_when_the_clock_passes_its_date(site):
     small_site(site)
     site.post("soon.md", post_text(title="Soon", date="2026-03-20T09:00:00+00:00"))
@@ -176,6 +187,19 @@ def test_full_builds_even_when_nothing_changed(site, run_cli):
     assert not rendered.exists()
     assert run_cli("build", "--full").code == 0
     assert any(rendered.glob("*.bin"))
+
+
+def test_why_with_nothing_changed_says_so_and_builds_nothing(site, run_cli):
+    small_site(site)
+    age(site.root)
+    first = run_cli("build")
+    rendered = site.root / ".cache" / "render" / "rendered"
+    shutil.rmtree(rendered)   # only a real build notices
+    again = run_cli("build", "--why")
+    assert again.code == 0 and not rendered.exists()
+    assert again.err.splitlines() == ["why: nothing changed since the last build, so nothing is built "
+                                      "and no lab reruns"]
+    assert again.out.split(" in ")[0] == first.out.split(" in ")[0]
 
 
 def test_an_unchanged_build_imports_no_renderer_nor_lab_engine(site):

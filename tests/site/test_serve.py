@@ -248,16 +248,43 @@ def test_watcher_with_inotify_ignores_writes_to_the_output_folder(tmp_path):
         watcher.join(2)
 
 
-def test_failed_rebuild_prints_one_line_and_keeps_the_counter(tmp_path, capsys):
+def test_a_failed_rebuild_prints_its_whole_error_and_open_pages_reload_to_show_it(tmp_path, capsys):
     def broken():
-        raise BuildError(tmp_path / "content/posts/a.md", "missing title", line=1)
+        error = BuildError(tmp_path / "content/posts/a.md", "lab labcode.labs.demo:run failed: ValueError: boom", line=12)
+        error.details = ('Traceback (most recent call last):\n  File "labcode/labs/demo.py", line 3, in run\n'
+                         '    raise ValueError("boom")\nValueError: boom\n')
+        raise error
 
     counter = BuildCounter()
     watcher = SourceWatcher([tmp_path], broken, counter)
     assert watcher.rebuild_once() is False
-    assert counter.value == 0
-    err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1 and "a.md:1: error: missing title" in err
+    err = capsys.readouterr().err
+    assert err.splitlines()[0].startswith("serve: rebuild failed, still serving the last good site: ")
+    assert "a.md:12: error: lab labcode.labs.demo:run failed: ValueError: boom" in err.splitlines()[0]
+    assert 'File "labcode/labs/demo.py", line 3, in run' in err     # the lab's traceback, in the terminal
+    assert counter.value == 1                                          # open pages reload...
+    assert "a.md:12: error: lab" in counter.error and 'raise ValueError("boom")' in counter.error   # ...to show it
+    watcher.rebuild = lambda: None
+    assert watcher.rebuild_once() is True
+    assert counter.value == 2 and counter.error is None
+
+
+def overlay(body: bytes):
+    """The build-error overlay of a served page, or None."""
+    return BeautifulSoup(body, "html.parser").find(id="labnotes-build-error")
+
+
+def test_while_the_last_build_failed_every_page_shows_its_error_over_the_last_good_site(server):
+    assert overlay(get(server, "/posts/a.html")[2]) is None
+    server.counter.fail("content/posts/b.md:3: error: cannot read `date: soon`\n<details> & more")
+    status, _, body = get(server, "/posts/a.html")
+    assert status == 200 and b"Post A" in body
+    shown = overlay(body)
+    assert "content/posts/b.md:3: error: cannot read `date: soon`\n<details> & more" in shown.get_text()
+    assert overlay(get(server, "/nowhere")[2]) is not None     # the 404 page too
+    assert get(server, "/posts/a.html.md")[2] == b"# Post A\n"   # not in files that are not HTML
+    server.counter.bump()
+    assert overlay(get(server, "/posts/a.html")[2]) is None
 
 
 def test_watcher_ignores_the_output_folder(tmp_path):
@@ -295,7 +322,7 @@ def fetch(url: str) -> tuple[int, bytes]:
         return 0, b""
 
 
-def test_serve_reports_a_failed_rebuild_keeps_the_last_good_site_and_does_not_reload(tmp_path):
+def test_serve_shows_a_failed_rebuild_over_the_last_good_site_until_it_is_fixed(tmp_path):
     site = TinySite(tmp_path)
     site.post("a.md", post_text(title="Good"))
     port = free_port()
@@ -315,13 +342,16 @@ def test_serve_reports_a_failed_rebuild_keeps_the_last_good_site_and_does_not_re
         (failure,) = [line for line in err.splitlines() if "rebuil" in line]
         assert "rebuild failed" in failure and "b.md" in failure and "date" in failure
         assert "Traceback" not in err
-        assert fetch(url + "/__reload") == (200, b"0")        # the open page is not reloaded
+        assert fetch(url + "/__reload") == (200, b"1")        # the open page reloads...
         status, body = fetch(url + "/posts/a.html")
-        assert status == 200 and b"Good" in body               # the last good site is still served
+        assert status == 200 and b"Good" in body               # ...the last good site, still served,
+        shown = overlay(body)                                  # under the error
+        assert "b.md:3: error: cannot read `date: not a date`" in shown.get_text()
 
         site.post("b.md", post_text(title="Fixed", date="2026-04-01"))
-        assert wait_until(lambda: fetch(url + "/__reload") == (200, b"1")), err_file.read_text()
+        assert wait_until(lambda: fetch(url + "/__reload") == (200, b"2")), err_file.read_text()
         assert fetch(url + "/posts/b.html")[0] == 200
+        assert overlay(fetch(url + "/posts/a.html")[1]) is None
         assert "serve: rebuilt in" in err_file.read_text()
     finally:
         proc.send_signal(signal.SIGINT)
@@ -330,6 +360,25 @@ def test_serve_reports_a_failed_rebuild_keeps_the_last_good_site_and_does_not_re
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+def test_serve_started_on_a_broken_site_shows_the_error_over_the_last_good_one(tmp_path, capsys, monkeypatch):
+    import labnotes.serve
+
+    site = TinySite(tmp_path)
+    site.post("a.md", post_text(title="Good"))
+    site.build()
+    site.post("b.md", post_text(title="Bad", date="not a date"))
+    monkeypatch.chdir(site.root)
+    shown = []
+
+    def serve(server, rebuild, watch):   # what the first page would show, then stop
+        shown.append(server.counter.error)
+        server.server_close()
+    monkeypatch.setattr(labnotes.serve, "serve", serve)
+    assert cli.main(["serve", "--port", "0"]) == 0
+    assert "b.md:3: error: cannot read `date: not a date`" in shown[0]
+    assert "b.md:3: error: cannot read `date: not a date`" in capsys.readouterr().err
 
 
 def test_serve_on_a_busy_port_is_a_one_line_error_and_exit_1(tmp_path, capsys, monkeypatch):

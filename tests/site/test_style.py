@@ -8,14 +8,14 @@ import http.server
 import json
 import re
 import shutil
-import subprocess
+import sys
 import threading
 from pathlib import Path
 
 import pytest
-from bs4 import BeautifulSoup
 
 from conftest import post_text
+from devtools_pipe import Browser, text_once_written
 from labnotes.markdown import DARK_CODE_STYLE, LIGHT_CODE_STYLE, pygments_css
 
 REPO = Path(__file__).resolve().parents[2]
@@ -201,11 +201,17 @@ function printedTable(d, w) {
           textFits: pre.scrollWidth <= pre.clientWidth,
           proseLines: Math.round(pre.getBoundingClientRect().height / lineHeight)};
 }
-let loaded = 0;
-for (const f of document.querySelectorAll("iframe")) f.addEventListener("load", () => {
-  if (++loaded === 3) document.getElementById("out").textContent =
-      JSON.stringify({wide: measure(document.getElementById("wide")), narrow: measure(document.getElementById("narrow")),
-                      listing: rules(document.getElementById("listing").contentDocument)});
+// The window's load waits for every frame's (a listener on each frame could come too late),
+// then their fonts, so nothing is measured in a fallback font. A failure is written out too:
+// the test shows it instead of waiting for a measurement that will never come.
+addEventListener("load", () => {
+  const frames = [...document.querySelectorAll("iframe")];
+  Promise.all(frames.map(f => f.contentDocument.fonts.ready))
+    .then(() => JSON.stringify({wide: measure(document.getElementById("wide")),
+                                narrow: measure(document.getElementById("narrow")),
+                                listing: rules(document.getElementById("listing").contentDocument)}))
+    .catch(e => JSON.stringify({error: String((e && e.stack) || e)}))
+    .then(text => { document.getElementById("out").textContent = text; });
 });
 </script></body></html>
 """
@@ -233,20 +239,66 @@ def measured(tmp_path_factory):
     with http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler) as server:
         threading.Thread(target=server.serve_forever, daemon=True).start()
         url = f"http://127.0.0.1:{server.server_address[1]}/measure.html"
-        for scheme in ("light", "dark"):
-            command = [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
-                       "--virtual-time-budget=5000", "--dump-dom", url]
-            if scheme == "dark":
-                command.insert(-1, "--force-dark-mode")
-            dom = subprocess.run(command, capture_output=True, text=True, timeout=120).stdout
-            results[scheme] = json.loads(BeautifulSoup(dom, "html.parser").find(id="out").get_text())
-        server.shutdown()
+        try:
+            for scheme in ("light", "dark"):
+                command = [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
+                           "--disable-dev-shm-usage", "--no-first-run", "--no-default-browser-check"]
+                if scheme == "dark":
+                    command.append("--force-dark-mode")
+                with Browser(command) as browser:
+                    results[scheme] = json.loads(text_once_written(browser, url, "out", dark=scheme == "dark"))
+                if "error" in results[scheme]:
+                    pytest.fail(f"the measuring page failed in {scheme} mode: {results[scheme]['error']}")
+        finally:
+            server.shutdown()
     return results
 
 
 class _Quiet(http.server.SimpleHTTPRequestHandler):
     def log_message(self, format, *args):
         pass
+
+
+# Stands in for Chromium on the other end of the DevTools pipe: answers on descriptor 4 what
+# it reads on 3, with an event before each evaluation, and the page's text only on the third
+# ask (the first fails as a navigation would make it, the second finds the element empty).
+FAKE_BROWSER = r"""
+import json, os, sys
+commands, replies = os.fdopen(3, "rb", buffering=0), os.fdopen(4, "wb", buffering=0)
+def reply(message):
+    replies.write(json.dumps(message).encode() + b"\0")
+buffer, asked, seen = b"", 0, []
+while chunk := commands.read(65536):
+    buffer += chunk
+    while b"\0" in buffer:
+        raw, buffer = buffer.split(b"\0", 1)
+        message = json.loads(raw)
+        seen.append([message["method"], message.get("sessionId")])
+        result = {"Target.createTarget": {"targetId": "T1"}, "Target.attachToTarget": {"sessionId": "S1"}}.get(message["method"], {})
+        if message["method"] == "Runtime.evaluate":
+            asked += 1
+            reply({"method": "Runtime.consoleAPICalled", "params": {}, "sessionId": "S1"})
+            if asked == 1:
+                reply({"id": message["id"], "error": {"code": -32000, "message": "Execution context was destroyed."}})
+                continue
+            value = "" if asked == 2 else json.dumps({"asked": asked, "flags": sys.argv[1:], "seen": seen})
+            result = {"result": {"type": "string", "value": value}}
+        reply({"id": message["id"], "result": result})
+        if message["method"] == "Browser.close":
+            sys.exit(0)
+"""
+
+
+def test_the_devtools_client_asks_the_page_over_descriptors_3_and_4_until_its_text_is_written(tmp_path):
+    fake = tmp_path / "fake_browser.py"
+    fake.write_text(FAKE_BROWSER, encoding="utf-8")
+    with Browser([sys.executable, str(fake)], timeout=10) as browser:
+        answer = json.loads(text_once_written(browser, "http://127.0.0.1:1/measure.html", "out", dark=True,
+                                              every=0.01, timeout=10))
+    assert answer["asked"] == 3 and "--remote-debugging-pipe" in answer["flags"]
+    assert answer["seen"][:4] == [["Target.createTarget", None], ["Target.attachToTarget", None],
+                                  ["Emulation.setEmulatedMedia", "S1"], ["Page.navigate", "S1"]]
+    assert browser.process.returncode == 0          # closed when asked
 
 
 def test_at_1280_a_lab_grows_past_the_text_column_within_the_page_frame(measured):
