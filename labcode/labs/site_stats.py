@@ -116,8 +116,9 @@ def series_counts(posts: str = "content/posts", series: str = "LLM from scratch"
     `through` says how far "the series so far" goes. The build records every post file this
     lab reads as one of its inputs, and reruns it when any of them changes.
     """
-    counted = [count_post(path.read_text(encoding="utf-8"), post_slug(path))
-               for path in sorted(Path(posts).glob("*.md"))]
+    files = [path for path in Path(posts).rglob("*.md")   # subfolders too, as the build reads them
+             if not any(part.startswith(".") for part in path.relative_to(posts).parts)]
+    counted = [count_post(path.read_text(encoding="utf-8"), post_slug(path)) for path in sorted(files)]
     rows = reading_order([c for c in counted if c.series == series and not c.draft
                           and (not through or c.date[:10] <= through)])
     # the counts first and the post's slug last, so a narrow screen shows the counts

@@ -78,3 +78,13 @@ def test_posts_after_the_through_date_are_not_counted_and_parts_follow_the_site(
     assert [row["slug"] for row in result["table"]] == ["two", "one"]
     assert "later" not in capsys.readouterr().out
     assert series_counts(posts=str(tmp_path), series="Notes")["posts"] == 3
+
+
+def test_posts_in_subfolders_count_as_the_build_publishes_them(tmp_path):
+    (tmp_path / "2026").mkdir()
+    (tmp_path / "2026" / "2026-01-01-one.md").write_text(POST, encoding="utf-8")
+    (tmp_path / "2026-01-02-two.md").write_text(POST, encoding="utf-8")
+    (tmp_path / ".ipynb_checkpoints").mkdir()                  # hidden: the build skips it too
+    (tmp_path / ".ipynb_checkpoints" / "2026-01-03-x.md").write_text(POST, encoding="utf-8")
+    result = series_counts(posts=str(tmp_path), series="Notes")
+    assert result["posts"] == 2 and result["files_read"] == 2

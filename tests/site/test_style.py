@@ -226,7 +226,7 @@ def measured(tmp_path_factory):
         pytest.skip("Chromium is not installed (apt-get install -y chromium)")
     from conftest import TinySite
     site = TinySite(tmp_path_factory.mktemp("layout"))
-    site.post("lab.md", post_text(title="A lab", body="A paragraph of prose.\n\n" + LAB + "\nMore prose.\n\n"
+    site.post("lab.md", post_text(title="A lab", body="A paragraph of prose.\n\nA second one, to measure the gap between paragraphs.\n\n" + LAB + "\nMore prose.\n\n"
                                   + _rendered_lab() + "\n\n## After the lab\n\n" + CITE + "\n" + PROSE_TABLE
                                   + "\nBefore the code, with $\\beta = 0$, a formula and its comma.\n\n```python\nx = 1\n```\n\nAfter the code.\n",
                                   series="Specimens"))
