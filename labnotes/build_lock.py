@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -24,6 +25,12 @@ except ImportError:   # not POSIX: builds are not serialised there
 def project_folder(config_path: Path | str) -> Path:
     """The folder whose lock a build of the site configured by `config_path` holds."""
     return Path(config_path).parent
+
+
+def say_waiting(pid: int | None) -> None:
+    """The line of a command that waits for a build under way."""
+    holder = f" (pid {pid})" if pid else ""
+    print(f"waiting for another build of this site{holder} to finish", file=sys.stderr, flush=True)
 
 
 @contextlib.contextmanager

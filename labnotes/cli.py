@@ -181,13 +181,13 @@ def _port(text: str) -> int:
 
 
 def _build(args) -> int:
-    from labnotes.build_lock import one_build_at_a_time
+    from labnotes.build_lock import one_build_at_a_time, say_waiting
     from labnotes.input_manifest import unchanged_build
     from labnotes.model import BuildOptions
 
     options = BuildOptions(device=args.device, keep_going=args.keep_going, why=args.why, jobs=args.jobs,
                            quick=args.quick, future=args.future)
-    with one_build_at_a_time(args.config, _say_waiting):
+    with one_build_at_a_time(args.config, say_waiting):
         # Nothing changed since the last build: done before the renderers are even imported.
         report = None if args.full else unchanged_build(args.config, args.content, args.out, options)
         if report is None:
@@ -199,11 +199,6 @@ def _build(args) -> int:
     _print_warnings(report)
     print(report.summary())
     return 1 if report.labs.failed or report.labs.false_claims else 0
-
-
-def _say_waiting(pid: int | None) -> None:
-    holder = f" (pid {pid})" if pid else ""
-    print(f"waiting for another build of this site{holder} to finish", file=sys.stderr, flush=True)
 
 
 def _print_warnings(report) -> None:
@@ -243,9 +238,12 @@ def _init(args) -> int:
 
 
 def _clean(args) -> int:
+    from labnotes.build_lock import one_build_at_a_time, say_waiting
     from labnotes.output import remove_site
 
-    print(f"removed {args.out}" if remove_site(args.out) else f"nothing to remove at {args.out}")
+    with one_build_at_a_time(DEFAULT_CONFIG, say_waiting):   # not under a build that is writing it
+        removed = remove_site(args.out)
+    print(f"removed {args.out}" if removed else f"nothing to remove at {args.out}")
     return 0
 
 
@@ -282,7 +280,7 @@ def _corpus(args) -> int:
 
 
 def _serve(args) -> int:
-    from labnotes.build_lock import one_build_at_a_time
+    from labnotes.build_lock import one_build_at_a_time, say_waiting
     from labnotes.input_manifest import unchanged_build
     from labnotes.labs.executor import WarmPools
     from labnotes.model import BuildOptions
@@ -295,7 +293,7 @@ def _serve(args) -> int:
     def rebuild(first: bool = False) -> None:    # a BuildError tells the server the rebuild failed
         # The first build is skipped, as `build` skips it, when nothing changed since the last
         # one with these options; the watcher's rebuilds follow a change.
-        with one_build_at_a_time(args.config, _say_waiting):
+        with one_build_at_a_time(args.config, say_waiting):
             report = unchanged_build(args.config, args.content, args.out, options) if first else None
             if report is None:
                 report = build(args.config, args.content, args.out, options, warm_labs=warm)

@@ -48,10 +48,13 @@ def _lab(args: argparse.Namespace) -> int:
 
 
 def _prune(args: argparse.Namespace) -> int:
+    from labnotes.build_lock import one_build_at_a_time, say_waiting
     from labnotes.labs.commands import prune_cache
 
     config, documents = _site(args, drafts=True)  # a draft's results are kept for its day
-    prune_cache(config, documents, dry_run=args.dry_run)
+    # not while a build reads or writes the cache
+    with one_build_at_a_time(args.config or "site.toml", say_waiting):
+        prune_cache(config, documents, dry_run=args.dry_run)
     return 0
 
 

@@ -342,6 +342,20 @@ def test_a_build_waits_for_the_one_under_way_and_says_so(site):
     assert err.splitlines()[0] == f"waiting for another build of this site (pid {os.getpid()}) to finish"
 
 
+def test_clean_waits_for_a_build_under_way_instead_of_removing_what_it_writes(site):
+    from labnotes.build_lock import one_build_at_a_time
+
+    site.post("a.md", post_text())
+    site.build()
+    with one_build_at_a_time(site.config):
+        cleaning = _build_process(site, "clean")
+        time.sleep(1.5)
+        assert cleaning.poll() is None and (site.out / "posts/a.html").is_file()
+    code, out, err = cleaning.wait(timeout=60), *cleaning.communicate()
+    assert code == 0 and not site.out.exists() and out.startswith("removed")
+    assert err.splitlines()[0] == f"waiting for another build of this site (pid {os.getpid()}) to finish"
+
+
 # A line put in as line 5 of the site's own copy of templates/base.html, and what the build says.
 TEMPLATE_MISTAKES = {
     "syntax_error": ("{% if %}", "templates/base.html:5: error: Expected an expression"),
