@@ -16,7 +16,7 @@ from importlib import import_module
 CHAPTERS = (
     "tokenizer", "bpe", "data", "embeddings", "attention", "layernorm", "gelu", "feedforward",
     "block", "model", "generation", "device", "checkpoint", "distributed", "training",
-    "tiny_gpt", "gpt2_weights",
+    "tiny_gpt", "gpt2_weights", "fast",
 )
 
 # public name -> module that defines it
@@ -34,6 +34,8 @@ _EXPORTS = {
     "GPTModel": "labcode.model",
     "generate": "labcode.generation",
     "load_gpt2": "labcode.gpt2_weights",
+    "fast_gpt": "labcode.fast",
+    "make_fast": "labcode.fast",
     "train": "labcode.training",
     "TrainProgress": "labcode.training",
     "TrainHistory": "labcode.training",
