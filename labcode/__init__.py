@@ -12,13 +12,14 @@ every module by hand.
 from importlib import import_module
 
 # The chapters in the order a reader meets them; a chapter may import only those before it.
-# `distributed` comes before `training`, whose loop runs data-parallel under torchrun.
+# `distributed` comes before `training`, whose loop runs data-parallel under torchrun; `fast`
+# holds faster twins of the explicit layers, for training and generation at speed.
 # Fine-tuning follows: classification (the book's chapter 6), instructions (chapter 7), LoRA
 # (appendix E).
 CHAPTERS = (
     "tokenizer", "bpe", "data", "embeddings", "attention", "layernorm", "gelu", "feedforward",
     "block", "model", "generation", "device", "checkpoint", "distributed", "training",
-    "tiny_gpt", "gpt2_weights", "classifier", "instructions", "lora",
+    "tiny_gpt", "gpt2_weights", "fast", "classifier", "instructions", "lora",
 )
 
 # public name -> module that defines it
@@ -36,6 +37,8 @@ _EXPORTS = {
     "GPTModel": "labcode.model",
     "generate": "labcode.generation",
     "load_gpt2": "labcode.gpt2_weights",
+    "fast_gpt": "labcode.fast",
+    "make_fast": "labcode.fast",
     "train": "labcode.training",
     "TrainProgress": "labcode.training",
     "TrainHistory": "labcode.training",
