@@ -76,6 +76,7 @@ def _parser() -> argparse.ArgumentParser:
     build.add_argument("--why", action="store_true", help="say which input made each lab rerun")
     build.add_argument("--jobs", type=_positive_int, default=1, metavar="N", help="labs to run at once")
     build.add_argument("--future", action="store_true", help="also publish posts dated in the future")
+    build.add_argument("--timings", action="store_true", help="say how long each stage of the build took")
     build.add_argument("--quick", action="store_true", help="run labs in their quick mode (small and fast, for tests)")
     build.add_argument("--full", action="store_true",
                        help="build even when the input manifest says nothing changed (render caches still apply)")
@@ -192,6 +193,8 @@ def _build(args) -> int:
         from labnotes.pipeline import build
         report = build(args.config, args.content, args.out, options)
     _print_warnings(report)
+    for stage, seconds in report.stages if args.timings else ():
+        print(f"{seconds:8.3f} s  {stage}", file=sys.stderr)
     print(report.summary())
     return 1 if report.labs.failed or report.labs.false_claims else 0
 

@@ -108,7 +108,8 @@ def unchanged_build(config_path: Path | str, content_dir: Path | str, out_dir: P
         return None
     if input_stats(saved["watched"]) != saved["inputs"] or scan_folder(Path(out_dir)) != saved["output"]:
         return None
-    return dataclasses.replace(saved["report"], seconds=time.perf_counter() - started)
+    seconds = time.perf_counter() - started
+    return dataclasses.replace(saved["report"], seconds=seconds, stages=(("compare the inputs with the last build's", seconds),))
 
 
 def record_build(config_path: Path | str, content_dir: Path | str, out_dir: Path | str, options: BuildOptions,
@@ -127,6 +128,6 @@ def record_build(config_path: Path | str, content_dir: Path | str, out_dir: Path
         return
     comes_out = min((doc.date for doc in content.held_back if doc.date is not None), default=None)
     repeat = dataclasses.replace(report, changed=0, rendered=(), documents_rendered=0,
-                                 labs=LabCounts(cached=report.labs.cached))
+                                 labs=LabCounts(cached=report.labs.cached), stages=())
     write_blob(path, {"environment": environment_key(options), "comes_out": comes_out, "watched": watched,
                       "inputs": inputs, "output": output, "report": repeat}, dumps=pickle.dumps)

@@ -15,6 +15,7 @@ written at all.
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 from collections.abc import Callable, Mapping
@@ -24,21 +25,36 @@ from pathlib import Path
 from .errors import BuildError
 from .render_cache import content_key, read_blob, write_blob
 
-# path -> (key, size, mtime_ns, inode) of each file of the last site written
-Manifest = dict[str, tuple[str, int, int, int]]
+# path -> (key, size, mtime_ns, inode) of each file of the last site written; a file made of
+# pieces adds (the key of each piece, the length of each piece).
+Manifest = dict[str, tuple]
+# Pieces made at once when a pieced file is written from scratch: few enough to hold in memory.
+PIECES_AT_ONCE = 512
 
 
 @dataclass(frozen=True)
 class OutputFile:
-    """One file to publish: `key` names its bytes, `make()` renders them when needed."""
+    """One file to publish: `key` names its bytes, `make()` renders them when needed.
+
+    A file made of `pieces` (a feed of items, llms-full.txt of documents) names each piece by
+    a key and makes the bytes of those it is asked for with `make_pieces(indices)`: a rebuild
+    copies from the file on disk the pieces it already holds and makes only the others.
+    """
 
     key: str
     make: Callable[[], bytes] = field(compare=False, repr=False)
+    pieces: tuple[str, ...] = field(default=(), compare=False, repr=False)
+    make_pieces: Callable[[list[int]], list[bytes]] | None = field(default=None, compare=False, repr=False)
 
     @classmethod
     def of(cls, data: bytes) -> "OutputFile":
         """A file whose bytes are already at hand."""
         return cls("bytes:" + content_key(data), lambda: data)
+
+    @classmethod
+    def pieced(cls, key: str, pieces: tuple[str, ...], make_pieces: Callable[[list[int]], list[bytes]]) -> "OutputFile":
+        """A file made of `pieces` (their keys, in order)."""
+        return cls(key, lambda: b"".join(make_pieces(list(range(len(pieces))))), tuple(pieces), make_pieces)
 
 
 @dataclass(frozen=True)
@@ -68,47 +84,177 @@ def write_site(out_dir: Path, files: Mapping[str, OutputFile | bytes], manifest:
 
 def _write(out_dir: Path, files: dict[str, OutputFile], previous: Manifest) -> WriteResult:
     present = scan_folder(out_dir)
-    reusable = {path for path, f in files.items()
-                if path in previous and previous[path][0] == f.key and present.get(path) == previous[path][1:]}
+    # The files on disk that are still the ones the last build wrote, and those of them to keep.
+    intact = {path: previous[path] for path in files if path in previous and present.get(path) == previous[path][1:4]}
+    reusable = {path for path, entry in intact.items() if entry[0] == files[path].key}
     if out_dir.exists() and len(reusable) == len(files) == len(present):
         return WriteResult(0, (), {path: previous[path] for path in sorted(files)})
-    made = {path: files[path].make() for path in sorted(files) if path not in reusable}   # may raise: nothing written yet
     if out_dir.is_dir() and not _shape_conflict(files, present):
-        return _update_in_place(out_dir, files, made, present, previous)
-    return _write_and_swap(out_dir, files, made, present, previous)
+        return _update_in_place(out_dir, files, reusable, intact, present)
+    return _write_and_swap(out_dir, files, reusable, intact, present)
 
 
-def _update_in_place(out_dir: Path, files: dict[str, OutputFile], made: dict[str, bytes],
-                     present: dict[str, tuple[int, int, int]], previous: Manifest) -> WriteResult:
-    """Write the files of `made` whose bytes differ, each atomically; remove the ones not in `files`."""
+class _NewBytes:
+    """The new bytes of one file, made file by file (a build holds one file's bytes at a time,
+    not the site's): `same` when they are the bytes of the file on disk already."""
+
+    def __init__(self, old: Path, file: OutputFile, entry: tuple | None, present: bool):
+        self.old, self.file = old, file
+        self.chunks: list[bytes | tuple[int, int]] = []    # bytes, or (offset, length) in the old file
+        self.lengths: list[int] = []                        # of each piece
+        self.same = False
+        self.streamed = not present                         # made while written: nothing to compare with
+        if not file.pieces:
+            if present:
+                data = file.make()
+                self.chunks, self.same = [data], _bytes_equal(old, data)
+            return
+        if entry is not None and len(entry) == 6:
+            self._reuse_pieces(dict(zip(entry[4], _offsets(entry[5]))))
+            self.streamed = False
+        elif present:
+            self.chunks = file.make_pieces(list(range(len(file.pieces))))
+            self.lengths = [len(chunk) for chunk in self.chunks]
+            self.same = _bytes_equal(old, b"".join(self.chunks))
+
+    def _reuse_pieces(self, old_pieces: dict[str, tuple[int, int]]) -> None:
+        """Plan the file as pieces copied from the old file and pieces made now."""
+        keys = self.file.pieces
+        wanted = [i for i, key in enumerate(keys) if key not in old_pieces]
+        made = dict(zip(wanted, self.file.make_pieces(wanted) if wanted else []))
+        same, offset = True, 0
+        with open(self.old, "rb") as old:
+            size = os.fstat(old.fileno()).st_size
+            for i, key in enumerate(keys):
+                if i in made:
+                    chunk = made[i]
+                    same = same and os.pread(old.fileno(), len(chunk), offset) == chunk
+                else:
+                    chunk = old_pieces[key]
+                    same = same and chunk[0] == offset
+                length = len(chunk) if isinstance(chunk, bytes) else chunk[1]
+                self.chunks.append(chunk)
+                self.lengths.append(length)
+                offset += length
+        self.same = same and offset == size
+
+    def write(self, target: Path) -> None:
+        """Write the new bytes to `target` (a new file)."""
+        with open(target, "wb") as out:
+            if self.streamed and self.file.pieces:
+                for start in range(0, len(self.file.pieces), PIECES_AT_ONCE):
+                    for chunk in self.file.make_pieces(list(range(start, min(start + PIECES_AT_ONCE, len(self.file.pieces))))):
+                        out.write(chunk)
+                        self.lengths.append(len(chunk))
+            elif self.streamed:
+                out.write(self.file.make())
+            else:
+                _write_chunks(out, self.chunks, self.old)
+
+    def record(self, target: Path) -> tuple:
+        """The manifest entry of the file now at `target`."""
+        stat = os.stat(target)
+        entry = (self.file.key, stat.st_size, stat.st_mtime_ns, stat.st_ino)
+        return entry + (self.file.pieces, tuple(self.lengths)) if self.file.pieces else entry
+
+
+def _offsets(lengths: tuple[int, ...]) -> list[tuple[int, int]]:
+    offsets, at = [], 0
+    for length in lengths:
+        offsets.append((at, length))
+        at += length
+    return offsets
+
+
+def _write_chunks(out, chunks: list[bytes | tuple[int, int]], old: Path) -> None:
+    """Write `chunks` to the open file `out`: bytes as they are, (offset, length) copied from
+    `old` (runs of adjacent pieces in one copy)."""
+    runs: list[bytes | list[int]] = []
+    for chunk in chunks:
+        if isinstance(chunk, bytes):
+            runs.append(chunk)
+        elif runs and isinstance(runs[-1], list) and runs[-1][0] + runs[-1][1] == chunk[0]:
+            runs[-1][1] += chunk[1]
+        else:
+            runs.append(list(chunk))
+    with open(old, "rb") if any(isinstance(run, list) for run in runs) else contextlib.nullcontext() as source:
+        for run in runs:
+            if isinstance(run, bytes):
+                out.write(run)
+            else:
+                out.flush()
+                _copy_range(source.fileno(), out.fileno(), *run)
+                out.seek(0, os.SEEK_END)
+
+
+def _copy_range(source: int, target: int, offset: int, length: int) -> None:
+    """Append `length` bytes of `source` from `offset` to `target` (in the kernel where it can)."""
+    while length > 0:
+        try:
+            done = os.copy_file_range(source, target, length, offset)
+        except (AttributeError, OSError):
+            done = 0
+        if done <= 0:
+            data = os.pread(source, min(length, 1 << 20), offset)
+            if not data:
+                raise OSError(f"the old copy of a file ended early ({length} bytes missing)")
+            done = os.write(target, data)
+        offset += done
+        length -= done
+
+
+def _update_in_place(out_dir: Path, files: dict[str, OutputFile], reusable: set[str], intact: Manifest,
+                     present: dict[str, tuple[int, int, int]]) -> WriteResult:
+    """Make every file not in `reusable` into a temporary file beside it; once all are made,
+    rename those whose bytes differ into place and remove the files not in `files`."""
+    entries: Manifest = {}
+    made: list[str] = []
+    staged: list[tuple[Path, Path, str, _NewBytes]] = []
+    new_folders: list[Path] = []
+    try:
+        for relative in sorted(files):
+            if relative in reusable:
+                entries[relative] = intact[relative]
+                continue
+            made.append(relative)
+            target = out_dir / relative
+            new = _NewBytes(target, files[relative], intact.get(relative), relative in present)
+            if new.same:
+                entries[relative] = new.record(target)
+                continue
+            _make_folders(target.parent, new_folders)
+            temporary = target.with_name(f".{target.name}.tmp-{os.getpid()}")
+            staged.append((temporary, target, relative, new))
+            new.write(temporary)
+        for temporary, target, relative, new in staged:
+            os.replace(temporary, target)
+            entries[relative] = new.record(target)
+    except BaseException:
+        for temporary, *_ in staged:
+            temporary.unlink(missing_ok=True)
+        for folder in reversed(new_folders):
+            with contextlib.suppress(OSError):
+                folder.rmdir()
+        raise
     for relative in sorted(set(present) - set(files), reverse=True):
         (out_dir / relative).unlink()
         _remove_empty_parents(out_dir, relative)
-    changed = 0
-    manifest: Manifest = {}
-    for relative in sorted(files):
-        if relative not in made:
-            manifest[relative] = previous[relative]
-            continue
-        target = out_dir / relative
-        data = made[relative]
-        if not (relative in present and _bytes_equal(target, data)):
-            target.parent.mkdir(parents=True, exist_ok=True)
-            temporary = target.with_name(f".{target.name}.tmp-{os.getpid()}")
-            try:
-                temporary.write_bytes(data)
-                os.replace(temporary, target)
-            except BaseException:
-                temporary.unlink(missing_ok=True)
-                raise
-            changed += 1
-        stat = os.stat(target)
-        manifest[relative] = (files[relative].key, stat.st_size, stat.st_mtime_ns, stat.st_ino)
-    return WriteResult(changed, tuple(sorted(made)), manifest)
+    return WriteResult(len(staged), tuple(made), {relative: entries[relative] for relative in sorted(files)})
 
 
-def _write_and_swap(out_dir: Path, files: dict[str, OutputFile], made: dict[str, bytes],
-                    present: dict[str, tuple[int, int, int]], previous: Manifest) -> WriteResult:
+def _make_folders(folder: Path, made: list[Path]) -> None:
+    """Create `folder` and its missing parents, adding each one created to `made`."""
+    missing = []
+    while not folder.is_dir():
+        missing.append(folder)
+        folder = folder.parent
+    for one in reversed(missing):
+        one.mkdir()
+        made.append(one)
+
+
+def _write_and_swap(out_dir: Path, files: dict[str, OutputFile], reusable: set[str], intact: Manifest,
+                    present: dict[str, tuple[int, int, int]]) -> WriteResult:
     """Write the whole site into a sibling folder (unchanged files hard-linked) and rename it into place."""
     parent = out_dir.parent
     parent.mkdir(parents=True, exist_ok=True)
@@ -118,6 +264,7 @@ def _write_and_swap(out_dir: Path, files: dict[str, OutputFile], made: dict[str,
         if leftover.exists():
             shutil.rmtree(leftover)
     changed = 0
+    made: list[str] = []
     manifest: Manifest = {}
     made_dirs: set[Path] = set()
     try:
@@ -127,15 +274,16 @@ def _write_and_swap(out_dir: Path, files: dict[str, OutputFile], made: dict[str,
                 target.parent.mkdir(parents=True, exist_ok=True)
                 made_dirs.add(target.parent)
             old = out_dir / relative
-            if relative not in made and _link(old, target):
-                manifest[relative] = previous[relative]
+            if relative in reusable and _link(old, target):
+                manifest[relative] = intact[relative]
                 continue
-            data = made[relative] if relative in made else files[relative].make()
-            if not (relative in present and _bytes_equal(old, data) and _link(old, target)):
-                target.write_bytes(data)
+            if relative not in reusable:
+                made.append(relative)
+            new = _NewBytes(old, files[relative], intact.get(relative), relative in present)
+            if not (new.same and _link(old, target)):
+                new.write(target)
                 changed += 1
-            stat = os.stat(target)
-            manifest[relative] = (files[relative].key, stat.st_size, stat.st_mtime_ns, stat.st_ino)
+            manifest[relative] = new.record(target)
         if out_dir.exists() or out_dir.is_symlink():
             os.rename(out_dir, retired)
         os.rename(staging, out_dir)
@@ -148,7 +296,7 @@ def _write_and_swap(out_dir: Path, files: dict[str, OutputFile], made: dict[str,
         shutil.rmtree(retired, ignore_errors=True)
     else:
         retired.unlink(missing_ok=True)
-    return WriteResult(changed, tuple(sorted(made)), manifest)
+    return WriteResult(changed, tuple(made), manifest)
 
 
 def _shape_conflict(files: Mapping[str, object], present: Mapping[str, object]) -> bool:

@@ -5,7 +5,7 @@ shows, rendered only when asked). All HTML lives in templates/.
 """
 from __future__ import annotations
 
-import hashlib
+import functools
 import html
 import os
 import re
@@ -21,7 +21,7 @@ import markupsafe
 from .model import Document, LabRecord, RenderedDocument, SiteConfig
 from .notebooks import has_notebook, notebook_path
 from .output import OutputFile
-from .render_cache import config_key, content_key
+from .render_cache import config_key, content_key, text_digest
 from .series import group_series
 from .slugs import slugify
 
@@ -95,6 +95,7 @@ def base_path(config: SiteConfig) -> str:
     return path if path.endswith("/") else path + "/"
 
 
+@functools.lru_cache(maxsize=4096)   # asked for each category of each post, several times a build
 def category_path(name: str) -> str:
     """Site-relative folder of a category's listing (its feed is `feed.xml` inside it)."""
     return f"category/{slugify(name)}/"
@@ -174,16 +175,26 @@ def site_pages(config: SiteConfig, posts: Sequence[RenderedDocument], pages: Seq
     def shown_categories(doc: Document) -> list:
         return [(g.name, g.url) for g in (category_by_path[category_path(n)] for n in doc.categories)]
 
+    # What a page shows of an entry, made once per entry: a post is on several pages.
+    metas: dict[str, tuple] = {}
+    listings: dict[str, tuple] = {}
+
     def meta(entry: Entry) -> tuple:
-        doc = entry.document
-        return (entry.url, doc.title, repr(doc.date), repr(doc.updated), shown_categories(doc), doc.draft)
+        shown = metas.get(entry.url)
+        if shown is None:
+            doc = entry.rendered.document
+            shown = metas[entry.url] = (entry.url, doc.title, *doc.dates_key, shown_categories(doc), doc.draft)
+        return shown
 
     def listed(entry: Entry) -> tuple:
-        doc = entry.document
-        return (entry.url, doc.title, repr(doc.date), doc.summary)
+        shown = listings.get(entry.url)
+        if shown is None:
+            doc = entry.rendered.document
+            shown = listings[entry.url] = (entry.url, doc.title, doc.dates_key[0], doc.summary)
+        return shown
 
     def link(entry: Entry | None) -> tuple | None:
-        return (entry.url, entry.document.title) if entry is not None else None
+        return (entry.url, entry.rendered.document.title) if entry is not None else None
 
     def series_shown(place: SeriesPlace | None) -> tuple | None:
         if place is None:
@@ -217,7 +228,7 @@ def site_pages(config: SiteConfig, posts: Sequence[RenderedDocument], pages: Seq
     chunks = [post_entries[i:i + size] for i in range(0, len(post_entries), size)] or [[]]
     index_path = lambda n: "" if n == 1 else f"page/{n}/"
     for n, chunk in enumerate(chunks, start=1):
-        shown = (n, len(chunks), [(meta(e), _digest(e.intro_html), e.has_more) for e in chunk])
+        shown = (n, len(chunks), [(meta(e), e.rendered.intro_key or text_digest(e.intro_html), e.has_more) for e in chunk])
         page(index_path(n) + "index.html", "index.html", shown, entries=chunk, page_number=n, page_count=len(chunks),
              page_title=None if n == 1 else f"Page {n}",
              newer_page=root + index_path(n - 1) if n > 1 else None,
@@ -289,11 +300,7 @@ def first_figure(body_html: str, page_url: str) -> Figure | None:
 
 def _body_key(entry: Entry) -> str:
     # The render key names the body's bytes already: no need to hash kilobytes of HTML again.
-    return entry.rendered.key or _digest(entry.html)
-
-
-def _digest(text: str) -> str:
-    return hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=16).hexdigest()
+    return entry.rendered.key or text_digest(entry.html)
 
 
 TEMPLATE_CACHE_DIR = ".cache/templates"   # compiled Jinja templates

@@ -20,6 +20,7 @@ from .model import Document
 from .render_cache import SHARDS, ShardedBlob
 
 FOLDER_NAME = "documents"
+FORMAT = 2   # of an entry: the fields of a Document without its path
 
 
 class ParsedDocuments:
@@ -37,9 +38,14 @@ class ParsedDocuments:
     def load(self, path: Path, kind: str, zone: ZoneInfo, images: dict[str, Path] | None = None) -> Document:
         """The document in `path`, parsed now only if its file changed."""
         stat = os.stat(path)
-        key = (str(path), kind, zone.key, None if images is None else tuple(images), stat.st_size, stat.st_mtime_ns, stat.st_ino)
-        document = self._old.get(key)
-        if not isinstance(document, Document):
+        key = (str(path), kind, zone.key, None if images is None else tuple(images), stat.st_size, stat.st_mtime_ns,
+               stat.st_ino, FORMAT)
+        state = self._old.get(key)
+        if isinstance(state, dict):
+            document = Document.__new__(Document)
+            document.__dict__.update(state)
+            document.source = path
+        else:
             document = load_document(path, kind, zone, images)
             self.parsed += 1
         if stat.st_mtime_ns < self._trusted_before:
@@ -49,7 +55,10 @@ class ParsedDocuments:
     def save(self) -> None:
         """Write the entries of this build, unless they are those that were loaded."""
         if self._new.keys() != self._old.keys():
-            self._blob.save(self._new)
+            # Saved as the fields of each document (and the values it computed once, such as its
+            # digest) without its path, which the key holds: a Path is slow to unpickle.
+            self._blob.save({key: {name: value for name, value in document.__dict__.items() if name != "source"}
+                             for key, document in self._new.items()})
             with contextlib.suppress(OSError):   # the single file of earlier versions
                 (self.folder / "documents.bin").unlink(missing_ok=True)
 
