@@ -189,7 +189,7 @@ def _check_name_urls(posts: list[Document]) -> None:
     """Two categories (or series) whose names differ but whose URLs are one: an error naming both."""
     for kind in ("category", "series"):
         seen: dict[str, tuple[str, Document]] = {}
-        for doc in sorted(posts, key=lambda d: d.source):
+        for doc in sorted(posts, key=lambda d: str(d.source)):
             names = doc.categories if kind == "category" else ((doc.series.name,) if doc.series else ())
             for name in names:
                 first = seen.setdefault(slugify(name), (name, doc))

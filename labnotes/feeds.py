@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import functools
 import html
+import operator
 import re
 from collections.abc import Callable, Sequence
 from datetime import datetime, timezone
@@ -90,7 +91,10 @@ def render_rss(config: SiteConfig, entries: Sequence[RenderedDocument], *,
 
 def feed_order(entries: Sequence[RenderedDocument]) -> list[RenderedDocument]:
     """`entries` in the order of a feed's items: newest first."""
-    return sorted(entries, key=lambda e: (e.document.date, e.document.slug), reverse=True)
+    return sorted(entries, key=_DATE_AND_SLUG, reverse=True)
+
+
+_DATE_AND_SLUG = operator.attrgetter("document.date", "document.slug")
 
 
 def rss_items(config: SiteConfig, entries: Sequence[RenderedDocument]) -> list[bytes]:

@@ -116,11 +116,13 @@ def record_build(config_path: Path | str, content_dir: Path | str, out_dir: Path
                  watched: list[Path], before: Stats, inputs: Stats, content: Content, report: BuildReport,
                  output: Stats) -> None:
     """Remember a build for `unchanged_build`: `watched` as the build ended, `inputs` their
-    stats then (`input_stats` with the build's start); `before`, those taken as it started.
+    stats (`input_stats` with the build's start: those taken as it started, and those of the
+    files labs read); `before`, the ones taken as it started.
 
     A build that ran a lab is not remembered: the next one shows the lab as reused (the labs
-    page says so), so it is not a repeat. Nor is one that read a file changed or deleted while
-    it ran.
+    page says so), so it is not a repeat. Nor is one that read a file saved in its own clock
+    tick; one that read a file changed or deleted while it ran is remembered with the file as it
+    was before, so the next build is a real one.
     """
     path = manifest_path(config_path, content_dir, out_dir)
     if report.labs.run or report.labs.failed or report.labs.false_claims or UNKNOWN in inputs.values() or not before.keys() <= inputs.keys():

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Callable
 
 from .errors import BuildWarning
+from .render_cache import content_key
 
 
 @dataclass(frozen=True)
@@ -117,11 +118,28 @@ class Document:
         parsed document, so a rebuild does not hash every unchanged post's text again."""
         return hashlib.blake2b(self.body.encode("utf-8", "surrogatepass"), digest_size=16).hexdigest()
 
+    # The keys below are kept with the parsed document (parsed_cache.py): the keys of pages,
+    # listings and feeds ask for them several times per post and build.
     @functools.cached_property
     def dates_key(self) -> tuple[str, str]:
-        """`repr` of `date` and `updated`, for keys: kept with the parsed document, since keys
-        of pages, listings and feeds ask for them several times per post and build."""
+        """`repr` of `date` and `updated`, for keys."""
         return repr(self.date), repr(self.updated)
+
+    @functools.cached_property
+    def source_key(self) -> str:
+        """A digest of the path of its file."""
+        return content_key(str(self.source))
+
+    @functools.cached_property
+    def shown_key(self) -> str:
+        """A digest of what a page shows of the document above its body: URL, title, dates,
+        categories (as it spells them) and whether it is a draft."""
+        return content_key(self.url, self.title, self.dates_key, self.categories, self.draft)
+
+    @functools.cached_property
+    def listed_key(self) -> str:
+        """A digest of what a listing shows of the document: URL, title, date and summary."""
+        return content_key(self.url, self.title, self.dates_key[0], self.summary)
 
     @functools.cached_property
     def references(self) -> tuple:

@@ -32,7 +32,7 @@ Manifest = dict[str, tuple]
 PIECES_AT_ONCE = 512
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)   # not frozen: a site has tens of thousands, made afresh every build
 class OutputFile:
     """One file to publish: `key` names its bytes, `make()` renders them when needed.
 

@@ -11,6 +11,7 @@ import os
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import NamedTuple
 from datetime import datetime
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -28,9 +29,9 @@ from .slugs import slugify
 BUILTIN_TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
 
 
-@dataclass(frozen=True)
-class Entry:
-    """A rendered post or page with its URL as a reader's browser needs it."""
+class Entry(NamedTuple):
+    """A rendered post or page with its URL as a reader's browser needs it (a named tuple: a
+    build makes one per post several times over)."""
 
     rendered: RenderedDocument
     url: str
@@ -104,22 +105,32 @@ def category_path(name: str) -> str:
 def group_categories(posts: Sequence[Entry], root: str) -> tuple[Group, ...]:
     """One group per category slug, sorted by name; names sharing a slug ("ML", "ml") share
     one group, shown as the oldest post spelled it."""
-    groups: dict[str, tuple[str, list[Entry]]] = {}
-    for entry in reversed(posts):
-        for name in entry.document.categories:
+    entry_of = {id(entry.rendered): entry for entry in posts}
+    return tuple(Group(name, path, root + path, tuple(entry_of[id(post)] for post in members))
+                 for name, path, members in category_members([entry.rendered for entry in posts]))
+
+
+def category_members(posts: Sequence[RenderedDocument]) -> list[tuple[str, str, list[RenderedDocument]]]:
+    """(name, folder, posts newest first) of each category of `posts` (newest first), sorted
+    by name, as `group_categories` groups them."""
+    groups: dict[str, tuple[str, list[RenderedDocument]]] = {}
+    for post in reversed(posts):
+        for name in post.document.categories:
             path = category_path(name)
-            groups.setdefault(path, (name, []))[1].insert(0, entry)
-    return tuple(sorted((Group(name, path, root + path, tuple(entries)) for path, (name, entries) in groups.items()),
-                        key=lambda g: (g.name.casefold(), g.path)))
+            groups.setdefault(path, (name, []))[1].append(post)
+    return sorted(((name, path, members[::-1]) for path, (name, members) in groups.items()),
+                  key=lambda group: (group[0].casefold(), group[1]))
 
 
 def group_months(posts: Sequence[Entry], root: str, zone: ZoneInfo) -> tuple[Group, ...]:
     """One group per month of publication in the site's zone, newest first."""
     groups: dict[str, tuple[str, list[Entry]]] = {}
     for entry in posts:
-        local = entry.document.date.astimezone(zone)
+        local = entry.rendered.document.date.astimezone(zone)
         path = f"{local.year:04d}/{local.month:02d}/"
-        groups.setdefault(path, (f"{local:%B} {local.year}", []))[1].append(entry)
+        if path not in groups:
+            groups[path] = (f"{local:%B} {local.year}", [])
+        groups[path][1].append(entry)
     return tuple(Group(name, path, root + path, tuple(entries))
                  for path, (name, entries) in sorted(groups.items(), reverse=True))
 
@@ -172,26 +183,13 @@ def site_pages(config: SiteConfig, posts: Sequence[RenderedDocument], pages: Seq
         [(g.name, g.url, g.count) for g in months], [(g.name, g.url, g.count) for g in categories],
         [(g.name, g.url, g.count) for g in series], bool(labs))
 
-    def shown_categories(doc: Document) -> list:
-        return [(g.name, g.url) for g in (category_by_path[category_path(n)] for n in doc.categories)]
+    def meta(entry: Entry) -> str:
+        # Its own category names: the name and URL each shows as are in `common_key`; its URL
+        # without `root`, which is there too.
+        return entry.rendered.document.shown_key
 
-    # What a page shows of an entry, made once per entry: a post is on several pages.
-    metas: dict[str, tuple] = {}
-    listings: dict[str, tuple] = {}
-
-    def meta(entry: Entry) -> tuple:
-        shown = metas.get(entry.url)
-        if shown is None:
-            doc = entry.rendered.document
-            shown = metas[entry.url] = (entry.url, doc.title, *doc.dates_key, shown_categories(doc), doc.draft)
-        return shown
-
-    def listed(entry: Entry) -> tuple:
-        shown = listings.get(entry.url)
-        if shown is None:
-            doc = entry.rendered.document
-            shown = listings[entry.url] = (entry.url, doc.title, doc.dates_key[0], doc.summary)
-        return shown
+    def listed(entry: Entry) -> str:
+        return entry.rendered.document.listed_key
 
     def link(entry: Entry | None) -> tuple | None:
         return (entry.url, entry.rendered.document.title) if entry is not None else None

@@ -2,7 +2,7 @@
 
 A document is reused when its file has the size, mtime and inode it had when it was parsed,
 under the same kind, time zone and set of publishable images (the image check depends on
-them). Files changed within a clock tick of the build are parsed every time (see
+them), by the same generator (a document keeps values it computed once, such as its digests). Files changed within a clock tick of the build are parsed every time (see
 `input_manifest.RACY_NS`). A missing or damaged cache is empty, never an error.
 """
 from __future__ import annotations
@@ -20,14 +20,15 @@ from .model import Document
 from .render_cache import SHARDS, ShardedBlob
 
 FOLDER_NAME = "documents"
-FORMAT = 2   # of an entry: the fields of a Document without its path
 
 
 class ParsedDocuments:
     """`load_document` through a cache kept in `folder`; `save()` keeps what this build used."""
 
-    def __init__(self, folder: Path, started_ns: int):
+    def __init__(self, folder: Path, started_ns: int, version: str = ""):
+        """`version`: the generator's (`render_cache.generator_version()`)."""
         self.folder = Path(folder)
+        self.version = version
         self._blob = ShardedBlob(self.folder / FOLDER_NAME, shard_of=_shard_of_key,
                                  loads=pickle.loads, dumps=pickle.dumps)
         self._old: dict = self._blob.merged()
@@ -39,7 +40,7 @@ class ParsedDocuments:
         """The document in `path`, parsed now only if its file changed."""
         stat = os.stat(path)
         key = (str(path), kind, zone.key, None if images is None else tuple(images), stat.st_size, stat.st_mtime_ns,
-               stat.st_ino, FORMAT)
+               stat.st_ino, self.version)
         state = self._old.get(key)
         if isinstance(state, dict):
             document = Document.__new__(Document)

@@ -24,7 +24,7 @@ from .model import (BuildOptions, BuildReport, Content, Document, LabRecord, Lab
 from .output import (MARKER, MARKER_TEXT, OutputFile, check_apart_from_inputs, check_output_folder,
                      input_folders, write_site)
 from .parsed_cache import ParsedDocuments
-from .pages import BUILTIN_TEMPLATES, base_path, group_categories, Entry, lab_rows, site_pages
+from .pages import BUILTIN_TEMPLATES, base_path, category_members, Entry, lab_rows, site_pages
 from .post_references import refer_from, resolve_references
 from .render_cache import CACHE_DIR, RenderCache, config_key, content_key, generator_version, text_digest
 from .series import group_series
@@ -61,9 +61,11 @@ def _build(config_path: Path | str, content_dir: Path | str, out_dir: Path | str
     check_apart_from_inputs(Path(out_dir), config.root / config.labs.cache_dir,
                             input_folders(config.root, Path(content_dir)), Path(config_path),
                             line_of_key(config_path, "labs", "cache_dir"))
-    inputs_before = input_stats(watched_paths(config_path, content_dir, config), started_ns)
+    inputs = watched_paths(config_path, content_dir, config)
+    inputs_before = input_stats(inputs, started_ns)
     clock.lap("look at the inputs")
-    parsed = ParsedDocuments(config.root / CACHE_DIR, started_ns)
+    code_version = generator_version()
+    parsed = ParsedDocuments(config.root / CACHE_DIR, started_ns, code_version)
     content = load_content(Path(content_dir), config, drafts=options.drafts,
                            until=None if options.future else build_clock(options), load=parsed.load)
     check_cited_names(content.documents)   # a misspelt citation fails before any lab runs
@@ -76,7 +78,7 @@ def _build(config_path: Path | str, content_dir: Path | str, out_dir: Path | str
     cite = functools.partial(cite_document, values=labs.values, failed_labs=labs.counts.failed > 0)
     clock.lap("labs")
     try:
-        renders = Renders(config, cache, generator_version(config.root / "templates"), content.series)
+        renders = Renders(config, cache, generator_version(config.root / "templates", code_version), content.series)
         posts = renders.documents(content.posts, labs.block_renderer, cite, refer)
         pages = renders.documents(content.pages, labs.block_renderer, cite, refer)
         clock.lap("render Markdown")
@@ -96,8 +98,11 @@ def _build(config_path: Path | str, content_dir: Path | str, out_dir: Path | str
     warnings = copied_number_warnings(content, labs)
     html_pages = sum(1 for path in files if path.endswith(".html"))
     watched = watched_paths(config_path, content_dir, config, labs)
-    inputs_after = input_stats(watched, started_ns)
-    clock.lap("look at the inputs again")
+    # The inputs as they were when the build started, which is safe to remember (one changed
+    # since then differs from them, so the next build looks again), and the files labs read,
+    # known only now.
+    inputs_after = {**inputs_before, **input_stats([path for path in watched if path not in inputs], started_ns)}
+    clock.lap("look at the files labs read")
     report = BuildReport(html_pages, len(files), written.changed, time.perf_counter() - started, labs.counts,
                          written.rendered, renders.rendered, warnings, content.held_back, clock.laps())
     record_build(config_path, content_dir, out_dir, options, watched, inputs_before, inputs_after, content, report,
@@ -163,6 +168,8 @@ class Renders:
         self.identity: dict[str, str] = {}    # output path of the document -> key
         self.meta: dict[str, str] = {}        # output path -> key of its front matter as listings show it
         self._keys: dict[str, tuple[str, str, str]] = {}   # output path -> (code, mirror, rss-item) keys
+        self._mirror_suffix = content_key(config.base_url)
+        self._item_suffix = content_key(config.base_url, config.author)
         self.rendered = 0
 
     def documents(self, docs: Sequence[Document], block_renderer, cite=None, refer=None) -> list[RenderedDocument]:
@@ -187,7 +194,12 @@ class Renders:
         for (key, job), (parts, code) in zip(missing, render_documents([self._job(job) for _, job in missing],
                                                                        self.root)):
             self._remember(key, job[0], parts, code)
-        return [self._rendered(doc, key, job) for doc, key, job in zip(docs, keys, jobs)]
+        rendered = [self._rendered(doc, key, job) for doc, key, job in zip(docs, keys, jobs)]
+        # Kept for the next build, unread: the texts, highlighted code, mirror and feed item of each.
+        self.cache.keep("document", *keys)
+        for index, kind in enumerate(("code", "mirror", "rss-item")):
+            self.cache.keep(kind, *(self._keys[doc.output_path][index] for doc in docs))
+        return rendered
 
     def _job(self, job: tuple) -> tuple:
         doc, shown, values, links = job
@@ -218,25 +230,21 @@ class Renders:
             return self.cache.get("document", key, lambda: _texts(self._render_now(key, job)))
 
         has_more, summary, links, ids, intro_key = self.cache.get("outline", key, render_outline)
-        self.cache.keep("document", key)
         document = doc if summary == doc.summary else dataclasses.replace(doc, summary=summary)
         series = self.series_of.get(doc.output_path)
         place = (series.name, series.slug, series.part_of(doc), len(series.posts)) if series else None
         path = doc.output_path
-        self.meta[path] = meta = content_key(
-            doc.kind, doc.slug, doc.title, *doc.dates_key, doc.categories, summary, place)
+        self.meta[path] = meta = content_key(doc.kind, doc.shown_key, summary, place)
         self.identity[path] = identity = content_key(key, meta)
-        self._keys[path] = keys = (self._code_key(doc), content_key(identity, self.config.base_url),
-                                   content_key(identity, self.config.base_url, self.config.author))
-        rendered = RenderedDocument.deferred(document, has_more, key, links, ids, texts, intro_key)
-        for kind, one in zip(("code", "mirror", "rss-item"), keys):
-            self.cache.keep(kind, one)
-        return rendered
+        # A mirror shows the document and base_url, a feed item also the author: their keys
+        # join the document's identity with those (no hashing: they are digests already).
+        self._keys[path] = (self._code_key(doc), identity + self._mirror_suffix, identity + self._item_suffix)
+        return RenderedDocument.deferred(document, has_more, key, links, ids, texts, intro_key)
 
     def _code_key(self, doc: Document) -> str:
         # A document's highlighted code blocks, kept for its next edit: prose edits leave the
         # code as it was, and highlighting it again would cost more than the rest of the edit.
-        return content_key(self.version, str(doc.source))
+        return self.version + doc.source_key
 
     def key_of(self, *parts, documents: Sequence[RenderedDocument] = (), front_matter_only: bool = False) -> str:
         """A key for a file made from `parts`, the site configuration and `documents`; with
@@ -359,13 +367,12 @@ def site_files(config: SiteConfig, content: Content, posts: list[RenderedDocumen
         rows = lab_rows(lab_records, [Entry(d, d.document.url) for d in posts + pages])
         files["labs/index.html.md"] = OutputFile.of(render_labs_mirror(config, rows).encode("utf-8"))
     feeds = [("feed.xml", None, posts)]
-    feeds += [(group.path + "feed.xml", f"{config.title}: {group.name}", [e.rendered for e in group.entries])
-              for group in group_categories([Entry(p, p.document.url) for p in posts], "")]
+    feeds += [(path + "feed.xml", f"{config.title}: {name}", members) for name, path, members in category_members(posts)]
     for path, title, entries in feeds:
         files[path] = feed_file(config, renders, path, title, entries)
     for doc in posts + pages:
-        files[mirror_path(doc.document)] = OutputFile(
-            renders.key_of("mirror", documents=[doc]), lambda doc=doc: renders.mirror(doc).encode("utf-8"))
+        # The mirror's cache key names its text already.
+        files[mirror_path(doc.document)] = OutputFile(renders.mirror_key(doc), lambda doc=doc: renders.mirror(doc).encode("utf-8"))
     series = group_series([p.document for p in posts])
     for one in series:
         files[series_mirror_path(one)] = OutputFile.of(render_series_mirror(config, one).encode("utf-8"))

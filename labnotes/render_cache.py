@@ -53,18 +53,22 @@ def config_key(config: Any) -> str:
     return content_key(json.dumps(dataclasses.asdict(config), default=str, sort_keys=True))
 
 
-def generator_version(site_templates: Path | None = None) -> str:
-    """A digest of everything that turns content into output besides the content itself."""
-    parts: list[Any] = [sys.version_info[:2], [library_version(name) for name in RENDERING_LIBRARIES]]
-    # labnotes/labs/ is left out: what the lab engine makes reaches the output only as rendered
-    # blocks and figure files, and those are keyed on their own bytes.
-    files = sorted(_PACKAGE.glob("*.py")) + sorted(_BUILTIN_TEMPLATES.rglob("*"))
-    if site_templates is not None and site_templates.is_dir():
-        files += sorted(site_templates.rglob("*"))
-    for path in files:
-        if path.is_file():
-            parts.append((str(path), path.read_bytes()))
-    return content_key(*parts)
+def generator_version(site_templates: Path | None = None, code: str | None = None) -> str:
+    """A digest of everything that turns content into output besides the content itself: the
+    generator's code (`code`, when `generator_version()` gave it already) and the site's templates."""
+    if code is None:
+        parts: list[Any] = [sys.version_info[:2], [library_version(name) for name in RENDERING_LIBRARIES]]
+        # labnotes/labs/ is left out: what the lab engine makes reaches the output only as rendered
+        # blocks and figure files, and those are keyed on their own bytes.
+        parts += _file_parts(sorted(_PACKAGE.glob("*.py")) + sorted(_BUILTIN_TEMPLATES.rglob("*")))
+        code = content_key(*parts)
+    if site_templates is None or not site_templates.is_dir():
+        return code
+    return content_key(code, *_file_parts(sorted(site_templates.rglob("*"))))
+
+
+def _file_parts(paths: list[Path]) -> list[tuple[str, bytes]]:
+    return [(str(path), path.read_bytes()) for path in paths if path.is_file()]
 
 
 def library_version(name: str) -> tuple:
@@ -338,11 +342,13 @@ class RenderCache:
             value = self._stored(kind, name)
         return None if value is KEPT else value
 
-    def keep(self, kind: str, key: str) -> None:
-        """Keep the entry (`kind`, `key`), if there is one, for the next build without reading it."""
-        name = f"{kind}:{key}"
-        if name not in self._new and name in self._old:
-            self._new[name] = KEPT
+    def keep(self, kind: str, *keys: str) -> None:
+        """Keep the entries (`kind`, each of `keys`) there are for the next build, without reading them."""
+        new, old = self._new, self._old
+        for key in keys:
+            name = f"{kind}:{key}"
+            if name not in new and name in old:
+                new[name] = KEPT
 
     def put(self, kind: str, key: str, value: Any) -> None:
         """Remember `value` for (`kind`, `key`)."""
