@@ -104,6 +104,7 @@ class _NewBytes:
         self.lengths: list[int] = []                        # of each piece
         self.same = False
         self.streamed = not present                         # made while written: nothing to compare with
+        self._stat: os.stat_result | None = None            # of the file written, when known
         if not file.pieces:
             if present:
                 data = file.make()
@@ -140,22 +141,37 @@ class _NewBytes:
 
     def write(self, target: Path) -> None:
         """Write the new bytes to `target` (a new file)."""
+        if self.streamed and not self.file.pieces:
+            # Most files of a first build: one system call each to create, write and close,
+            # where `open` would also ask whether the file is a terminal and where it stands.
+            self._stat = _write_new_file(target, self.file.make())
+            return
         with open(target, "wb") as out:
-            if self.streamed and self.file.pieces:
+            if self.streamed:
                 for start in range(0, len(self.file.pieces), PIECES_AT_ONCE):
                     for chunk in self.file.make_pieces(list(range(start, min(start + PIECES_AT_ONCE, len(self.file.pieces))))):
                         out.write(chunk)
                         self.lengths.append(len(chunk))
-            elif self.streamed:
-                out.write(self.file.make())
             else:
                 _write_chunks(out, self.chunks, self.old)
 
     def record(self, target: Path) -> tuple:
         """The manifest entry of the file now at `target`."""
-        stat = os.stat(target)
+        stat = self._stat or os.stat(target)
         entry = (self.file.key, stat.st_size, stat.st_mtime_ns, stat.st_ino)
         return entry + (self.file.pieces, tuple(self.lengths)) if self.file.pieces else entry
+
+
+def _write_new_file(path: Path, data: bytes) -> os.stat_result:
+    """Write `data` to a new file at `path`; its stat once written."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o666)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
+        return os.fstat(fd)
+    finally:
+        os.close(fd)
 
 
 def _offsets(lengths: tuple[int, ...]) -> list[tuple[int, int]]:
@@ -207,16 +223,12 @@ def _update_in_place(out_dir: Path, files: dict[str, OutputFile], reusable: set[
                      present: dict[str, tuple[int, int, int]]) -> WriteResult:
     """Make every file not in `reusable` into a temporary file beside it; once all are made,
     rename those whose bytes differ into place and remove the files not in `files`."""
-    entries: Manifest = {}
-    made: list[str] = []
-    staged: list[tuple[Path, Path, str, _NewBytes]] = []
+    entries: Manifest = {relative: intact[relative] for relative in reusable}
+    made = [relative for relative in sorted(files) if relative not in reusable]
+    staged: list[tuple[Path, Path]] = []
     new_folders: list[Path] = []
     try:
-        for relative in sorted(files):
-            if relative in reusable:
-                entries[relative] = intact[relative]
-                continue
-            made.append(relative)
+        for relative in made:
             target = out_dir / relative
             new = _NewBytes(target, files[relative], intact.get(relative), relative in present)
             if new.same:
@@ -224,13 +236,13 @@ def _update_in_place(out_dir: Path, files: dict[str, OutputFile], reusable: set[
                 continue
             _make_folders(target.parent, new_folders)
             temporary = target.with_name(f".{target.name}.tmp-{os.getpid()}")
-            staged.append((temporary, target, relative, new))
+            staged.append((temporary, target))
             new.write(temporary)
-        for temporary, target, relative, new in staged:
+            entries[relative] = new.record(temporary)   # a rename keeps inode and mtime
+        for temporary, target in staged:
             os.replace(temporary, target)
-            entries[relative] = new.record(target)
     except BaseException:
-        for temporary, *_ in staged:
+        for temporary, _ in staged:
             temporary.unlink(missing_ok=True)
         for folder in reversed(new_folders):
             with contextlib.suppress(OSError):
@@ -264,7 +276,6 @@ def _write_and_swap(out_dir: Path, files: dict[str, OutputFile], reusable: set[s
         if leftover.exists():
             shutil.rmtree(leftover)
     changed = 0
-    made: list[str] = []
     manifest: Manifest = {}
     made_dirs: set[Path] = set()
     try:
@@ -277,8 +288,6 @@ def _write_and_swap(out_dir: Path, files: dict[str, OutputFile], reusable: set[s
             if relative in reusable and _link(old, target):
                 manifest[relative] = intact[relative]
                 continue
-            if relative not in reusable:
-                made.append(relative)
             new = _NewBytes(old, files[relative], intact.get(relative), relative in present)
             if not (new.same and _link(old, target)):
                 new.write(target)
@@ -296,7 +305,7 @@ def _write_and_swap(out_dir: Path, files: dict[str, OutputFile], reusable: set[s
         shutil.rmtree(retired, ignore_errors=True)
     else:
         retired.unlink(missing_ok=True)
-    return WriteResult(changed, tuple(made), manifest)
+    return WriteResult(changed, tuple(relative for relative in sorted(files) if relative not in reusable), manifest)
 
 
 def _shape_conflict(files: Mapping[str, object], present: Mapping[str, object]) -> bool:

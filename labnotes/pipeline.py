@@ -4,7 +4,6 @@ from __future__ import annotations
 import dataclasses
 import functools
 import gc
-import os
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -23,6 +22,7 @@ from .model import (BuildOptions, BuildReport, Content, Document, LabRecord, Lab
                     SiteConfig)
 from .output import (MARKER, MARKER_TEXT, OutputFile, check_apart_from_inputs, check_output_folder,
                      input_folders, write_site)
+from .parallel import can_fork, cores, map_batches
 from .parsed_cache import ParsedDocuments
 from .pages import BUILTIN_TEMPLATES, base_path, category_members, Entry, lab_rows, site_pages
 from .post_references import refer_from, resolve_references
@@ -291,20 +291,19 @@ def render_documents(jobs: list[tuple[Document, dict, dict, dict, dict]], base: 
     links by reference): the tuple the render
     cache keeps and the document's highlighted code blocks; on several processes when there
     are many. The first error, in document order, is raised as a serial render would raise it."""
-    import multiprocessing   # only a build of many documents uses it: an edit does not pay for it
-
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    if cores < 2 or len(jobs) < PARALLEL_MIN_DOCUMENTS or "fork" not in multiprocessing.get_all_start_methods():
+    if cores() < 2 or len(jobs) < PARALLEL_MIN_DOCUMENTS or not can_fork():
         outcomes = [_render_job(job, base) for job in jobs]
     else:
         # The first document is rendered here, its code highlighted afresh, so the renderers
         # are imported before the fork (a forked child must not import while another thread,
         # e.g. `serve`'s, may hold the lock).
         outcomes = [_render_job((*jobs[0][:3], {}, jobs[0][4]), base)]
-        workers = min(cores, 8)
-        chunk = -(-len(jobs) // (workers * 4))
-        with multiprocessing.get_context("fork").Pool(workers) as pool:
-            outcomes += pool.starmap(_render_job, [(job, base) for job in jobs[1:]], chunksize=chunk)
+        workers = min(cores(), 8)
+        rest = jobs[1:]
+        size = max(1, -(-len(rest) // (workers * 4)))
+        for batch in map_batches(lambda i: [_render_job(job, base) for job in rest[i * size:(i + 1) * size]],
+                                 -(-len(rest) // size), workers) if rest else ():
+            outcomes += batch
     for outcome in outcomes:
         if outcome[0] == "error":
             raise BuildError(*outcome[1:])
