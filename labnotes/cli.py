@@ -182,16 +182,17 @@ def _port(text: str) -> int:
 
 
 def _build(args) -> int:
-    from labnotes.input_manifest import unchanged_build
+    from labnotes.input_manifest import Look, unchanged_build
     from labnotes.model import BuildOptions
 
     options = BuildOptions(device=args.device, keep_going=args.keep_going, why=args.why, jobs=args.jobs,
                            quick=args.quick, future=args.future)
     # Nothing changed since the last build: done before the renderers are even imported.
-    report = None if args.full else unchanged_build(args.config, args.content, args.out, options)
+    look = Look()
+    report = None if args.full else unchanged_build(args.config, args.content, args.out, options, look)
     if report is None:
         from labnotes.pipeline import build
-        report = build(args.config, args.content, args.out, options)
+        report = build(args.config, args.content, args.out, options, look=look)
     _print_warnings(report)
     for stage, seconds in report.stages if args.timings else ():
         print(f"{seconds:8.3f} s  {stage}", file=sys.stderr)

@@ -24,6 +24,7 @@ import pickle
 import shutil
 import sys
 import time
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -92,23 +93,44 @@ def environment_key(options: BuildOptions) -> str:
                        [os.environ.get(name) for name in _ENVIRONMENT_VARIABLES], repr(chosen))
 
 
+def stats_at_start(paths: list[Path], started_ns: int, look: Look | None = None) -> Stats:
+    """`input_stats(paths, started_ns)` for a build starting now, taken from `look` when
+    `unchanged_build` looked at the same paths a moment before. A file changed in that moment
+    keeps its stats from before the change, which only makes the next build look again."""
+    if look is None or [str(path) for path in look.paths] != [str(path) for path in paths]:
+        return input_stats(paths, started_ns)
+    return {path: UNKNOWN if stat[1] >= started_ns - RACY_NS else stat for path, stat in look.stats.items()}
+
+
 def build_clock(options: BuildOptions) -> datetime:
     """The time a build publishes for: `now` when given, else the clock."""
     return options.now or datetime.now(timezone.utc)
 
 
+@dataclass
+class Look:
+    """What `unchanged_build` saw of the inputs, for the build that follows it at once
+    (`stats_at_start`): the paths it looked at and their stats."""
+
+    paths: list[Path] = field(default_factory=list)
+    stats: Stats = field(default_factory=dict)
+
+
 def unchanged_build(config_path: Path | str, content_dir: Path | str, out_dir: Path | str,
-                    options: BuildOptions = BuildOptions()) -> BuildReport | None:
+                    options: BuildOptions = BuildOptions(), look: Look | None = None) -> BuildReport | None:
     """The report of the last build when nothing it depends on changed since and its output is
-    as it left it; None when the site must be built."""
+    as it left it; None when the site must be built, and then `look` holds what it saw."""
     started = time.perf_counter()
     saved = read_blob(manifest_path(config_path, content_dir, out_dir), loads=pickle.loads)
     if not isinstance(saved, dict) or saved.get("environment") != environment_key(options):
         return None
     if saved["comes_out"] is not None and build_clock(options) >= saved["comes_out"]:
         return None
+    inputs = input_stats(saved["watched"])
+    if look is not None:
+        look.paths, look.stats = saved["watched"], inputs
     # The output's stats are read only when the inputs' match: an edit is told apart sooner.
-    if input_stats(saved["watched"]) != _stats(saved["inputs"]) or scan_folder(Path(out_dir)) != _stats(saved["output"]):
+    if inputs != _stats(saved["inputs"]) or scan_folder(Path(out_dir)) != _stats(saved["output"]):
         return None
     seconds = time.perf_counter() - started
     return dataclasses.replace(saved["report"], seconds=seconds, stages=(("compare the inputs with the last build's", seconds),))

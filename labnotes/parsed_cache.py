@@ -15,7 +15,7 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 from .content import load_document
-from .input_manifest import RACY_NS
+from .input_manifest import RACY_NS, UNKNOWN
 from .model import Document
 from .render_cache import SHARDS, ShardedBlob
 
@@ -25,10 +25,14 @@ FOLDER_NAME = "documents"
 class ParsedDocuments:
     """`load_document` through a cache kept in `folder`; `save()` keeps what this build used."""
 
-    def __init__(self, folder: Path, started_ns: int, version: str = ""):
-        """`version`: the generator's (`render_cache.generator_version()`)."""
+    def __init__(self, folder: Path, started_ns: int, version: str = "", stats: dict[str, tuple] | None = None):
+        """`version`: the generator's (`render_cache.generator_version()`); `stats`: the input
+        files' (size, mtime, inode) by absolute path as the build saw them at its start, so a
+        document is taken from the cache as of that look (and its file is not looked at again)."""
         self.folder = Path(folder)
         self.version = version
+        self._stats = stats or {}
+        self._cwd = os.getcwd()
         self._blob = ShardedBlob(self.folder / FOLDER_NAME, shard_of=_shard_of_key,
                                  loads=pickle.loads, dumps=pickle.dumps)
         self._old: dict = self._blob.merged()
@@ -38,9 +42,12 @@ class ParsedDocuments:
 
     def load(self, path: Path, kind: str, zone: ZoneInfo, images: dict[str, Path] | None = None) -> Document:
         """The document in `path`, parsed now only if its file changed."""
-        stat = os.stat(path)
-        key = (str(path), kind, zone.key, None if images is None else tuple(images), stat.st_size, stat.st_mtime_ns,
-               stat.st_ino, self.version)
+        name = str(path)
+        seen = self._stats.get(name if name.startswith("/") else f"{self._cwd}/{name}")
+        if seen is None or seen == UNKNOWN:
+            stat = os.stat(path)
+            seen = (stat.st_size, stat.st_mtime_ns, stat.st_ino)
+        key = (name, kind, zone.key, None if images is None else tuple(images), *seen, self.version)
         state = self._old.get(key)
         if isinstance(state, dict):
             document = Document.__new__(Document)
@@ -49,7 +56,7 @@ class ParsedDocuments:
         else:
             document = load_document(path, kind, zone, images)
             self.parsed += 1
-        if stat.st_mtime_ns < self._trusted_before:
+        if seen[1] < self._trusted_before:
             self._new[key] = document
         return document
 

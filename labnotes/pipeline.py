@@ -13,7 +13,7 @@ from .config import line_of_key, load_config
 from .content import load_content
 from .errors import BuildError, BuildWarning
 from .feeds import FEED_END, feed_order, newest_change, rss_channel, rss_items
-from .input_manifest import build_clock, input_stats, record_build, watched_paths
+from .input_manifest import Look, build_clock, input_stats, record_build, stats_at_start, watched_paths
 from .llms import (llms_full_head, llms_full_order, llms_full_part, mirror_path, render_labs_mirror, render_llms_txt,
                    render_markdown_mirror, render_series_mirror, series_mirror_path)
 from .markdown import highlight_code, render_code_block, render_document
@@ -35,24 +35,25 @@ BUILTIN_STATIC = Path(__file__).resolve().parent.parent / "static"
 
 
 def build(config_path: Path | str, content_dir: Path | str, out_dir: Path | str,
-          options: BuildOptions = BuildOptions(), warm_labs=None) -> BuildReport:
+          options: BuildOptions = BuildOptions(), warm_labs=None, look: Look | None = None) -> BuildReport:
     """Build the site; raises BuildError on bad input, leaving `out_dir` untouched.
 
-    `warm_labs` (a `labs.executor.WarmPools`) keeps lab workers for the next build (`serve`)."""
+    `warm_labs` (a `labs.executor.WarmPools`) keeps lab workers for the next build (`serve`);
+    `look` is what `unchanged_build` saw of the inputs just before, so they are not looked at twice."""
     # A build makes hundreds of thousands of small objects that live until it ends, and almost
     # no cyclic garbage: the cyclic collector would walk them again and again (a fifth of a
     # one-post edit of 10,000 posts), so it waits until the build is over.
     collecting = gc.isenabled()
     gc.disable()
     try:
-        return _build(config_path, content_dir, out_dir, options, warm_labs)
+        return _build(config_path, content_dir, out_dir, options, warm_labs, look)
     finally:
         if collecting:
             gc.enable()
 
 
 def _build(config_path: Path | str, content_dir: Path | str, out_dir: Path | str,
-           options: BuildOptions, warm_labs) -> BuildReport:
+           options: BuildOptions, warm_labs, look: Look | None) -> BuildReport:
     started, started_ns = time.perf_counter(), time.time_ns()
     clock = Stages()
     config = load_config(config_path)
@@ -62,10 +63,10 @@ def _build(config_path: Path | str, content_dir: Path | str, out_dir: Path | str
                             input_folders(config.root, Path(content_dir)), Path(config_path),
                             line_of_key(config_path, "labs", "cache_dir"))
     inputs = watched_paths(config_path, content_dir, config)
-    inputs_before = input_stats(inputs, started_ns)
+    inputs_before = stats_at_start(inputs, started_ns, look)
     clock.lap("look at the inputs")
     code_version = generator_version()
-    parsed = ParsedDocuments(config.root / CACHE_DIR, started_ns, code_version)
+    parsed = ParsedDocuments(config.root / CACHE_DIR, started_ns, code_version, inputs_before)
     content = load_content(Path(content_dir), config, drafts=options.drafts,
                            until=None if options.future else build_clock(options), load=parsed.load)
     check_cited_names(content.documents)   # a misspelt citation fails before any lab runs
