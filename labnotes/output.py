@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+from array import array
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,7 +27,7 @@ from .errors import BuildError
 from .render_cache import content_key, read_blob, write_blob
 
 # path -> (key, size, mtime_ns, inode) of each file of the last site written; a file made of
-# pieces adds (the key of each piece, the length of each piece).
+# pieces adds the keys of its pieces (joined by newlines) and their lengths (an array of int64).
 Manifest = dict[str, tuple]
 # Pieces made at once when a pieced file is written from scratch: few enough to hold in memory.
 PIECES_AT_ONCE = 512
@@ -53,7 +54,7 @@ class OutputFile:
 
     @classmethod
     def pieced(cls, key: str, pieces: tuple[str, ...], make_pieces: Callable[[list[int]], list[bytes]]) -> "OutputFile":
-        """A file made of `pieces` (their keys, in order)."""
+        """A file made of `pieces` (their keys, in order; a key holds no newline)."""
         return cls(key, lambda: b"".join(make_pieces(list(range(len(pieces))))), tuple(pieces), make_pieces)
 
 
@@ -110,8 +111,8 @@ class _NewBytes:
                 data = file.make()
                 self.chunks, self.same = [data], _bytes_equal(old, data)
             return
-        if entry is not None and len(entry) == 6:
-            self._reuse_pieces(dict(zip(entry[4], _offsets(entry[5]))))
+        if entry is not None and len(entry) == 6 and isinstance(entry[4], str):
+            self._reuse_pieces(dict(zip(entry[4].split("\n"), _offsets(array("q", entry[5])))))
             self.streamed = False
         elif present:
             self.chunks = file.make_pieces(list(range(len(file.pieces))))
@@ -159,7 +160,11 @@ class _NewBytes:
         """The manifest entry of the file now at `target`."""
         stat = self._stat or os.stat(target)
         entry = (self.file.key, stat.st_size, stat.st_mtime_ns, stat.st_ino)
-        return entry + (self.file.pieces, tuple(self.lengths)) if self.file.pieces else entry
+        if not self.file.pieces:
+            return entry
+        # The pieces' keys (hex digests) as one text and their lengths as one string of bytes:
+        # a manifest holding tens of thousands of feed items reads as a few long values.
+        return entry + ("\n".join(self.file.pieces), array("q", self.lengths).tobytes())
 
 
 def _write_new_file(path: Path, data: bytes) -> os.stat_result:
@@ -174,7 +179,7 @@ def _write_new_file(path: Path, data: bytes) -> os.stat_result:
         os.close(fd)
 
 
-def _offsets(lengths: tuple[int, ...]) -> list[tuple[int, int]]:
+def _offsets(lengths: array) -> list[tuple[int, int]]:
     offsets, at = [], 0
     for length in lengths:
         offsets.append((at, length))

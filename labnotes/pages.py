@@ -207,14 +207,16 @@ def site_pages(config: SiteConfig, posts: Sequence[RenderedDocument], pages: Seq
         key = content_key(common_key, path, template, context["canonical"], shown)
         out[path] = OutputFile(key, lambda: templates.render(template, common, context))
 
+    links = [link(entry) for entry in post_entries] + [None]   # a post's link shows on its two neighbours
     for i, entry in enumerate(post_entries):
         newer = post_entries[i - 1] if i > 0 else None
         older = post_entries[i + 1] if i + 1 < len(post_entries) else None
-        doc = entry.document
+        doc = entry.rendered.document
         place = place_of.get(entry.url)
         notebook = root + notebook_path(doc) if has_notebook(doc) else None
         page(doc.output_path, "post.html",
-             (meta(entry), doc.summary, _body_key(entry), link(newer), link(older), series_shown(place), notebook),
+             (doc.shown_key, doc.summary, _body_key(entry), links[i - 1] if i > 0 else None, links[i + 1],
+              series_shown(place), notebook),
              entry=entry, newer=newer, older=older, series=place, page_title=doc.title, description=doc.summary,
              notebook=notebook)
     for entry in page_entries:
