@@ -17,13 +17,16 @@ from __future__ import annotations
 
 import contextlib
 import os
+import pickle
 import shutil
 from array import array
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from .errors import BuildError
+from .parallel import can_fork, map_batches
 from .render_cache import content_key, read_blob, write_blob
 
 # path -> (key, size, mtime_ns, inode) of each file of the last site written; a file made of
@@ -67,23 +70,45 @@ class WriteResult:
     manifest: Manifest             # the site now in place, for the next build
 
 
-def write_site(out_dir: Path, files: Mapping[str, OutputFile | bytes], manifest: Path | None = None) -> WriteResult:
+@dataclass(frozen=True)
+class Spread:
+    """Lets the write stage make files on several forked processes when there are many.
+
+    What making a file leaves besides the file (render cache entries) stays in the process that
+    made it: a child calls `mark()` before a batch of files and `gather(mark)` after it, and the
+    parent hands what that gave to `keep`.
+    """
+
+    processes: int
+    mark: Callable[[], Any]
+    gather: Callable[[Any], Any]
+    keep: Callable[[Any], None]
+
+
+# Below this many files to make, starting processes costs more than it saves; files per batch.
+SPREAD_MIN_FILES = 256
+BATCH_FILES = 64
+
+
+def write_site(out_dir: Path, files: Mapping[str, OutputFile | bytes], manifest: Path | None = None,
+               spread: Spread | None = None) -> WriteResult:
     """Replace `out_dir` with exactly `files` (output-relative path -> file).
 
     `manifest` is the file where the last call for this folder left its manifest, and where
     this one leaves its own; a missing or corrupt manifest only means every file is rendered.
+    With `spread`, many files are made on several processes.
     """
     out_dir = Path(out_dir)
     files = {path: f if isinstance(f, OutputFile) else OutputFile.of(f) for path, f in files.items()}
     loaded = read_blob(manifest) if manifest is not None else None
     previous: Manifest = loaded if isinstance(loaded, dict) else {}
-    result = _write(out_dir, files, previous)
+    result = _write(out_dir, files, previous, spread)
     if manifest is not None and result.manifest != previous:
         write_blob(manifest, result.manifest)
     return result
 
 
-def _write(out_dir: Path, files: dict[str, OutputFile], previous: Manifest) -> WriteResult:
+def _write(out_dir: Path, files: dict[str, OutputFile], previous: Manifest, spread: Spread | None = None) -> WriteResult:
     present = scan_folder(out_dir)
     # The files on disk that are still the ones the last build wrote, and those of them to keep.
     intact = {path: previous[path] for path in files if path in previous and present.get(path) == previous[path][1:4]}
@@ -91,8 +116,8 @@ def _write(out_dir: Path, files: dict[str, OutputFile], previous: Manifest) -> W
     if out_dir.exists() and len(reusable) == len(files) == len(present):
         return WriteResult(0, (), {path: previous[path] for path in sorted(files)})
     if out_dir.is_dir() and not _shape_conflict(files, present):
-        return _update_in_place(out_dir, files, reusable, intact, present)
-    return _write_and_swap(out_dir, files, reusable, intact, present)
+        return _update_in_place(out_dir, files, reusable, intact, present, spread)
+    return _write_and_swap(out_dir, files, reusable, intact, present, spread)
 
 
 class _NewBytes:
@@ -224,39 +249,105 @@ def _copy_range(source: int, target: int, offset: int, length: int) -> None:
         length -= done
 
 
+def _make_files(paths: list[str], files: dict[str, OutputFile], old_folder: Path, intact: Manifest,
+                present: Mapping[str, object], scratch: Path, spread: Spread | None) -> dict[str, tuple]:
+    """Make each of `paths` into a file of `scratch/<process id>/` (a folder of each process's
+    own: on this kind of file system, files made in one folder are made one at a time, in two
+    folders two at a time), on several processes when there are many. Returns path -> (manifest
+    entry, scratch file), or (entry of the file in `old_folder`, None) when its bytes are those
+    already there. Raises the first error, in the order of `paths`."""
+    folder = scratch / str(os.getpid())
+    made: list[int] = []
+
+    def make(relative: str) -> tuple:
+        old = old_folder / relative
+        new = _NewBytes(old, files[relative], intact.get(relative), relative in present)
+        if new.same:
+            return relative, new.record(old), None
+        if not made:
+            folder.mkdir(parents=True, exist_ok=True)
+        made.append(len(made))
+        target = folder / str(len(made))
+        new.write(target)
+        return relative, new.record(target), target   # a rename keeps inode and mtime
+
+    if spread is None or spread.processes < 2 or len(paths) < SPREAD_MIN_FILES or not can_fork():
+        return {relative: (entry, target) for relative, entry, target in map(make, paths)}
+    # Files of pieces first and together: they share feed items and mirrors, made once so.
+    pieced = [relative for relative in paths if files[relative].pieces]
+    rest = [relative for relative in paths if not files[relative].pieces]
+    batches = [pieced] + [rest[i:i + BATCH_FILES] for i in range(0, len(rest), BATCH_FILES)]
+
+    def work(index: int) -> tuple:
+        nonlocal folder
+        folder = scratch / str(os.getpid())
+        mark = spread.mark()
+        outcomes = []
+        for relative in batches[index]:
+            try:
+                outcomes.append(make(relative))
+            except Exception as error:   # noqa: BLE001 - raised again in the parent
+                return outcomes, (relative, _portable(error)), None
+        return outcomes, None, spread.gather(mark)
+
+    outcomes: dict[str, tuple] = {}
+    failed = []
+    for done, failure, gathered in map_batches(work, len(batches), spread.processes):
+        if failure is not None:
+            failed.append(failure)
+        else:
+            spread.keep(gathered)
+        outcomes.update((relative, (entry, target)) for relative, entry, target in done)
+    if failed:
+        raise _raised(min(failed)[1])   # the first in the order of `paths`, which is sorted
+    return outcomes
+
+
+def _portable(error: Exception) -> object:
+    """`error` as it can travel from a child process (a BuildError as its parts)."""
+    if isinstance(error, BuildError):
+        return ("BuildError", error.path, error.message, error.line)
+    try:
+        pickle.dumps(error)
+    except Exception:   # noqa: BLE001 - anything that does not pickle travels as its text
+        return RuntimeError(f"{type(error).__name__}: {error}")
+    return error
+
+
+def _raised(error: object) -> BaseException:
+    if isinstance(error, tuple) and error[0] == "BuildError":
+        return BuildError(*error[1:])
+    return error
+
+
 def _update_in_place(out_dir: Path, files: dict[str, OutputFile], reusable: set[str], intact: Manifest,
-                     present: dict[str, tuple[int, int, int]]) -> WriteResult:
-    """Make every file not in `reusable` into a temporary file beside it; once all are made,
-    rename those whose bytes differ into place and remove the files not in `files`."""
-    entries: Manifest = {relative: intact[relative] for relative in reusable}
+                     present: dict[str, tuple[int, int, int]], spread: Spread | None = None) -> WriteResult:
+    """Make every file not in `reusable` into a scratch folder inside `out_dir`; once all are
+    made, rename those whose bytes differ into place and remove the files not in `files`."""
     made = [relative for relative in sorted(files) if relative not in reusable]
-    staged: list[tuple[Path, Path]] = []
+    scratch = out_dir / f".labnotes-new-{os.getpid()}"
     new_folders: list[Path] = []
     try:
+        outcomes = _make_files(made, files, out_dir, intact, present, scratch, spread)
         for relative in made:
-            target = out_dir / relative
-            new = _NewBytes(target, files[relative], intact.get(relative), relative in present)
-            if new.same:
-                entries[relative] = new.record(target)
-                continue
-            _make_folders(target.parent, new_folders)
-            temporary = target.with_name(f".{target.name}.tmp-{os.getpid()}")
-            staged.append((temporary, target))
-            new.write(temporary)
-            entries[relative] = new.record(temporary)   # a rename keeps inode and mtime
-        for temporary, target in staged:
-            os.replace(temporary, target)
+            if outcomes[relative][1] is not None:
+                target = out_dir / relative
+                _make_folders(target.parent, new_folders)
+                os.replace(outcomes[relative][1], target)
     except BaseException:
-        for temporary, _ in staged:
-            temporary.unlink(missing_ok=True)
+        shutil.rmtree(scratch, ignore_errors=True)
         for folder in reversed(new_folders):
             with contextlib.suppress(OSError):
                 folder.rmdir()
         raise
+    shutil.rmtree(scratch, ignore_errors=True)
     for relative in sorted(set(present) - set(files), reverse=True):
         (out_dir / relative).unlink()
         _remove_empty_parents(out_dir, relative)
-    return WriteResult(len(staged), tuple(made), {relative: entries[relative] for relative in sorted(files)})
+    entries = {relative: intact[relative] for relative in reusable}
+    entries.update((relative, entry) for relative, (entry, _) in outcomes.items())
+    changed = sum(1 for _, target in outcomes.values() if target is not None)
+    return WriteResult(changed, tuple(made), {relative: entries[relative] for relative in sorted(files)})
 
 
 def _make_folders(folder: Path, made: list[Path]) -> None:
@@ -271,7 +362,7 @@ def _make_folders(folder: Path, made: list[Path]) -> None:
 
 
 def _write_and_swap(out_dir: Path, files: dict[str, OutputFile], reusable: set[str], intact: Manifest,
-                    present: dict[str, tuple[int, int, int]]) -> WriteResult:
+                    present: dict[str, tuple[int, int, int]], spread: Spread | None = None) -> WriteResult:
     """Write the whole site into a sibling folder (unchanged files hard-linked) and rename it into place."""
     parent = out_dir.parent
     parent.mkdir(parents=True, exist_ok=True)
@@ -280,24 +371,31 @@ def _write_and_swap(out_dir: Path, files: dict[str, OutputFile], reusable: set[s
     for leftover in (staging, retired):
         if leftover.exists():
             shutil.rmtree(leftover)
-    changed = 0
-    manifest: Manifest = {}
     made_dirs: set[Path] = set()
+
+    def place(relative: str) -> Path:
+        target = staging / relative
+        if target.parent not in made_dirs:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            made_dirs.add(target.parent)
+        return target
+
     try:
-        for relative in sorted(files):
-            target = staging / relative
-            if target.parent not in made_dirs:
-                target.parent.mkdir(parents=True, exist_ok=True)
-                made_dirs.add(target.parent)
-            old = out_dir / relative
-            if relative in reusable and _link(old, target):
-                manifest[relative] = intact[relative]
-                continue
-            new = _NewBytes(old, files[relative], intact.get(relative), relative in present)
-            if not (new.same and _link(old, target)):
-                new.write(target)
+        staging.mkdir()
+        manifest: Manifest = {relative: intact[relative] for relative in sorted(reusable)
+                              if _link(out_dir / relative, place(relative))}
+        outcomes = _make_files([relative for relative in sorted(files) if relative not in manifest], files, out_dir,
+                               intact, present, staging / ".labnotes-new", spread)
+        changed = 0
+        for relative, (entry, made) in outcomes.items():
+            if made is None and not _link(out_dir / relative, place(relative)):
+                shutil.copyfile(out_dir / relative, place(relative))
+                entry = entry[:1] + tuple(_stat_of(place(relative))) + entry[4:]
+            elif made is not None:
+                os.rename(made, place(relative))
                 changed += 1
-            manifest[relative] = new.record(target)
+            manifest[relative] = entry
+        shutil.rmtree(staging / ".labnotes-new", ignore_errors=True)
         if out_dir.exists() or out_dir.is_symlink():
             os.rename(out_dir, retired)
         os.rename(staging, out_dir)
@@ -310,7 +408,13 @@ def _write_and_swap(out_dir: Path, files: dict[str, OutputFile], reusable: set[s
         shutil.rmtree(retired, ignore_errors=True)
     else:
         retired.unlink(missing_ok=True)
-    return WriteResult(changed, tuple(relative for relative in sorted(files) if relative not in reusable), manifest)
+    return WriteResult(changed, tuple(relative for relative in sorted(files) if relative not in reusable),
+                       {relative: manifest[relative] for relative in sorted(files)})
+
+
+def _stat_of(path: Path) -> tuple[int, int, int]:
+    stat = os.stat(path)
+    return stat.st_size, stat.st_mtime_ns, stat.st_ino
 
 
 def _shape_conflict(files: Mapping[str, object], present: Mapping[str, object]) -> bool:

@@ -20,7 +20,7 @@ from .markdown import highlight_code, render_code_block, render_document
 from .notebooks import has_notebook, notebook_key, notebook_path, notebook_pieces, render_notebook
 from .model import (BuildOptions, BuildReport, Content, Document, LabRecord, LabStage, RenderedDocument,
                     SiteConfig)
-from .output import (MARKER, MARKER_TEXT, OutputFile, check_apart_from_inputs, check_output_folder,
+from .output import (MARKER, MARKER_TEXT, OutputFile, Spread, check_apart_from_inputs, check_output_folder,
                      input_folders, write_site)
 from .parallel import can_fork, cores, map_batches
 from .parsed_cache import ParsedDocuments
@@ -88,7 +88,7 @@ def _build(config_path: Path | str, content_dir: Path | str, out_dir: Path | str
         check_written_links(posts + pages, files, config.base_url, content.drafts + content.held_back,
                             functools.cache(lambda: template_ids([config.root / "templates", BUILTIN_TEMPLATES])))
         clock.lap("key every output file")
-        written = write_site(Path(out_dir), files, manifest=cache.manifest_path(out_dir))
+        written = write_site(Path(out_dir), files, manifest=cache.manifest_path(out_dir), spread=renders.spread())
         clock.lap("render and write the files that changed")
     finally:
         # What was parsed and rendered stays useful even when a later stage failed; saved after
@@ -259,6 +259,20 @@ class Renders:
         return self.cache.get("mirror", self.mirror_key(rendered),
                               lambda: render_markdown_mirror(self.config, rendered,
                                                              self.series_of.get(rendered.document.output_path)))
+
+    def spread(self) -> Spread:
+        """How the write stage makes files on every core, taking back the cache entries (and
+        the count of documents rendered) of what each process made."""
+        def mark() -> tuple[int, int]:
+            return self.cache.mark(), self.rendered
+
+        def gather(mark: tuple[int, int]) -> tuple[list, int]:
+            return self.cache.since(mark[0]), self.rendered - mark[1]
+
+        def keep(gathered: tuple[list, int]) -> None:
+            self.cache.take(gathered[0])
+            self.rendered += gathered[1]
+        return Spread(min(cores(), 8), mark, gather, keep)
 
     def feed_items(self, posts: list[RenderedDocument]) -> list[bytes]:
         """`rss_items` through the cache: the items no build made yet are made in one go."""

@@ -15,6 +15,7 @@ import contextlib
 import dataclasses
 import hashlib
 import importlib.util
+import itertools
 import json
 import marshal
 import os
@@ -353,6 +354,19 @@ class RenderCache:
     def put(self, kind: str, key: str, value: Any) -> None:
         """Remember `value` for (`kind`, `key`)."""
         self._new[f"{kind}:{key}"] = value
+
+    def mark(self) -> int:
+        """A mark for `since`: how many entries this build has asked for or made so far."""
+        return len(self._new)
+
+    def since(self, mark: int) -> list[tuple[str, Any]]:
+        """The entries asked for or made after `mark`, for `take` in another process (whose
+        cache was this one's when it forked)."""
+        return list(itertools.islice(self._new.items(), mark, None))
+
+    def take(self, entries: list[tuple[str, Any]]) -> None:
+        """Keep `entries` (from `since` in another process) as if made here."""
+        self._new.update(entries)
 
     def save(self) -> None:
         """Write the entries used by this build, unless they are exactly what was loaded."""

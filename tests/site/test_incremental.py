@@ -587,3 +587,57 @@ def test_prose_edit_reads_the_rendered_texts_of_few_shards(site, monkeypatch):
     edit(site.content / "posts" / "p30.md", "Rest of p30,", "Rest of p30, edited,")
     site.build()
     assert 1 <= len(read) <= 7 < len(list((site.root / ".cache" / "render" / "rendered").glob("*.bin")))
+
+
+def test_a_site_written_on_several_processes_equals_one_written_on_one(site, tmp_path, monkeypatch):
+    """The write stage makes files on several forked processes when there are many: a first
+    build, and a rebuild that makes every page again (a template edit), give the bytes a serial
+    write gives, and what the other processes made for the render cache serves the next build."""
+    import labnotes.output
+    import labnotes.pipeline
+    from labnotes.render_cache import ShardedBlob
+    add_many_posts(site, 12)
+    serial = clean_build(site, tmp_path)
+    monkeypatch.setattr(labnotes.output, "SPREAD_MIN_FILES", 1)
+    monkeypatch.setattr(labnotes.output, "BATCH_FILES", 3)
+    monkeypatch.setattr(labnotes.pipeline, "PARALLEL_MIN_DOCUMENTS", 1)
+    site.build()
+    assert site.snapshot() == serial and folders(site) == clean_folders(tmp_path)
+    assert site.build().rendered == ()
+    kinds = [name.split(":")[0] for name in ShardedBlob(site.root / ".cache" / "render" / "rendered").names()]
+    assert kinds.count("mirror") == 13 and kinds.count("rss-item") == 12   # made on the other processes
+    edit(site.content / "posts" / "p03.md", "Rest of p03,", "Rest of p03, edited,")
+    report = site.build()
+    assert report.documents_rendered == 1 and "llms-full.txt" in report.rendered
+    templates = site.root / "templates"
+    templates.mkdir()
+    builtin = Path(__file__).resolve().parents[2] / "templates" / "base.html"
+    (templates / "base.html").write_text(builtin.read_text(encoding="utf-8").replace(
+        '<main id="main">', '<main id="main" class="custom">'), encoding="utf-8")
+    site.build()
+    assert site.snapshot() == clean_build(site, tmp_path) and folders(site) == clean_folders(tmp_path)
+
+
+def test_an_error_on_one_of_several_processes_leaves_the_last_site(site, monkeypatch):
+    """A page that fails to render on a forked process fails the build as it would on one
+    process, and the site on disk stays as it was, with no scratch file left behind."""
+    import labnotes.output
+    add_many_posts(site, 12)
+    site.build()
+    built = site.snapshot()
+    monkeypatch.setattr(labnotes.output, "SPREAD_MIN_FILES", 1)
+    monkeypatch.setattr(labnotes.output, "BATCH_FILES", 3)
+    templates = site.root / "templates"
+    templates.mkdir()
+    builtin = Path(__file__).resolve().parents[2] / "templates" / "post.html"
+    (templates / "post.html").write_text(builtin.read_text(encoding="utf-8").replace(
+        "{% block main %}", "{% block main %}{{ no_such_name }}"), encoding="utf-8")
+    messages = []
+    for _ in range(2):   # the error is the same one each time: the first file, in order, that fails
+        try:
+            site.build()
+        except Exception as error:   # noqa: BLE001 - a BuildError, or Jinja's own error
+            messages.append(str(error))
+    assert len(messages) == 2 and messages[0] == messages[1] and "no_such_name" in messages[0]
+    assert site.snapshot() == built
+    assert not [p for p in site.out.rglob(".labnotes-new*")]
