@@ -329,7 +329,9 @@ def _update_in_place(out_dir: Path, files: dict[str, OutputFile], reusable: set[
     new_folders: list[Path] = []
     try:
         outcomes = _make_files(made, files, out_dir, intact, present, scratch, spread)
-        for relative in made:
+        # Pages first: a reader (or `serve`'s browser) waits for them, not for the feeds, whose
+        # old copies, megabytes each, take a while to free.
+        for relative in sorted(made, key=lambda relative: not relative.endswith(".html")):
             if outcomes[relative][1] is not None:
                 target = out_dir / relative
                 _make_folders(target.parent, new_folders)
