@@ -7,7 +7,8 @@ times, each as a fresh process: a cold build (empty output, no cache), a second 
 nothing changed (the no-op build), and a build after one post's prose was edited, with the
 peak memory of each (the largest resident set of the process and its workers). Every post is
 published, also those dated after today (10,000 posts, seven hours apart, reach into 2031):
-Lab Notes builds with `--future`, Hugo with `--buildFuture`, Pelican publishes them anyway. Then it
+Lab Notes builds with `--future`, Hugo with `--buildFuture`, Pelican publishes them anyway. Before
+each timed build it waits for the files the last one wrote to reach the disk (`os.sync()`). Then it
 starts each tool's development server (`build.py serve`; `hugo server`, which writes to disk,
 with `--renderToDisk` before Hugo 0.123), saves that post again with a new marker a few times,
 and times each save until the post's page on disk holds the marker (polling the file). It
@@ -92,6 +93,8 @@ def run_builds(tool: str, cmd: list[str], cwd: Path, out: Path, clean: list[Path
         for attempt in ("cold", "second", "edit"):
             if attempt == "edit":
                 edit_prose(edited, f"edit {round_ + 1}")
+            # What the last build wrote goes to disk first: its write-back would slow this one.
+            os.sync()
             wall, cpu, peak, proc = timed(cmd, cwd)
             if proc.returncode != 0:
                 tail = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["no output"]
