@@ -4,7 +4,11 @@
 
 Writes N posts (code block, table, footnote, two categories each) in each tool's dialect, then
 times, each as a fresh process: a cold build (empty output, no cache), a second build with
-nothing changed (the no-op build), and a build after one post's prose was edited. Then it
+nothing changed (the no-op build), and a build after one post's prose was edited, with the
+peak memory of each (the largest resident set of the process and its workers). Every post is
+published, also those dated after today (10,000 posts, seven hours apart, reach into 2031):
+Lab Notes builds with `--future`, Hugo with `--buildFuture`, Pelican publishes them anyway. Before
+each timed build it waits for the files the last one wrote to reach the disk (`os.sync()`). Then it
 starts each tool's development server (`build.py serve`; `hugo server`, which writes to disk,
 with `--renderToDisk` before Hugo 0.123), saves that post again with a new marker a few times,
 and times each save until the post's page on disk holds the marker (polling the file). It
@@ -24,7 +28,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import resource
 import signal
 import socket
 import statistics
@@ -51,22 +54,31 @@ class Result:
     cold_cpu: float | None = None      # user + system CPU seconds of that same run
     second_cpu: float | None = None
     edit_cpu: float | None = None
+    cold_peak: float | None = None     # MB: the largest resident set of that same run's processes
+    second_peak: float | None = None
+    edit_peak: float | None = None
     serve: float | None = None         # `serve`: a post saved -> its new page on disk, median of the rounds
     serve_spread: str = ""             # fastest and slowest round
     pages: int = 0
     note: str = ""
 
 
-def timed(cmd: list[str], cwd: Path) -> tuple[float, float, subprocess.CompletedProcess]:
-    """Wall-clock and CPU seconds of `cmd` as a fresh process, and its result."""
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    started = time.perf_counter()
-    proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True,
-                          env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"})
-    wall = time.perf_counter() - started
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-    return wall, cpu, proc
+def timed(cmd: list[str], cwd: Path) -> tuple[float, float, float, subprocess.CompletedProcess]:
+    """Wall-clock and CPU seconds and peak memory (MB) of `cmd` as a fresh process, and its
+    result. The peak is the process's own `ru_maxrss` as `wait4` reports it: the largest
+    resident set of it and of the workers it waited for."""
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        started = time.perf_counter()
+        child = subprocess.Popen(cmd, cwd=cwd, stdout=out, stderr=err,
+                                 env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"})
+        _, status, usage = os.wait4(child.pid, 0)
+        wall = time.perf_counter() - started
+        child.returncode = os.waitstatus_to_exitcode(status)
+        out.seek(0)
+        err.seek(0)
+        proc = subprocess.CompletedProcess(cmd, child.returncode, out.read().decode(errors="replace"),
+                                           err.read().decode(errors="replace"))
+    return wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024, proc
 
 
 def run_builds(tool: str, cmd: list[str], cwd: Path, out: Path, clean: list[Path], repeat: int,
@@ -81,7 +93,9 @@ def run_builds(tool: str, cmd: list[str], cwd: Path, out: Path, clean: list[Path
         for attempt in ("cold", "second", "edit"):
             if attempt == "edit":
                 edit_prose(edited, f"edit {round_ + 1}")
-            wall, cpu, proc = timed(cmd, cwd)
+            # What the last build wrote goes to disk first: its write-back would slow this one.
+            os.sync()
+            wall, cpu, peak, proc = timed(cmd, cwd)
             if proc.returncode != 0:
                 tail = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["no output"]
                 result.note = f"{attempt} build failed (exit {proc.returncode}): {tail[0][:100]}"
@@ -89,6 +103,7 @@ def run_builds(tool: str, cmd: list[str], cwd: Path, out: Path, clean: list[Path
             if getattr(result, attempt) is None or wall < getattr(result, attempt):
                 setattr(result, attempt, wall)
                 setattr(result, f"{attempt}_cpu", cpu)
+            setattr(result, f"{attempt}_peak", max(peak, getattr(result, f"{attempt}_peak") or 0))
     result.pages = sum(1 for _ in out.rglob("*.html"))
     return result
 
@@ -182,7 +197,7 @@ def bench_labnotes(work: Path, n: int, repeat: int, serve_rounds: int) -> Result
     (site / "content" / "pages").mkdir(parents=True, exist_ok=True)
     (site / "site.toml").write_text(SITE_TOML)
     out = site / "output"
-    paths = ["--config", str(site / "site.toml"), "--content", str(site / "content"), "--out", str(out)]
+    paths = ["--config", str(site / "site.toml"), "--content", str(site / "content"), "--out", str(out), "--future"]
     result = run_builds("Lab Notes", [sys.executable, str(ROOT / "build.py"), "build", *paths], site, out,
                         clean=[out, site / "labcache", site / ".cache"], repeat=repeat, edited=edited)
     if serve_rounds and not result.note:
@@ -287,7 +302,7 @@ def bench_hugo(work: Path, n: int, repeat: int, serve_rounds: int) -> Result:
     out = site / "public"
     version = subprocess.run([hugo, "version"], capture_output=True, text=True).stdout.split()[1]
     version = version.split("+")[0].split("-")[0].lstrip("v")
-    cmd = [hugo, "--source", str(site), "--destination", str(out), "--quiet"]
+    cmd = [hugo, "--source", str(site), "--destination", str(out), "--quiet", "--buildFuture"]
     result = run_builds(f"Hugo {version}", cmd, site, out, clean=[out, site / "resources"], repeat=repeat,
                         edited=edited)
     result.note = result.note or "minimal templates, full rebuild each time"
@@ -295,7 +310,7 @@ def bench_hugo(work: Path, n: int, repeat: int, serve_rounds: int) -> Result:
         # Hugo 0.123+ serves from disk by default; before, --renderToDisk asked for it.
         to_disk = ["--renderToDisk"] if "--renderToDisk" in subprocess.run(
             [hugo, "server", "--help"], capture_output=True, text=True).stdout else []
-        serve = [hugo, "server", "--source", str(site), "--destination", str(out), *to_disk,
+        serve = [hugo, "server", "--source", str(site), "--destination", str(out), *to_disk, "--buildFuture",
                  "--bind", "127.0.0.1", "--port", str(free_port())]
         page = out / "posts" / f"synthetic-{n // 2:04d}" / "index.html"
         measure_serve(result, serve, site, "Web Server is available", edited, page, serve_rounds)
@@ -304,22 +319,24 @@ def bench_hugo(work: Path, n: int, repeat: int, serve_rounds: int) -> Result:
 
 def print_table(results: list[Result], n: int, repeat: int, serve_rounds: int) -> None:
     print(f"\n{n} synthetic posts (code block, table, footnote each), {os.cpu_count()} CPU cores; builds: "
-          f"best of {repeat}, seconds wall clock (CPU user+system of the same run); serve: median of "
+          f"best of {repeat}, seconds wall clock (CPU user+system of the same run), peak memory in MB (the "
+          f"largest resident set of a build's processes, largest of the runs); serve: median of "
           f"{serve_rounds} saves, seconds from saving a post to its new page on disk (fastest-slowest)")
-    print(f"{'tool':<16} {'cold build':>10} {'(CPU)':>7} {'no-op build':>12} {'(CPU)':>7} "
-          f"{'one post edited':>16} {'(CPU)':>7} {'serve: save->page':>18} {'':>11} {'HTML files':>11}  note")
+    print(f"{'tool':<16} {'cold build':>10} {'(CPU)':>7} {'peak MB':>8} {'no-op build':>12} {'(CPU)':>7} "
+          f"{'one post edited':>16} {'(CPU)':>7} {'peak MB':>8} {'serve: save->page':>18} {'':>11} "
+          f"{'HTML files':>11}  note")
 
-    def fmt(x: float | None, width: int) -> str:
-        return f"{x:>{width}.2f}" if x is not None else f"{'-':>{width}}"
+    def fmt(x: float | None, width: int, digits: int = 2) -> str:
+        return f"{x:>{width}.{digits}f}" if x is not None else f"{'-':>{width}}"
 
     for r in results:
         spread = f"({r.serve_spread})" if r.serve_spread else ""
-        print(f"{r.tool:<16} {fmt(r.cold, 10)} {fmt(r.cold_cpu, 7)} {fmt(r.second, 12)} "
-              f"{fmt(r.second_cpu, 7)} {fmt(r.edit, 16)} {fmt(r.edit_cpu, 7)} {fmt(r.serve, 18)} {spread:>11} "
-              f"{r.pages or '-':>11}  {r.note}")
+        print(f"{r.tool:<16} {fmt(r.cold, 10)} {fmt(r.cold_cpu, 7)} {fmt(r.cold_peak, 8, 0)} {fmt(r.second, 12)} "
+              f"{fmt(r.second_cpu, 7)} {fmt(r.edit, 16)} {fmt(r.edit_cpu, 7)} {fmt(r.edit_peak, 8, 0)} "
+              f"{fmt(r.serve, 18)} {spread:>11} {r.pages or '-':>11}  {r.note}")
     load = os.getloadavg()[0]
-    if load > (os.cpu_count() or 1):
-        print(f"note: load average {load:.1f} on {os.cpu_count()} cores while measuring; "
+    if load > (os.cpu_count() or 1) / 2:
+        print(f"note: load average {load:.1f} on {os.cpu_count()} cores at the end of the run; "
               f"wall-clock figures include waiting for other processes")
 
 

@@ -76,6 +76,7 @@ def _parser() -> argparse.ArgumentParser:
     build.add_argument("--why", action="store_true", help="say which input made each lab rerun")
     build.add_argument("--jobs", type=_positive_int, default=1, metavar="N", help="labs to run at once")
     build.add_argument("--future", action="store_true", help="also publish posts dated in the future")
+    build.add_argument("--timings", action="store_true", help="say how long each stage of the build took")
     build.add_argument("--quick", action="store_true", help="run labs in their quick mode (small and fast, for tests)")
     build.add_argument("--full", action="store_true",
                        help="build even when the input manifest says nothing changed (render caches still apply)")
@@ -182,21 +183,24 @@ def _port(text: str) -> int:
 
 def _build(args) -> int:
     from labnotes.build_lock import one_build_at_a_time, say_waiting
-    from labnotes.input_manifest import unchanged_build
+    from labnotes.input_manifest import Look, unchanged_build
     from labnotes.model import BuildOptions
 
     options = BuildOptions(device=args.device, keep_going=args.keep_going, why=args.why, jobs=args.jobs,
                            quick=args.quick, future=args.future)
     with one_build_at_a_time(args.config, say_waiting):
         # Nothing changed since the last build: done before the renderers are even imported.
-        report = None if args.full else unchanged_build(args.config, args.content, args.out, options)
+        look = Look()
+        report = None if args.full else unchanged_build(args.config, args.content, args.out, options, look)
         if report is None:
             from labnotes.pipeline import build
-            report = build(args.config, args.content, args.out, options)
+            report = build(args.config, args.content, args.out, options, look=look)
         elif args.why:
             print("why: nothing changed since the last build, so nothing is built and no lab reruns",
                   file=sys.stderr, flush=True)
     _print_warnings(report)
+    for stage, seconds in report.stages if args.timings else ():
+        print(f"{seconds:8.3f} s  {stage}", file=sys.stderr)
     print(report.summary())
     return 1 if report.labs.failed or report.labs.false_claims else 0
 

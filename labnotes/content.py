@@ -191,11 +191,11 @@ def _check_name_urls(posts: list[Document]) -> None:
     """Two categories (or series) whose names differ but whose URLs are one: an error naming both."""
     for kind in ("category", "series"):
         seen: dict[str, tuple[str, Document]] = {}
-        for doc in sorted(posts, key=lambda d: d.source):
+        for doc in sorted(posts, key=lambda d: str(d.source)):
             names = doc.categories if kind == "category" else ((doc.series.name,) if doc.series else ())
             for name in names:
                 first = seen.setdefault(slugify(name), (name, doc))
-                if not same_name(first[0], name):
+                if first[0] != name and not same_name(first[0], name):
                     key = "categories" if kind == "category" else "series"
                     raise BuildError(doc.source, _url_collision(kind, name, first[0], first[1].source,
                                                                 _key_line(first[1], key)), _key_line(doc, key))

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import functools
 import html
+import operator
 import re
 from collections.abc import Callable, Sequence
 from datetime import datetime, timezone
@@ -71,7 +72,7 @@ def absolutize_html(fragment: str, page_url: str, site_url: str | None = None) -
 # How feedgen lays out a feed: the channel, then one indented <item> after another. Item text is
 # escaped, so these markers cannot occur inside an item.
 _ITEM_START = b"    <item>\n"
-_FEED_END = b"  </channel>\n</rss>\n"
+FEED_END = b"  </channel>\n</rss>\n"
 
 
 def render_rss(config: SiteConfig, entries: Sequence[RenderedDocument], *,
@@ -83,9 +84,17 @@ def render_rss(config: SiteConfig, entries: Sequence[RenderedDocument], *,
     `rss_items`) makes those, so a caller may take them from a cache: an item depends only
     on its entry, the site's base URL and author.
     """
-    posts = sorted(entries, key=lambda e: (e.document.date, e.document.slug), reverse=True)
+    posts = feed_order(entries)
     items = items_of(posts) if items_of is not None else rss_items(config, posts)
-    return _channel(config, posts, path, title) + b"".join(items) + _FEED_END
+    return rss_channel(config, posts, path, title) + b"".join(items) + FEED_END
+
+
+def feed_order(entries: Sequence[RenderedDocument]) -> list[RenderedDocument]:
+    """`entries` in the order of a feed's items: newest first."""
+    return sorted(entries, key=_DATE_AND_SLUG, reverse=True)
+
+
+_DATE_AND_SLUG = operator.attrgetter("document.date", "document.slug")
 
 
 def rss_items(config: SiteConfig, entries: Sequence[RenderedDocument]) -> list[bytes]:
@@ -96,20 +105,20 @@ def rss_items(config: SiteConfig, entries: Sequence[RenderedDocument]) -> list[b
     for rendered in entries:
         _fill_entry(fg.add_entry(order="append"), config, rendered)
     data = fg.rss_str(pretty=True)
-    items = data[data.index(_ITEM_START):len(data) - len(_FEED_END)].split(_ITEM_START)[1:]
-    if len(items) != len(entries) or not data.endswith(_FEED_END):
+    items = data[data.index(_ITEM_START):len(data) - len(FEED_END)].split(_ITEM_START)[1:]
+    if len(items) != len(entries) or not data.endswith(FEED_END):
         raise RuntimeError("feedgen laid out the feed in an unexpected way")
     return [_ITEM_START + item for item in items]
 
 
-def _channel(config: SiteConfig, posts: Sequence[RenderedDocument], path: str, title: str | None) -> bytes:
-    """The feed up to its first item."""
+def rss_channel(config: SiteConfig, posts: Sequence[RenderedDocument], path: str, title: str | None) -> bytes:
+    """The feed of `posts` up to its first item: `render_rss` is this, the items, `FEED_END`."""
     # feedgen stamps lastBuildDate with the clock unless told otherwise; the newest change
     # to a post is what a reader needs, and it keeps the bytes stable between builds.
-    data = _generator(config, path, title, _newest_change(posts)).rss_str(pretty=True)
-    if not data.endswith(_FEED_END):
+    data = _generator(config, path, title, newest_change(posts)).rss_str(pretty=True)
+    if not data.endswith(FEED_END):
         raise RuntimeError("feedgen laid out the feed in an unexpected way")
-    return data[:-len(_FEED_END)]
+    return data[:-len(FEED_END)]
 
 
 def _generator(config: SiteConfig, path: str, title: str | None, last_build: datetime):
@@ -150,7 +159,7 @@ def _absolute_content(body_html: str, page_url: str) -> str:
     return absolutize_html(body_html, page_url)
 
 
-def _newest_change(posts: Sequence[RenderedDocument]) -> datetime:
+def newest_change(posts: Sequence[RenderedDocument]) -> datetime:
     stamps = [d for p in posts for d in (p.document.date, p.document.updated) if d is not None]
     return max(stamps) if stamps else datetime(1970, 1, 1, tzinfo=timezone.utc)
 

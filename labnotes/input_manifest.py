@@ -18,11 +18,13 @@ A file changed within a clock tick of the build that read it could keep its size
 from __future__ import annotations
 
 import dataclasses
+import marshal
 import os
 import pickle
 import shutil
 import sys
 import time
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -92,35 +94,60 @@ def environment_key(options: BuildOptions) -> str:
                        [os.environ.get(name) for name in _ENVIRONMENT_VARIABLES], repr(chosen))
 
 
+def stats_at_start(paths: list[Path], started_ns: int, look: Look | None = None) -> Stats:
+    """`input_stats(paths, started_ns)` for a build starting now, taken from `look` when
+    `unchanged_build` looked at the same paths a moment before. A file changed in that moment
+    keeps its stats from before the change, which only makes the next build look again."""
+    if look is None or [str(path) for path in look.paths] != [str(path) for path in paths]:
+        return input_stats(paths, started_ns)
+    return {path: UNKNOWN if stat[1] >= started_ns - RACY_NS else stat for path, stat in look.stats.items()}
+
+
 def build_clock(options: BuildOptions) -> datetime:
     """The time a build publishes for: `now` when given, else the clock."""
     return options.now or datetime.now(timezone.utc)
 
 
+@dataclass
+class Look:
+    """What `unchanged_build` saw of the inputs, for the build that follows it at once
+    (`stats_at_start`): the paths it looked at and their stats."""
+
+    paths: list[Path] = field(default_factory=list)
+    stats: Stats = field(default_factory=dict)
+
+
 def unchanged_build(config_path: Path | str, content_dir: Path | str, out_dir: Path | str,
-                    options: BuildOptions = BuildOptions()) -> BuildReport | None:
+                    options: BuildOptions = BuildOptions(), look: Look | None = None) -> BuildReport | None:
     """The report of the last build when nothing it depends on changed since and its output is
-    as it left it; None when the site must be built."""
+    as it left it; None when the site must be built, and then `look` holds what it saw."""
     started = time.perf_counter()
     saved = read_blob(manifest_path(config_path, content_dir, out_dir), loads=pickle.loads)
     if not isinstance(saved, dict) or saved.get("environment") != environment_key(options):
         return None
     if saved["comes_out"] is not None and build_clock(options) >= saved["comes_out"]:
         return None
-    if input_stats(saved["watched"]) != saved["inputs"] or scan_folder(Path(out_dir)) != saved["output"]:
+    inputs = input_stats(saved["watched"])
+    if look is not None:
+        look.paths, look.stats = saved["watched"], inputs
+    # The output's stats are read only when the inputs' match: an edit is told apart sooner.
+    if inputs != _stats(saved["inputs"]) or scan_folder(Path(out_dir)) != _stats(saved["output"]):
         return None
-    return dataclasses.replace(saved["report"], seconds=time.perf_counter() - started)
+    seconds = time.perf_counter() - started
+    return dataclasses.replace(saved["report"], seconds=seconds, stages=(("compare the inputs with the last build's", seconds),))
 
 
 def record_build(config_path: Path | str, content_dir: Path | str, out_dir: Path | str, options: BuildOptions,
                  watched: list[Path], before: Stats, inputs: Stats, content: Content, report: BuildReport,
                  output: Stats) -> None:
     """Remember a build for `unchanged_build`: `watched` as the build ended, `inputs` their
-    stats then (`input_stats` with the build's start); `before`, those taken as it started.
+    stats (`input_stats` with the build's start: those taken as it started, and those of the
+    files labs read); `before`, the ones taken as it started.
 
     A build that ran a lab is not remembered: the next one shows the lab as reused (the labs
-    page says so), so it is not a repeat. Nor is one that read a file changed or deleted while
-    it ran.
+    page says so), so it is not a repeat. Nor is one that read a file saved in its own clock
+    tick; one that read a file changed or deleted while it ran is remembered with the file as it
+    was before, so the next build is a real one.
     """
     path = manifest_path(config_path, content_dir, out_dir)
     if report.labs.run or report.labs.failed or report.labs.false_claims or UNKNOWN in inputs.values() or not before.keys() <= inputs.keys():
@@ -128,6 +155,15 @@ def record_build(config_path: Path | str, content_dir: Path | str, out_dir: Path
         return
     comes_out = min((doc.date for doc in content.held_back if doc.date is not None), default=None)
     repeat = dataclasses.replace(report, changed=0, rendered=(), documents_rendered=0,
-                                 labs=LabCounts(cached=report.labs.cached))
+                                 labs=LabCounts(cached=report.labs.cached), stages=())
     write_blob(path, {"environment": environment_key(options), "comes_out": comes_out, "watched": watched,
-                      "inputs": inputs, "output": output, "report": repeat}, dumps=pickle.dumps)
+                      "inputs": marshal.dumps(inputs), "output": marshal.dumps(output), "report": repeat},
+               dumps=pickle.dumps)
+
+
+def _stats(saved: object) -> Stats | None:
+    """Stats as `record_build` saved them (marshal's bytes, quicker to read than pickle's)."""
+    try:
+        return marshal.loads(saved)
+    except (TypeError, ValueError, EOFError):
+        return None

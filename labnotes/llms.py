@@ -154,8 +154,19 @@ def render_llms_full(config: SiteConfig, posts: Sequence[RenderedDocument],
     `mirror_of` gives a document's `render_markdown_mirror` text, e.g. from a cache.
     """
     mirror_of = mirror_of or (lambda rendered: render_markdown_mirror(config, rendered))
-    docs = [*_newest_first(posts), *_by_title(pages)]
-    head = "\n".join([
+    docs = llms_full_order(posts, pages)
+    return "".join([llms_full_head(config), *(llms_full_part(mirror_of(r)) for r in docs), "\n"])
+
+
+def llms_full_order(posts: Sequence[RenderedDocument], pages: Sequence[RenderedDocument]) -> list[RenderedDocument]:
+    """The documents of llms-full.txt in its order: posts newest first, then pages by title."""
+    return [*_newest_first(posts), *_by_title(pages)]
+
+
+def llms_full_head(config: SiteConfig) -> str:
+    """What llms-full.txt says before its documents; then comes one `llms_full_part` per
+    document, then a newline."""
+    return "\n".join([
         f"# {inline_text(config.title)}",
         "",
         f"> {inline_text(config.description or config.title)}",
@@ -164,8 +175,11 @@ def render_llms_full(config: SiteConfig, posts: Sequence[RenderedDocument],
                 f"Each starts with its title as a level-one heading and its HTML URL; "
                 f"a horizontal rule separates them."),
     ])
-    bodies = [mirror_of(r).strip() for r in docs]
-    return "\n\n---\n\n".join([head, *bodies]) + "\n"
+
+
+def llms_full_part(mirror: str) -> str:
+    """One document of llms-full.txt, given its Markdown mirror: a rule, then the mirror."""
+    return "\n\n---\n\n" + mirror.strip()
 
 
 def absolutize_markdown(markdown: str, page_url: str, site_url: str) -> str:

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Callable
 
 from .errors import BuildWarning
+from .render_cache import content_key
 
 
 @dataclass(frozen=True)
@@ -117,6 +118,29 @@ class Document:
         parsed document, so a rebuild does not hash every unchanged post's text again."""
         return hashlib.blake2b(self.body.encode("utf-8", "surrogatepass"), digest_size=16).hexdigest()
 
+    # The keys below are kept with the parsed document (parsed_cache.py): the keys of pages,
+    # listings and feeds ask for them several times per post and build.
+    @functools.cached_property
+    def dates_key(self) -> tuple[str, str]:
+        """`repr` of `date` and `updated`, for keys."""
+        return repr(self.date), repr(self.updated)
+
+    @functools.cached_property
+    def source_key(self) -> str:
+        """A digest of the path of its file."""
+        return content_key(str(self.source))
+
+    @functools.cached_property
+    def shown_key(self) -> str:
+        """A digest of what a page shows of the document above its body: URL, title, dates,
+        categories (as it spells them) and whether it is a draft."""
+        return content_key(self.url, self.title, self.dates_key, self.categories, self.draft)
+
+    @functools.cached_property
+    def listed_key(self) -> str:
+        """A digest of what a listing shows of the document: URL, title, date and summary."""
+        return content_key(self.url, self.title, self.dates_key[0], self.summary)
+
     @functools.cached_property
     def references(self) -> tuple:
         """The post references of the prose (`[](post:slug)`, post_references.PostReference), found
@@ -126,21 +150,68 @@ class Document:
         return tuple(find_references(self))
 
 
-@dataclass
 class RenderedDocument:
-    """A document after Markdown rendering, ready for templates, feeds and mirrors."""
+    """A document after Markdown rendering, ready for templates, feeds and mirrors.
 
-    document: Document
-    html: str            # the whole body as HTML (lab blocks included)
-    intro_html: str      # above the <!--more--> fold; equals `html` when there is no fold
-    has_more: bool       # True when the body has a fold
-    markdown: str        # the body as Markdown for mirrors, lab blocks rendered as text
-    key: str = ""        # names the four above (equal key, equal text); "" when unknown
-    # The links the prose writes, as (URL as written in the HTML, source line, the reference as
-    # written when the build filled the URL in, else ""), and the ids the body gives its page:
-    # every build checks the one against the others (labnotes/written_links.py).
-    links: tuple[tuple[str, int, str], ...] = ()
-    ids: tuple[str, ...] = ()
+    Its texts (`html`, `intro_html`, `markdown`) may be `deferred`: read (or rendered) the
+    first time one is asked for, so that a rebuild holds in memory only the texts of the
+    documents whose pages it writes.
+    """
+
+    __slots__ = ("document", "has_more", "key", "links", "ids", "intro_key", "_texts")
+
+    def __init__(self, document: Document, html: str, intro_html: str, has_more: bool, markdown: str,
+                 key: str = "", links: tuple[tuple[str, int, str], ...] = (), ids: tuple[str, ...] = ()):
+        self.document = document
+        self.has_more = has_more      # True when the body has a fold
+        self.key = key                # names the texts and `has_more` (equal key, equal text); "" when unknown
+        # The links the prose writes, as (URL as written in the HTML, source line, the reference as
+        # written when the build filled the URL in, else ""), and the ids the body gives its page:
+        # every build checks the one against the others (labnotes/written_links.py).
+        self.links = links
+        self.ids = ids
+        self.intro_key = ""           # a digest of `intro_html` (render_cache.text_digest); "" when unknown
+        self._texts: tuple[str, str, str] | Callable[[], tuple[str, str, str]] = (html, intro_html, markdown)
+
+    @classmethod
+    def deferred(cls, document: Document, has_more: bool, key: str, links: tuple, ids: tuple,
+                 texts: Callable[[], tuple[str, str, str]], intro_key: str) -> "RenderedDocument":
+        """A rendered document whose (html, intro_html, markdown) `texts()` gives when first
+        needed; `intro_key` is the digest of its intro_html."""
+        rendered = cls(document, "", "", has_more, "", key, links, ids)
+        rendered._texts, rendered.intro_key = texts, intro_key
+        return rendered
+
+    def _text(self, index: int) -> str:
+        if callable(self._texts):
+            self._texts = tuple(self._texts())
+        return self._texts[index]
+
+    @property
+    def html(self) -> str:
+        """The whole body as HTML (lab blocks included)."""
+        return self._text(0)
+
+    @property
+    def intro_html(self) -> str:
+        """The body above the <!--more--> fold; equals `html` when there is no fold."""
+        return self._text(1)
+
+    @property
+    def markdown(self) -> str:
+        """The body as Markdown for mirrors, lab blocks rendered as text."""
+        return self._text(2)
+
+    def _fields(self) -> tuple:
+        return (self.document, self.html, self.intro_html, self.has_more, self.markdown, self.key, self.links, self.ids)
+
+    def __eq__(self, other: object) -> bool:
+        return self._fields() == other._fields() if isinstance(other, RenderedDocument) else NotImplemented
+
+    __hash__ = None
+
+    def __repr__(self) -> str:
+        return f"RenderedDocument({self.document.source}, key={self.key!r})"
 
 
 @dataclass(frozen=True)
@@ -289,6 +360,7 @@ class BuildReport:
     documents_rendered: int = 0      # posts and pages whose Markdown was rendered (not from the cache)
     warnings: tuple[BuildWarning, ...] = ()   # e.g. prose that copies a lab's number instead of citing it
     held_back: tuple[Document, ...] = ()   # dated in the future, not published (no --future)
+    stages: tuple[tuple[str, float], ...] = ()   # (stage, wall-clock seconds) in build order
 
     def summary(self) -> str:
         """`built P pages in S s; labs: R run, C cached, F failed` (`, K claims false` when any is)."""

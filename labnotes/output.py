@@ -15,30 +15,50 @@ written at all.
 """
 from __future__ import annotations
 
+import contextlib
 import os
+import pickle
 import shutil
+from array import array
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from .errors import BuildError
+from .parallel import can_fork, map_batches
 from .render_cache import content_key, read_blob, write_blob
 
-# path -> (key, size, mtime_ns, inode) of each file of the last site written
-Manifest = dict[str, tuple[str, int, int, int]]
+# path -> (key, size, mtime_ns, inode) of each file of the last site written; a file made of
+# pieces adds the keys of its pieces (joined by newlines) and their lengths (an array of int64).
+Manifest = dict[str, tuple]
+# Pieces made at once when a pieced file is written from scratch: few enough to hold in memory.
+PIECES_AT_ONCE = 512
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)   # not frozen: a site has tens of thousands, made afresh every build
 class OutputFile:
-    """One file to publish: `key` names its bytes, `make()` renders them when needed."""
+    """One file to publish: `key` names its bytes, `make()` renders them when needed.
+
+    A file made of `pieces` (a feed of items, llms-full.txt of documents) names each piece by
+    a key and makes the bytes of those it is asked for with `make_pieces(indices)`: a rebuild
+    copies from the file on disk the pieces it already holds and makes only the others.
+    """
 
     key: str
     make: Callable[[], bytes] = field(compare=False, repr=False)
+    pieces: tuple[str, ...] = field(default=(), compare=False, repr=False)
+    make_pieces: Callable[[list[int]], list[bytes]] | None = field(default=None, compare=False, repr=False)
 
     @classmethod
     def of(cls, data: bytes) -> "OutputFile":
         """A file whose bytes are already at hand."""
         return cls("bytes:" + content_key(data), lambda: data)
+
+    @classmethod
+    def pieced(cls, key: str, pieces: tuple[str, ...], make_pieces: Callable[[list[int]], list[bytes]]) -> "OutputFile":
+        """A file made of `pieces` (their keys, in order; a key holds no newline)."""
+        return cls(key, lambda: b"".join(make_pieces(list(range(len(pieces))))), tuple(pieces), make_pieces)
 
 
 @dataclass(frozen=True)
@@ -50,65 +70,301 @@ class WriteResult:
     manifest: Manifest             # the site now in place, for the next build
 
 
-def write_site(out_dir: Path, files: Mapping[str, OutputFile | bytes], manifest: Path | None = None) -> WriteResult:
+@dataclass(frozen=True)
+class Spread:
+    """Lets the write stage make files on several forked processes when there are many.
+
+    What making a file leaves besides the file (render cache entries) stays in the process that
+    made it: a child calls `mark()` before a batch of files and `gather(mark)` after it, and the
+    parent hands what that gave to `keep`.
+    """
+
+    processes: int
+    mark: Callable[[], Any]
+    gather: Callable[[Any], Any]
+    keep: Callable[[Any], None]
+
+
+# Below this many files to make, starting processes costs more than it saves; files per batch.
+SPREAD_MIN_FILES = 256
+BATCH_FILES = 64
+
+
+def write_site(out_dir: Path, files: Mapping[str, OutputFile | bytes], manifest: Path | None = None,
+               spread: Spread | None = None) -> WriteResult:
     """Replace `out_dir` with exactly `files` (output-relative path -> file).
 
     `manifest` is the file where the last call for this folder left its manifest, and where
     this one leaves its own; a missing or corrupt manifest only means every file is rendered.
+    With `spread`, many files are made on several processes.
     """
     out_dir = Path(out_dir)
     files = {path: f if isinstance(f, OutputFile) else OutputFile.of(f) for path, f in files.items()}
     loaded = read_blob(manifest) if manifest is not None else None
     previous: Manifest = loaded if isinstance(loaded, dict) else {}
-    result = _write(out_dir, files, previous)
+    result = _write(out_dir, files, previous, spread)
     if manifest is not None and result.manifest != previous:
         write_blob(manifest, result.manifest)
     return result
 
 
-def _write(out_dir: Path, files: dict[str, OutputFile], previous: Manifest) -> WriteResult:
+def _write(out_dir: Path, files: dict[str, OutputFile], previous: Manifest, spread: Spread | None = None) -> WriteResult:
     present = scan_folder(out_dir)
-    reusable = {path for path, f in files.items()
-                if path in previous and previous[path][0] == f.key and present.get(path) == previous[path][1:]}
+    # The files on disk that are still the ones the last build wrote, and those of them to keep.
+    intact = {path: previous[path] for path in files if path in previous and present.get(path) == previous[path][1:4]}
+    reusable = {path for path, entry in intact.items() if entry[0] == files[path].key}
     if out_dir.exists() and len(reusable) == len(files) == len(present):
         return WriteResult(0, (), {path: previous[path] for path in sorted(files)})
-    made = {path: files[path].make() for path in sorted(files) if path not in reusable}   # may raise: nothing written yet
     if out_dir.is_dir() and not _shape_conflict(files, present):
-        return _update_in_place(out_dir, files, made, present, previous)
-    return _write_and_swap(out_dir, files, made, present, previous)
+        return _update_in_place(out_dir, files, reusable, intact, present, spread)
+    return _write_and_swap(out_dir, files, reusable, intact, present, spread)
 
 
-def _update_in_place(out_dir: Path, files: dict[str, OutputFile], made: dict[str, bytes],
-                     present: dict[str, tuple[int, int, int]], previous: Manifest) -> WriteResult:
-    """Write the files of `made` whose bytes differ, each atomically; remove the ones not in `files`."""
+class _NewBytes:
+    """The new bytes of one file, made file by file (a build holds one file's bytes at a time,
+    not the site's): `same` when they are the bytes of the file on disk already."""
+
+    def __init__(self, old: Path, file: OutputFile, entry: tuple | None, present: bool):
+        self.old, self.file = old, file
+        self.chunks: list[bytes | tuple[int, int]] = []    # bytes, or (offset, length) in the old file
+        self.lengths: list[int] = []                        # of each piece
+        self.same = False
+        self.streamed = not present                         # made while written: nothing to compare with
+        self._stat: os.stat_result | None = None            # of the file written, when known
+        if not file.pieces:
+            if present:
+                data = file.make()
+                self.chunks, self.same = [data], _bytes_equal(old, data)
+            return
+        if entry is not None and len(entry) == 6 and isinstance(entry[4], str):
+            self._reuse_pieces(dict(zip(entry[4].split("\n"), _offsets(array("q", entry[5])))))
+            self.streamed = False
+        elif present:
+            self.chunks = file.make_pieces(list(range(len(file.pieces))))
+            self.lengths = [len(chunk) for chunk in self.chunks]
+            self.same = _bytes_equal(old, b"".join(self.chunks))
+
+    def _reuse_pieces(self, old_pieces: dict[str, tuple[int, int]]) -> None:
+        """Plan the file as pieces copied from the old file and pieces made now."""
+        keys = self.file.pieces
+        wanted = [i for i, key in enumerate(keys) if key not in old_pieces]
+        made = dict(zip(wanted, self.file.make_pieces(wanted) if wanted else []))
+        same, offset = True, 0
+        with open(self.old, "rb") as old:
+            size = os.fstat(old.fileno()).st_size
+            for i, key in enumerate(keys):
+                if i in made:
+                    chunk = made[i]
+                    same = same and os.pread(old.fileno(), len(chunk), offset) == chunk
+                else:
+                    chunk = old_pieces[key]
+                    same = same and chunk[0] == offset
+                length = len(chunk) if isinstance(chunk, bytes) else chunk[1]
+                self.chunks.append(chunk)
+                self.lengths.append(length)
+                offset += length
+        self.same = same and offset == size
+
+    def write(self, target: Path) -> None:
+        """Write the new bytes to `target` (a new file)."""
+        if self.streamed and not self.file.pieces:
+            # Most files of a first build: one system call each to create, write and close,
+            # where `open` would also ask whether the file is a terminal and where it stands.
+            self._stat = _write_new_file(target, self.file.make())
+            return
+        with open(target, "wb") as out:
+            if self.streamed:
+                for start in range(0, len(self.file.pieces), PIECES_AT_ONCE):
+                    for chunk in self.file.make_pieces(list(range(start, min(start + PIECES_AT_ONCE, len(self.file.pieces))))):
+                        out.write(chunk)
+                        self.lengths.append(len(chunk))
+            else:
+                _write_chunks(out, self.chunks, self.old)
+
+    def record(self, target: Path) -> tuple:
+        """The manifest entry of the file now at `target`."""
+        stat = self._stat or os.stat(target)
+        entry = (self.file.key, stat.st_size, stat.st_mtime_ns, stat.st_ino)
+        if not self.file.pieces:
+            return entry
+        # The pieces' keys (hex digests) as one text and their lengths as one string of bytes:
+        # a manifest holding tens of thousands of feed items reads as a few long values.
+        return entry + ("\n".join(self.file.pieces), array("q", self.lengths).tobytes())
+
+
+def _write_new_file(path: Path, data: bytes) -> os.stat_result:
+    """Write `data` to a new file at `path`; its stat once written."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o666)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
+        return os.fstat(fd)
+    finally:
+        os.close(fd)
+
+
+def _offsets(lengths: array) -> list[tuple[int, int]]:
+    offsets, at = [], 0
+    for length in lengths:
+        offsets.append((at, length))
+        at += length
+    return offsets
+
+
+def _write_chunks(out, chunks: list[bytes | tuple[int, int]], old: Path) -> None:
+    """Write `chunks` to the open file `out`: bytes as they are, (offset, length) copied from
+    `old` (runs of adjacent pieces in one copy)."""
+    runs: list[bytes | list[int]] = []
+    for chunk in chunks:
+        if isinstance(chunk, bytes):
+            runs.append(chunk)
+        elif runs and isinstance(runs[-1], list) and runs[-1][0] + runs[-1][1] == chunk[0]:
+            runs[-1][1] += chunk[1]
+        else:
+            runs.append(list(chunk))
+    with open(old, "rb") if any(isinstance(run, list) for run in runs) else contextlib.nullcontext() as source:
+        for run in runs:
+            if isinstance(run, bytes):
+                out.write(run)
+            else:
+                out.flush()
+                _copy_range(source.fileno(), out.fileno(), *run)
+                out.seek(0, os.SEEK_END)
+
+
+def _copy_range(source: int, target: int, offset: int, length: int) -> None:
+    """Append `length` bytes of `source` from `offset` to `target` (in the kernel where it can)."""
+    while length > 0:
+        try:
+            done = os.copy_file_range(source, target, length, offset)
+        except (AttributeError, OSError):
+            done = 0
+        if done <= 0:
+            data = os.pread(source, min(length, 1 << 20), offset)
+            if not data:
+                raise OSError(f"the old copy of a file ended early ({length} bytes missing)")
+            done = os.write(target, data)
+        offset += done
+        length -= done
+
+
+def _make_files(paths: list[str], files: dict[str, OutputFile], old_folder: Path, intact: Manifest,
+                present: Mapping[str, object], scratch: Path, spread: Spread | None) -> dict[str, tuple]:
+    """Make each of `paths` into a file of `scratch/<process id>/` (a folder of each process's
+    own: on this kind of file system, files made in one folder are made one at a time, in two
+    folders two at a time), on several processes when there are many. Returns path -> (manifest
+    entry, scratch file), or (entry of the file in `old_folder`, None) when its bytes are those
+    already there. Raises the first error, in the order of `paths`."""
+    folder = scratch / str(os.getpid())
+    made: list[int] = []
+
+    def make(relative: str) -> tuple:
+        old = old_folder / relative
+        new = _NewBytes(old, files[relative], intact.get(relative), relative in present)
+        if new.same:
+            return relative, new.record(old), None
+        if not made:
+            folder.mkdir(parents=True, exist_ok=True)
+        made.append(len(made))
+        target = folder / str(len(made))
+        new.write(target)
+        return relative, new.record(target), target   # a rename keeps inode and mtime
+
+    if spread is None or spread.processes < 2 or len(paths) < SPREAD_MIN_FILES or not can_fork():
+        return {relative: (entry, target) for relative, entry, target in map(make, paths)}
+    # Files of pieces first and together: they share feed items and mirrors, made once so.
+    pieced = [relative for relative in paths if files[relative].pieces]
+    rest = [relative for relative in paths if not files[relative].pieces]
+    batches = [pieced] + [rest[i:i + BATCH_FILES] for i in range(0, len(rest), BATCH_FILES)]
+
+    def work(index: int) -> tuple:
+        nonlocal folder
+        folder = scratch / str(os.getpid())
+        mark = spread.mark()
+        outcomes = []
+        for relative in batches[index]:
+            try:
+                outcomes.append(make(relative))
+            except Exception as error:   # noqa: BLE001 - raised again in the parent
+                return outcomes, (relative, _portable(error)), None
+        return outcomes, None, spread.gather(mark)
+
+    outcomes: dict[str, tuple] = {}
+    failed = []
+    for done, failure, gathered in map_batches(work, len(batches), spread.processes):
+        if failure is not None:
+            failed.append(failure)
+        else:
+            spread.keep(gathered)
+        outcomes.update((relative, (entry, target)) for relative, entry, target in done)
+    if failed:
+        raise _raised(min(failed)[1])   # the first in the order of `paths`, which is sorted
+    return outcomes
+
+
+def _portable(error: Exception) -> object:
+    """`error` as it can travel from a child process (a BuildError as its parts)."""
+    if isinstance(error, BuildError):
+        return ("BuildError", error.path, error.message, error.line)
+    try:
+        pickle.dumps(error)
+    except Exception:   # noqa: BLE001 - anything that does not pickle travels as its text
+        return RuntimeError(f"{type(error).__name__}: {error}")
+    return error
+
+
+def _raised(error: object) -> BaseException:
+    if isinstance(error, tuple) and error[0] == "BuildError":
+        return BuildError(*error[1:])
+    return error
+
+
+def _update_in_place(out_dir: Path, files: dict[str, OutputFile], reusable: set[str], intact: Manifest,
+                     present: dict[str, tuple[int, int, int]], spread: Spread | None = None) -> WriteResult:
+    """Make every file not in `reusable` into a scratch folder inside `out_dir`; once all are
+    made, rename those whose bytes differ into place and remove the files not in `files`."""
+    made = [relative for relative in sorted(files) if relative not in reusable]
+    scratch = out_dir / f".labnotes-new-{os.getpid()}"
+    new_folders: list[Path] = []
+    try:
+        outcomes = _make_files(made, files, out_dir, intact, present, scratch, spread)
+        # Pages first: a reader (or `serve`'s browser) waits for them, not for the feeds, whose
+        # old copies, megabytes each, take a while to free.
+        for relative in sorted(made, key=lambda relative: not relative.endswith(".html")):
+            if outcomes[relative][1] is not None:
+                target = out_dir / relative
+                _make_folders(target.parent, new_folders)
+                os.replace(outcomes[relative][1], target)
+    except BaseException:
+        shutil.rmtree(scratch, ignore_errors=True)
+        for folder in reversed(new_folders):
+            with contextlib.suppress(OSError):
+                folder.rmdir()
+        raise
+    shutil.rmtree(scratch, ignore_errors=True)
     for relative in sorted(set(present) - set(files), reverse=True):
         (out_dir / relative).unlink()
         _remove_empty_parents(out_dir, relative)
-    changed = 0
-    manifest: Manifest = {}
-    for relative in sorted(files):
-        if relative not in made:
-            manifest[relative] = previous[relative]
-            continue
-        target = out_dir / relative
-        data = made[relative]
-        if not (relative in present and _bytes_equal(target, data)):
-            target.parent.mkdir(parents=True, exist_ok=True)
-            temporary = target.with_name(f".{target.name}.tmp-{os.getpid()}")
-            try:
-                temporary.write_bytes(data)
-                os.replace(temporary, target)
-            except BaseException:
-                temporary.unlink(missing_ok=True)
-                raise
-            changed += 1
-        stat = os.stat(target)
-        manifest[relative] = (files[relative].key, stat.st_size, stat.st_mtime_ns, stat.st_ino)
-    return WriteResult(changed, tuple(sorted(made)), manifest)
+    entries = {relative: intact[relative] for relative in reusable}
+    entries.update((relative, entry) for relative, (entry, _) in outcomes.items())
+    changed = sum(1 for _, target in outcomes.values() if target is not None)
+    return WriteResult(changed, tuple(made), {relative: entries[relative] for relative in sorted(files)})
 
 
-def _write_and_swap(out_dir: Path, files: dict[str, OutputFile], made: dict[str, bytes],
-                    present: dict[str, tuple[int, int, int]], previous: Manifest) -> WriteResult:
+def _make_folders(folder: Path, made: list[Path]) -> None:
+    """Create `folder` and its missing parents, adding each one created to `made`."""
+    missing = []
+    while not folder.is_dir():
+        missing.append(folder)
+        folder = folder.parent
+    for one in reversed(missing):
+        one.mkdir()
+        made.append(one)
+
+
+def _write_and_swap(out_dir: Path, files: dict[str, OutputFile], reusable: set[str], intact: Manifest,
+                    present: dict[str, tuple[int, int, int]], spread: Spread | None = None) -> WriteResult:
     """Write the whole site into a sibling folder (unchanged files hard-linked) and rename it into place."""
     parent = out_dir.parent
     parent.mkdir(parents=True, exist_ok=True)
@@ -117,25 +373,31 @@ def _write_and_swap(out_dir: Path, files: dict[str, OutputFile], made: dict[str,
     for leftover in (staging, retired):
         if leftover.exists():
             shutil.rmtree(leftover)
-    changed = 0
-    manifest: Manifest = {}
     made_dirs: set[Path] = set()
+
+    def place(relative: str) -> Path:
+        target = staging / relative
+        if target.parent not in made_dirs:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            made_dirs.add(target.parent)
+        return target
+
     try:
-        for relative in sorted(files):
-            target = staging / relative
-            if target.parent not in made_dirs:
-                target.parent.mkdir(parents=True, exist_ok=True)
-                made_dirs.add(target.parent)
-            old = out_dir / relative
-            if relative not in made and _link(old, target):
-                manifest[relative] = previous[relative]
-                continue
-            data = made[relative] if relative in made else files[relative].make()
-            if not (relative in present and _bytes_equal(old, data) and _link(old, target)):
-                target.write_bytes(data)
+        staging.mkdir()
+        manifest: Manifest = {relative: intact[relative] for relative in sorted(reusable)
+                              if _link(out_dir / relative, place(relative))}
+        outcomes = _make_files([relative for relative in sorted(files) if relative not in manifest], files, out_dir,
+                               intact, present, staging / ".labnotes-new", spread)
+        changed = 0
+        for relative, (entry, made) in outcomes.items():
+            if made is None and not _link(out_dir / relative, place(relative)):
+                shutil.copyfile(out_dir / relative, place(relative))
+                entry = entry[:1] + tuple(_stat_of(place(relative))) + entry[4:]
+            elif made is not None:
+                os.rename(made, place(relative))
                 changed += 1
-            stat = os.stat(target)
-            manifest[relative] = (files[relative].key, stat.st_size, stat.st_mtime_ns, stat.st_ino)
+            manifest[relative] = entry
+        shutil.rmtree(staging / ".labnotes-new", ignore_errors=True)
         if out_dir.exists() or out_dir.is_symlink():
             os.rename(out_dir, retired)
         os.rename(staging, out_dir)
@@ -148,7 +410,13 @@ def _write_and_swap(out_dir: Path, files: dict[str, OutputFile], made: dict[str,
         shutil.rmtree(retired, ignore_errors=True)
     else:
         retired.unlink(missing_ok=True)
-    return WriteResult(changed, tuple(sorted(made)), manifest)
+    return WriteResult(changed, tuple(relative for relative in sorted(files) if relative not in reusable),
+                       {relative: manifest[relative] for relative in sorted(files)})
+
+
+def _stat_of(path: Path) -> tuple[int, int, int]:
+    stat = os.stat(path)
+    return stat.st_size, stat.st_mtime_ns, stat.st_ino
 
 
 def _shape_conflict(files: Mapping[str, object], present: Mapping[str, object]) -> bool:

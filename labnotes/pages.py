@@ -5,12 +5,13 @@ shows, rendered only when asked). All HTML lives in templates/.
 """
 from __future__ import annotations
 
-import hashlib
+import functools
 import html
 import os
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import NamedTuple
 from datetime import datetime
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -21,7 +22,7 @@ import markupsafe
 from .model import Document, LabRecord, RenderedDocument, SiteConfig
 from .notebooks import has_notebook, notebook_path
 from .output import OutputFile
-from .render_cache import config_key, content_key
+from .render_cache import config_key, content_key, text_digest
 from .series import group_series
 from .slugs import slugify
 from .template_errors import template_errors
@@ -29,9 +30,9 @@ from .template_errors import template_errors
 BUILTIN_TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
 
 
-@dataclass(frozen=True)
-class Entry:
-    """A rendered post or page with its URL as a reader's browser needs it."""
+class Entry(NamedTuple):
+    """A rendered post or page with its URL as a reader's browser needs it (a named tuple: a
+    build makes one per post several times over)."""
 
     rendered: RenderedDocument
     url: str
@@ -96,6 +97,7 @@ def base_path(config: SiteConfig) -> str:
     return path if path.endswith("/") else path + "/"
 
 
+@functools.lru_cache(maxsize=4096)   # asked for each category of each post, several times a build
 def category_path(name: str) -> str:
     """Site-relative folder of a category's listing (its feed is `feed.xml` inside it)."""
     return f"category/{slugify(name)}/"
@@ -104,22 +106,32 @@ def category_path(name: str) -> str:
 def group_categories(posts: Sequence[Entry], root: str) -> tuple[Group, ...]:
     """One group per category slug, sorted by name; names sharing a slug ("ML", "ml") share
     one group, shown as the oldest post spelled it."""
-    groups: dict[str, tuple[str, list[Entry]]] = {}
-    for entry in reversed(posts):
-        for name in entry.document.categories:
+    entry_of = {id(entry.rendered): entry for entry in posts}
+    return tuple(Group(name, path, root + path, tuple(entry_of[id(post)] for post in members))
+                 for name, path, members in category_members([entry.rendered for entry in posts]))
+
+
+def category_members(posts: Sequence[RenderedDocument]) -> list[tuple[str, str, list[RenderedDocument]]]:
+    """(name, folder, posts newest first) of each category of `posts` (newest first), sorted
+    by name, as `group_categories` groups them."""
+    groups: dict[str, tuple[str, list[RenderedDocument]]] = {}
+    for post in reversed(posts):
+        for name in post.document.categories:
             path = category_path(name)
-            groups.setdefault(path, (name, []))[1].insert(0, entry)
-    return tuple(sorted((Group(name, path, root + path, tuple(entries)) for path, (name, entries) in groups.items()),
-                        key=lambda g: (g.name.casefold(), g.path)))
+            groups.setdefault(path, (name, []))[1].append(post)
+    return sorted(((name, path, members[::-1]) for path, (name, members) in groups.items()),
+                  key=lambda group: (group[0].casefold(), group[1]))
 
 
 def group_months(posts: Sequence[Entry], root: str, zone: ZoneInfo) -> tuple[Group, ...]:
     """One group per month of publication in the site's zone, newest first."""
     groups: dict[str, tuple[str, list[Entry]]] = {}
     for entry in posts:
-        local = entry.document.date.astimezone(zone)
+        local = entry.rendered.document.date.astimezone(zone)
         path = f"{local.year:04d}/{local.month:02d}/"
-        groups.setdefault(path, (f"{local:%B} {local.year}", []))[1].append(entry)
+        if path not in groups:
+            groups[path] = (f"{local:%B} {local.year}", [])
+        groups[path][1].append(entry)
     return tuple(Group(name, path, root + path, tuple(entries))
                  for path, (name, entries) in sorted(groups.items(), reverse=True))
 
@@ -172,19 +184,16 @@ def site_pages(config: SiteConfig, posts: Sequence[RenderedDocument], pages: Seq
         [(g.name, g.url, g.count) for g in months], [(g.name, g.url, g.count) for g in categories],
         [(g.name, g.url, g.count) for g in series], bool(labs))
 
-    def shown_categories(doc: Document) -> list:
-        return [(g.name, g.url) for g in (category_by_path[category_path(n)] for n in doc.categories)]
+    def meta(entry: Entry) -> str:
+        # Its own category names: the name and URL each shows as are in `common_key`; its URL
+        # without `root`, which is there too.
+        return entry.rendered.document.shown_key
 
-    def meta(entry: Entry) -> tuple:
-        doc = entry.document
-        return (entry.url, doc.title, repr(doc.date), repr(doc.updated), shown_categories(doc), doc.draft)
-
-    def listed(entry: Entry) -> tuple:
-        doc = entry.document
-        return (entry.url, doc.title, repr(doc.date), doc.summary)
+    def listed(entry: Entry) -> str:
+        return entry.rendered.document.listed_key
 
     def link(entry: Entry | None) -> tuple | None:
-        return (entry.url, entry.document.title) if entry is not None else None
+        return (entry.url, entry.rendered.document.title) if entry is not None else None
 
     def series_shown(place: SeriesPlace | None) -> tuple | None:
         if place is None:
@@ -199,14 +208,16 @@ def site_pages(config: SiteConfig, posts: Sequence[RenderedDocument], pages: Seq
         key = content_key(common_key, path, template, context["canonical"], shown)
         out[path] = OutputFile(key, lambda: templates.render(template, common, context))
 
+    links = [link(entry) for entry in post_entries] + [None]   # a post's link shows on its two neighbours
     for i, entry in enumerate(post_entries):
         newer = post_entries[i - 1] if i > 0 else None
         older = post_entries[i + 1] if i + 1 < len(post_entries) else None
-        doc = entry.document
+        doc = entry.rendered.document
         place = place_of.get(entry.url)
         notebook = root + notebook_path(doc) if has_notebook(doc) else None
         page(doc.output_path, "post.html",
-             (meta(entry), doc.summary, _body_key(entry), link(newer), link(older), series_shown(place), notebook),
+             (doc.shown_key, doc.summary, _body_key(entry), links[i - 1] if i > 0 else None, links[i + 1],
+              series_shown(place), notebook),
              entry=entry, newer=newer, older=older, series=place, page_title=doc.title, description=doc.summary,
              notebook=notebook)
     for entry in page_entries:
@@ -218,7 +229,7 @@ def site_pages(config: SiteConfig, posts: Sequence[RenderedDocument], pages: Seq
     chunks = [post_entries[i:i + size] for i in range(0, len(post_entries), size)] or [[]]
     index_path = lambda n: "" if n == 1 else f"page/{n}/"
     for n, chunk in enumerate(chunks, start=1):
-        shown = (n, len(chunks), [(meta(e), _digest(e.intro_html), e.has_more) for e in chunk])
+        shown = (n, len(chunks), [(meta(e), e.rendered.intro_key or text_digest(e.intro_html), e.has_more) for e in chunk])
         page(index_path(n) + "index.html", "index.html", shown, entries=chunk, page_number=n, page_count=len(chunks),
              page_title=None if n == 1 else f"Page {n}",
              newer_page=root + index_path(n - 1) if n > 1 else None,
@@ -290,11 +301,7 @@ def first_figure(body_html: str, page_url: str) -> Figure | None:
 
 def _body_key(entry: Entry) -> str:
     # The render key names the body's bytes already: no need to hash kilobytes of HTML again.
-    return entry.rendered.key or _digest(entry.html)
-
-
-def _digest(text: str) -> str:
-    return hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=16).hexdigest()
+    return entry.rendered.key or text_digest(entry.html)
 
 
 TEMPLATE_CACHE_DIR = ".cache/templates"   # compiled Jinja templates

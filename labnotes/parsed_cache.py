@@ -2,7 +2,7 @@
 
 A document is reused when its file has the size, mtime and inode it had when it was parsed,
 under the same kind, time zone and set of publishable images (the image check depends on
-them). Files changed within a clock tick of the build are parsed every time (see
+them), by the same generator (a document keeps values it computed once, such as its digests). Files changed within a clock tick of the build are parsed every time (see
 `input_manifest.RACY_NS`). A missing or damaged cache is empty, never an error.
 """
 from __future__ import annotations
@@ -15,7 +15,7 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 from .content import load_document
-from .input_manifest import RACY_NS
+from .input_manifest import RACY_NS, UNKNOWN
 from .model import Document
 from .render_cache import SHARDS, ShardedBlob
 
@@ -25,8 +25,14 @@ FOLDER_NAME = "documents"
 class ParsedDocuments:
     """`load_document` through a cache kept in `folder`; `save()` keeps what this build used."""
 
-    def __init__(self, folder: Path, started_ns: int):
+    def __init__(self, folder: Path, started_ns: int, version: str = "", stats: dict[str, tuple] | None = None):
+        """`version`: the generator's (`render_cache.generator_version()`); `stats`: the input
+        files' (size, mtime, inode) by absolute path as the build saw them at its start, so a
+        document is taken from the cache as of that look (and its file is not looked at again)."""
         self.folder = Path(folder)
+        self.version = version
+        self._stats = stats or {}
+        self._cwd = os.getcwd()
         self._blob = ShardedBlob(self.folder / FOLDER_NAME, shard_of=_shard_of_key,
                                  loads=pickle.loads, dumps=pickle.dumps)
         self._old: dict = self._blob.merged()
@@ -36,20 +42,31 @@ class ParsedDocuments:
 
     def load(self, path: Path, kind: str, zone: ZoneInfo, images: dict[str, Path] | None = None) -> Document:
         """The document in `path`, parsed now only if its file changed."""
-        stat = os.stat(path)
-        key = (str(path), kind, zone.key, None if images is None else tuple(images), stat.st_size, stat.st_mtime_ns, stat.st_ino)
-        document = self._old.get(key)
-        if not isinstance(document, Document):
+        name = str(path)
+        seen = self._stats.get(name if name.startswith("/") else f"{self._cwd}/{name}")
+        if seen is None or seen == UNKNOWN:
+            stat = os.stat(path)
+            seen = (stat.st_size, stat.st_mtime_ns, stat.st_ino)
+        key = (name, kind, zone.key, None if images is None else tuple(images), *seen, self.version)
+        state = self._old.get(key)
+        if isinstance(state, dict):
+            document = Document.__new__(Document)
+            document.__dict__.update(state)
+            document.source = path
+        else:
             document = load_document(path, kind, zone, images)
             self.parsed += 1
-        if stat.st_mtime_ns < self._trusted_before:
+        if seen[1] < self._trusted_before:
             self._new[key] = document
         return document
 
     def save(self) -> None:
         """Write the entries of this build, unless they are those that were loaded."""
         if self._new.keys() != self._old.keys():
-            self._blob.save(self._new)
+            # Saved as the fields of each document (and the values it computed once, such as its
+            # digest) without its path, which the key holds: a Path is slow to unpickle.
+            self._blob.save({key: {name: value for name, value in document.__dict__.items() if name != "source"}
+                             for key, document in self._new.items()})
             with contextlib.suppress(OSError):   # the single file of earlier versions
                 (self.folder / "documents.bin").unlink(missing_ok=True)
 

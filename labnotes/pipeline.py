@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import os
+import gc
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -12,20 +12,21 @@ from .citations import check_cited_names, cite_document
 from .config import line_of_key, load_config
 from .content import load_content
 from .errors import BuildError, BuildWarning
-from .feeds import render_rss, rss_items
-from .input_manifest import build_clock, input_stats, record_build, watched_paths
-from .llms import (mirror_path, render_labs_mirror, render_llms_full, render_llms_txt, render_markdown_mirror, render_series_mirror,
-                   series_mirror_path)
+from .feeds import FEED_END, feed_order, newest_change, rss_channel, rss_items
+from .input_manifest import Look, build_clock, input_stats, record_build, stats_at_start, watched_paths
+from .llms import (llms_full_head, llms_full_order, llms_full_part, mirror_path, render_labs_mirror, render_llms_txt,
+                   render_markdown_mirror, render_series_mirror, series_mirror_path)
 from .markdown import highlight_code, render_code_block, render_document
 from .notebooks import has_notebook, notebook_key, notebook_path, notebook_pieces, render_notebook
 from .model import (BuildOptions, BuildReport, Content, Document, LabRecord, LabStage, RenderedDocument,
                     SiteConfig)
-from .output import (MARKER, MARKER_TEXT, OutputFile, check_apart_from_inputs, check_output_folder,
+from .output import (MARKER, MARKER_TEXT, OutputFile, Spread, check_apart_from_inputs, check_output_folder,
                      input_folders, write_site)
+from .parallel import can_fork, cores, map_batches
 from .parsed_cache import ParsedDocuments
-from .pages import BUILTIN_TEMPLATES, base_path, group_categories, Entry, lab_rows, site_pages
+from .pages import BUILTIN_TEMPLATES, base_path, category_members, Entry, lab_rows, site_pages
 from .post_references import refer_from, resolve_references
-from .render_cache import CACHE_DIR, RenderCache, config_key, content_key, generator_version
+from .render_cache import CACHE_DIR, RenderCache, config_key, content_key, generator_version, text_digest
 from .series import group_series
 from .sitemap import render_sitemap
 from .written_links import check_written_links, template_ids
@@ -34,51 +35,97 @@ BUILTIN_STATIC = Path(__file__).resolve().parent.parent / "static"
 
 
 def build(config_path: Path | str, content_dir: Path | str, out_dir: Path | str,
-          options: BuildOptions = BuildOptions(), warm_labs=None) -> BuildReport:
+          options: BuildOptions = BuildOptions(), warm_labs=None, look: Look | None = None) -> BuildReport:
     """Build the site; raises BuildError on bad input, leaving `out_dir` untouched.
 
-    `warm_labs` (a `labs.executor.WarmPools`) keeps lab workers for the next build (`serve`)."""
+    `warm_labs` (a `labs.executor.WarmPools`) keeps lab workers for the next build (`serve`);
+    `look` is what `unchanged_build` saw of the inputs just before, so they are not looked at twice."""
+    # A build makes hundreds of thousands of small objects that live until it ends, and almost
+    # no cyclic garbage: the cyclic collector would walk them again and again (a fifth of a
+    # one-post edit of 10,000 posts), so it waits until the build is over.
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        return _build(config_path, content_dir, out_dir, options, warm_labs, look)
+    finally:
+        if collecting:
+            gc.enable()
+
+
+def _build(config_path: Path | str, content_dir: Path | str, out_dir: Path | str,
+           options: BuildOptions, warm_labs, look: Look | None) -> BuildReport:
     started, started_ns = time.perf_counter(), time.time_ns()
+    clock = Stages()
     config = load_config(config_path)
     check_output_folder(Path(out_dir), {"the project": config.root, "the content folder": Path(content_dir)},
                         manifest=RenderCache.manifest_path_in(config.root / CACHE_DIR, out_dir))
     check_apart_from_inputs(Path(out_dir), config.root / config.labs.cache_dir,
                             input_folders(config.root, Path(content_dir)), Path(config_path),
                             line_of_key(config_path, "labs", "cache_dir"))
-    inputs_before = input_stats(watched_paths(config_path, content_dir, config), started_ns)
-    parsed = ParsedDocuments(config.root / CACHE_DIR, started_ns)
+    inputs = watched_paths(config_path, content_dir, config)
+    inputs_before = stats_at_start(inputs, started_ns, look)
+    clock.lap("look at the inputs")
+    code_version = generator_version()
+    parsed = ParsedDocuments(config.root / CACHE_DIR, started_ns, code_version, inputs_before)
     content = load_content(Path(content_dir), config, drafts=options.drafts,
                            until=None if options.future else build_clock(options), load=parsed.load)
     check_cited_names(content.documents)   # a misspelt citation fails before any lab runs
     refer = refer_from(resolve_references(content))   # and so does a reference to no post
+    clock.lap("load content")
     # labcode/ is an input too, but Python itself writes its __pycache__ there.
     protected = (Path(content_dir), config.root / "templates", config.root / "static", Path(out_dir))
     cache = RenderCache(config.root / CACHE_DIR)
     labs = lab_stage(content, config, options, warm_labs, protected=protected, remember=cache.get)
     cite = functools.partial(cite_document, values=labs.values, failed_labs=labs.counts.failed > 0)
+    clock.lap("labs")
     try:
-        renders = Renders(config, cache, generator_version(config.root / "templates"), content.series)
+        renders = Renders(config, cache, generator_version(config.root / "templates", code_version), content.series)
         posts = renders.documents(content.posts, labs.block_renderer, cite, refer)
         pages = renders.documents(content.pages, labs.block_renderer, cite, refer)
+        clock.lap("render Markdown")
         files = site_files(config, content, posts, pages, labs.files, renders, labs.records,
                            notebook_files(config, posts, labs, cite, renders, refer))
         check_written_links(posts + pages, files, config.base_url, content.drafts + content.held_back,
                             functools.cache(lambda: template_ids([config.root / "templates", BUILTIN_TEMPLATES])))
-        written = write_site(Path(out_dir), files, manifest=cache.manifest_path(out_dir))
+        clock.lap("key every output file")
+        written = write_site(Path(out_dir), files, manifest=cache.manifest_path(out_dir), spread=renders.spread())
+        clock.lap("render and write the files that changed")
     finally:
         # What was parsed and rendered stays useful even when a later stage failed; saved after
         # the site is written, so `serve` shows an edit a little sooner.
         parsed.save()
         cache.save()
+        clock.lap("save the caches")
     warnings = copied_number_warnings(content, labs)
     html_pages = sum(1 for path in files if path.endswith(".html"))
-    report = BuildReport(html_pages, len(files), written.changed, time.perf_counter() - started, labs.counts,
-                         written.rendered, renders.rendered, warnings, content.held_back)
     watched = watched_paths(config_path, content_dir, config, labs)
-    record_build(config_path, content_dir, out_dir, options, watched, inputs_before,
-                 input_stats(watched, started_ns), content, report,
-                 {path: entry[1:] for path, entry in written.manifest.items()})
+    # The inputs as they were when the build started, which is safe to remember (one changed
+    # since then differs from them, so the next build looks again), and the files labs read,
+    # known only now.
+    inputs_after = {**inputs_before, **input_stats([path for path in watched if path not in inputs], started_ns)}
+    clock.lap("look at the files labs read")
+    report = BuildReport(html_pages, len(files), written.changed, time.perf_counter() - started, labs.counts,
+                         written.rendered, renders.rendered, warnings, content.held_back, clock.laps())
+    record_build(config_path, content_dir, out_dir, options, watched, inputs_before, inputs_after, content, report,
+                 {path: entry[1:4] for path, entry in written.manifest.items()})
     return report
+
+
+class Stages:
+    """Wall-clock seconds of each stage of a build, for `build --timings`."""
+
+    def __init__(self):
+        self._start = time.perf_counter()
+        self._laps: list[tuple[str, float]] = []
+
+    def lap(self, stage: str) -> None:
+        """The stage named `stage` ends now."""
+        now = time.perf_counter()
+        self._laps.append((stage, now - self._start))
+        self._start = now
+
+    def laps(self) -> tuple[tuple[str, float], ...]:
+        return tuple(self._laps)
 
 
 def copied_number_warnings(content: Content, labs: LabStage) -> tuple[BuildWarning, ...]:
@@ -122,6 +169,8 @@ class Renders:
         self.identity: dict[str, str] = {}    # output path of the document -> key
         self.meta: dict[str, str] = {}        # output path -> key of its front matter as listings show it
         self._keys: dict[str, tuple[str, str, str]] = {}   # output path -> (code, mirror, rss-item) keys
+        self._mirror_suffix = content_key(config.base_url)
+        self._item_suffix = content_key(config.base_url, config.author)
         self.rendered = 0
 
     def documents(self, docs: Sequence[Document], block_renderer, cite=None, refer=None) -> list[RenderedDocument]:
@@ -140,38 +189,63 @@ class Renders:
                             [(value.text, value.title) for value in values.values()],
                             [(link.text, link.url) for link in links.values()])
                 for doc, shown, values, links in zip(docs, blocks, cited, referred)]
-        known = self.cache.known("document", keys)
-        missing = [(doc, shown, values, self.cache.peek("code", self._code_key(doc)) or {}, links)
-                   for doc, shown, values, links, key in zip(docs, blocks, cited, referred, keys) if key not in known]
-        made = {}
-        for key, job, (parts, code) in zip([k for k in keys if k not in known], missing,
-                                           render_documents(missing, self.root)):
-            made[key] = parts
-            self.cache.put("code", self._code_key(job[0]), code)
-        self.rendered += len(made)
-        return [self._rendered(doc, key, self.cache.get("document", key, lambda key=key: made[key]))
-                for doc, key in zip(docs, keys)]
+        jobs = list(zip(docs, blocks, cited, referred))
+        known = self.cache.known("outline", keys) & self.cache.known("document", keys)
+        missing = [(key, job) for key, job in zip(keys, jobs) if key not in known]
+        for (key, job), (parts, code) in zip(missing, render_documents([self._job(job) for _, job in missing],
+                                                                       self.root)):
+            self._remember(key, job[0], parts, code)
+        rendered = [self._rendered(doc, key, job) for doc, key, job in zip(docs, keys, jobs)]
+        # Kept for the next build, unread: the texts, highlighted code, mirror and feed item of each.
+        self.cache.keep("document", *keys)
+        for index, kind in enumerate(("code", "mirror", "rss-item")):
+            self.cache.keep(kind, *(self._keys[doc.output_path][index] for doc in docs))
+        return rendered
 
-    def _code_key(self, doc: Document) -> str:
-        # A document's highlighted code blocks, kept for its next edit: prose edits leave the
-        # code as it was, and highlighting it again would cost more than the rest of the edit.
-        return content_key(self.version, str(doc.source))
+    def _job(self, job: tuple) -> tuple:
+        doc, shown, values, links = job
+        return (doc, shown, values, self.cache.peek("code", self._code_key(doc)) or {}, links)
 
-    def _rendered(self, doc: Document, key: str, parts: tuple) -> RenderedDocument:
-        html, intro, has_more, markdown, summary, links, ids = parts
+    def _remember(self, key: str, doc: Document, parts: tuple, code: dict) -> None:
+        """Keep what rendering `doc` made: its texts, its outline (what every build reads of
+        it) and its highlighted code."""
+        _, intro, has_more, _, summary, links, ids = parts
+        self.cache.put("document", key, _texts(parts))
+        self.cache.put("outline", key, (has_more, summary, links, ids, text_digest(intro)))
+        self.cache.put("code", self._code_key(doc), code)
+        self.rendered += 1
+
+    def _render_now(self, key: str, job: tuple) -> tuple:
+        # A cache entry named but not readable (a damaged shard): the document is rendered again.
+        ((parts, code),) = render_documents([self._job(job)], self.root)
+        self._remember(key, job[0], parts, code)
+        return parts
+
+    def _rendered(self, doc: Document, key: str, job: tuple) -> RenderedDocument:
+        """`doc` as rendered under `key`: its outline now, its texts when first asked for."""
+        def render_outline() -> tuple:
+            self._render_now(key, job)
+            return self.cache.peek("outline", key)
+
+        def texts() -> tuple:
+            return self.cache.get("document", key, lambda: _texts(self._render_now(key, job)))
+
+        has_more, summary, links, ids, intro_key = self.cache.get("outline", key, render_outline)
         document = doc if summary == doc.summary else dataclasses.replace(doc, summary=summary)
         series = self.series_of.get(doc.output_path)
         place = (series.name, series.slug, series.part_of(doc), len(series.posts)) if series else None
         path = doc.output_path
-        self.meta[path] = meta = content_key(
-            doc.kind, doc.slug, doc.title, repr(doc.date), repr(doc.updated), doc.categories, summary, place)
+        self.meta[path] = meta = content_key(doc.kind, doc.shown_key, summary, place)
         self.identity[path] = identity = content_key(key, meta)
-        self._keys[path] = keys = (self._code_key(doc), content_key(identity, self.config.base_url),
-                                   content_key(identity, self.config.base_url, self.config.author))
-        rendered = RenderedDocument(document, html, intro, has_more, markdown, key, links, ids)
-        for kind, one in zip(("code", "mirror", "rss-item"), keys):
-            self.cache.keep(kind, one)
-        return rendered
+        # A mirror shows the document and base_url, a feed item also the author: their keys
+        # join the document's identity with those (no hashing: they are digests already).
+        self._keys[path] = (self._code_key(doc), identity + self._mirror_suffix, identity + self._item_suffix)
+        return RenderedDocument.deferred(document, has_more, key, links, ids, texts, intro_key)
+
+    def _code_key(self, doc: Document) -> str:
+        # A document's highlighted code blocks, kept for its next edit: prose edits leave the
+        # code as it was, and highlighting it again would cost more than the rest of the edit.
+        return self.version + doc.source_key
 
     def key_of(self, *parts, documents: Sequence[RenderedDocument] = (), front_matter_only: bool = False) -> str:
         """A key for a file made from `parts`, the site configuration and `documents`; with
@@ -182,23 +256,44 @@ class Renders:
 
     def mirror(self, rendered: RenderedDocument) -> str:
         """`render_markdown_mirror`, through the cache."""
-        return self.cache.get("mirror", self._mirror_key(rendered),
+        return self.cache.get("mirror", self.mirror_key(rendered),
                               lambda: render_markdown_mirror(self.config, rendered,
                                                              self.series_of.get(rendered.document.output_path)))
 
+    def spread(self) -> Spread:
+        """How the write stage makes files on every core, taking back the cache entries (and
+        the count of documents rendered) of what each process made."""
+        def mark() -> tuple[int, int]:
+            return self.cache.mark(), self.rendered
+
+        def gather(mark: tuple[int, int]) -> tuple[list, int]:
+            return self.cache.since(mark[0]), self.rendered - mark[1]
+
+        def keep(gathered: tuple[list, int]) -> None:
+            self.cache.take(gathered[0])
+            self.rendered += gathered[1]
+        return Spread(min(cores(), 8), mark, gather, keep)
+
     def feed_items(self, posts: list[RenderedDocument]) -> list[bytes]:
         """`rss_items` through the cache: the items no build made yet are made in one go."""
-        keys = [self._item_key(p) for p in posts]
+        keys = [self.item_key(p) for p in posts]
         known = self.cache.known("rss-item", keys)
         missing = [(key, p) for key, p in zip(keys, posts) if key not in known]
         made = dict(zip([key for key, _ in missing], rss_items(self.config, [p for _, p in missing])))
         return [self.cache.get("rss-item", key, lambda key=key: made[key]) for key in keys]
 
-    def _mirror_key(self, rendered: RenderedDocument) -> str:
+    def mirror_key(self, rendered: RenderedDocument) -> str:
+        """The key of a document's Markdown mirror."""
         return self._keys[rendered.document.output_path][1]
 
-    def _item_key(self, rendered: RenderedDocument) -> str:
+    def item_key(self, rendered: RenderedDocument) -> str:
+        """The key of a post's feed item."""
         return self._keys[rendered.document.output_path][2]
+
+
+def _texts(parts: tuple) -> tuple[str, str, str]:
+    """(html, intro_html, markdown) of what `render_documents` made of a document."""
+    return parts[0], parts[1], parts[3]
 
 
 # Below this many documents to render, starting worker processes costs more than it saves.
@@ -211,20 +306,19 @@ def render_documents(jobs: list[tuple[Document, dict, dict, dict, dict]], base: 
     links by reference): the tuple the render
     cache keeps and the document's highlighted code blocks; on several processes when there
     are many. The first error, in document order, is raised as a serial render would raise it."""
-    import multiprocessing   # only a build of many documents uses it: an edit does not pay for it
-
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    if cores < 2 or len(jobs) < PARALLEL_MIN_DOCUMENTS or "fork" not in multiprocessing.get_all_start_methods():
+    if cores() < 2 or len(jobs) < PARALLEL_MIN_DOCUMENTS or not can_fork():
         outcomes = [_render_job(job, base) for job in jobs]
     else:
         # The first document is rendered here, its code highlighted afresh, so the renderers
         # are imported before the fork (a forked child must not import while another thread,
         # e.g. `serve`'s, may hold the lock).
         outcomes = [_render_job((*jobs[0][:3], {}, jobs[0][4]), base)]
-        workers = min(cores, 8)
-        chunk = -(-len(jobs) // (workers * 4))
-        with multiprocessing.get_context("fork").Pool(workers) as pool:
-            outcomes += pool.starmap(_render_job, [(job, base) for job in jobs[1:]], chunksize=chunk)
+        workers = min(cores(), 8)
+        rest = jobs[1:]
+        size = max(1, -(-len(rest) // (workers * 4)))
+        for batch in map_batches(lambda i: [_render_job(job, base) for job in rest[i * size:(i + 1) * size]],
+                                 -(-len(rest) // size), workers) if rest else ():
+            outcomes += batch
     for outcome in outcomes:
         if outcome[0] == "error":
             raise BuildError(*outcome[1:])
@@ -287,16 +381,12 @@ def site_files(config: SiteConfig, content: Content, posts: list[RenderedDocumen
         rows = lab_rows(lab_records, [Entry(d, d.document.url) for d in posts + pages])
         files["labs/index.html.md"] = OutputFile.of(render_labs_mirror(config, rows).encode("utf-8"))
     feeds = [("feed.xml", None, posts)]
-    feeds += [(group.path + "feed.xml", f"{config.title}: {group.name}", [e.rendered for e in group.entries])
-              for group in group_categories([Entry(p, p.document.url) for p in posts], "")]
+    feeds += [(path + "feed.xml", f"{config.title}: {name}", members) for name, path, members in category_members(posts)]
     for path, title, entries in feeds:
-        files[path] = OutputFile(
-            renders.key_of("rss", path, title, documents=entries),
-            lambda path=path, title=title, entries=entries: render_rss(
-                config, entries, path=path, title=title, items_of=renders.feed_items))
+        files[path] = feed_file(config, renders, path, title, entries)
     for doc in posts + pages:
-        files[mirror_path(doc.document)] = OutputFile(
-            renders.key_of("mirror", documents=[doc]), lambda doc=doc: renders.mirror(doc).encode("utf-8"))
+        # The mirror's cache key names its text already.
+        files[mirror_path(doc.document)] = OutputFile(renders.mirror_key(doc), lambda doc=doc: renders.mirror(doc).encode("utf-8"))
     series = group_series([p.document for p in posts])
     for one in series:
         files[series_mirror_path(one)] = OutputFile.of(render_series_mirror(config, one).encode("utf-8"))
@@ -305,18 +395,44 @@ def site_files(config: SiteConfig, content: Content, posts: list[RenderedDocumen
         renders.key_of("llms.txt", [(s.name, s.slug, [d.output_path for d in s.posts]) for s in series],
                        labs_page, documents=posts + pages, front_matter_only=True),
         lambda: render_llms_txt(config, posts, pages, series, labs_page=labs_page).encode("utf-8"))
-    files["llms-full.txt"] = OutputFile(
-        renders.key_of("llms-full", documents=posts + pages),
-        lambda: render_llms_full(config, posts, pages, mirror_of=renders.mirror).encode("utf-8"))
-    urls = sitemap_urls(config, posts, pages, files)
-    files["sitemap.xml"] = OutputFile(renders.key_of("sitemap", [(url, repr(when)) for url, when in urls]),
-                                      lambda: render_sitemap(config, urls))
+    files["llms-full.txt"] = llms_full_file(config, renders, posts, pages)
+    html_files = [path for path in files if path.endswith(".html")]
+    files["sitemap.xml"] = OutputFile(
+        renders.key_of("sitemap", html_files, [(d.document.output_path, d.document.dates_key) for d in posts + pages]),
+        lambda: render_sitemap(config, sitemap_urls(config, posts, pages, html_files)))
     return dict(sorted(files.items()))
 
 
+def feed_file(config: SiteConfig, renders: Renders, path: str, title: str | None,
+              entries: list[RenderedDocument]) -> OutputFile:
+    """The RSS feed of `entries` at `path` (`render_rss`) as pieces: its channel, one per item,
+    its end; a rebuild makes only the items of the posts that changed."""
+    ordered = feed_order(entries)
+    keys = (renders.key_of("rss-channel", path, title, repr(newest_change(ordered))),
+            *(renders.item_key(post) for post in ordered), "rss-end")
+
+    def make_pieces(indices: list[int]) -> list[bytes]:
+        wanted = [i for i in indices if 0 < i <= len(ordered)]
+        items = dict(zip(wanted, renders.feed_items([ordered[i - 1] for i in wanted])))
+        return [rss_channel(config, ordered, path, title) if i == 0 else items.get(i, FEED_END) for i in indices]
+    return OutputFile.pieced(renders.key_of("rss", path, title, documents=entries), keys, make_pieces)
+
+
+def llms_full_file(config: SiteConfig, renders: Renders, posts: list[RenderedDocument],
+                   pages: list[RenderedDocument]) -> OutputFile:
+    """`llms-full.txt` (`render_llms_full`) as pieces: its head, one per document, its end."""
+    docs = llms_full_order(posts, pages)
+    keys = (renders.key_of("llms-full-head"), *(renders.mirror_key(doc) for doc in docs), "llms-full-end")
+
+    def make_pieces(indices: list[int]) -> list[bytes]:
+        return [(llms_full_head(config) if i == 0 else llms_full_part(renders.mirror(docs[i - 1])) if i <= len(docs)
+                 else "\n").encode("utf-8") for i in indices]
+    return OutputFile.pieced(renders.key_of("llms-full", documents=posts + pages), keys, make_pieces)
+
+
 def sitemap_urls(config: SiteConfig, posts: list[RenderedDocument], pages: list[RenderedDocument],
-                 files: dict[str, OutputFile]):
-    """(site-relative URL, last change) of every HTML page but the 404."""
+                 files: Sequence[str]):
+    """(site-relative URL, last change) of every HTML page of `files` (output paths) but the 404."""
     changed = {d.document.output_path: d.document.updated or d.document.date for d in posts + pages}
     newest = max((c for c in changed.values() if c), default=None)
     urls = []

@@ -15,6 +15,7 @@ import contextlib
 import dataclasses
 import hashlib
 import importlib.util
+import itertools
 import json
 import marshal
 import os
@@ -42,24 +43,33 @@ def content_key(*parts: Any) -> str:
     return hashlib.blake2b(repr(parts).encode("utf-8", "surrogatepass"), digest_size=16).hexdigest()
 
 
+def text_digest(text: str) -> str:
+    """A hex digest of one text."""
+    return hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=16).hexdigest()
+
+
 def config_key(config: Any) -> str:
     """A digest of a configuration dataclass (paths as text: `repr` of a Path is not stable, some
     libraries patch it)."""
     return content_key(json.dumps(dataclasses.asdict(config), default=str, sort_keys=True))
 
 
-def generator_version(site_templates: Path | None = None) -> str:
-    """A digest of everything that turns content into output besides the content itself."""
-    parts: list[Any] = [sys.version_info[:2], [library_version(name) for name in RENDERING_LIBRARIES]]
-    # labnotes/labs/ is left out: what the lab engine makes reaches the output only as rendered
-    # blocks and figure files, and those are keyed on their own bytes.
-    files = sorted(_PACKAGE.glob("*.py")) + sorted(_BUILTIN_TEMPLATES.rglob("*"))
-    if site_templates is not None and site_templates.is_dir():
-        files += sorted(site_templates.rglob("*"))
-    for path in files:
-        if path.is_file():
-            parts.append((str(path), path.read_bytes()))
-    return content_key(*parts)
+def generator_version(site_templates: Path | None = None, code: str | None = None) -> str:
+    """A digest of everything that turns content into output besides the content itself: the
+    generator's code (`code`, when `generator_version()` gave it already) and the site's templates."""
+    if code is None:
+        parts: list[Any] = [sys.version_info[:2], [library_version(name) for name in RENDERING_LIBRARIES]]
+        # labnotes/labs/ is left out: what the lab engine makes reaches the output only as rendered
+        # blocks and figure files, and those are keyed on their own bytes.
+        parts += _file_parts(sorted(_PACKAGE.glob("*.py")) + sorted(_BUILTIN_TEMPLATES.rglob("*")))
+        code = content_key(*parts)
+    if site_templates is None or not site_templates.is_dir():
+        return code
+    return content_key(code, *_file_parts(sorted(site_templates.rglob("*"))))
+
+
+def _file_parts(paths: list[Path]) -> list[tuple[str, bytes]]:
+    return [(str(path), path.read_bytes()) for path in paths if path.is_file()]
 
 
 def library_version(name: str) -> tuple:
@@ -140,6 +150,14 @@ def _identity(stat: os.stat_result, start: bytes) -> tuple:
 # mirror, its feed item: each an old key out and a new one in), so it rewrites at most a few
 # sixty-fourths of the cache instead of megabytes of untouched posts.
 SHARDS = 64
+# A shard file: this line, then the digest and length of its names, the length and digest of its
+# values, the names (marshal), the values (`dumps`, in the order of the names). The names are
+# read at once, the values only when one of them is asked for: an edit of one post reads the few
+# shards it needs, not the rendered pages of every post.
+SHARD_FORMAT = b"labnotes-shard-2\n"
+_SHARD_HEAD = len(SHARD_FORMAT) + 32 + 8 + 8 + 32
+# Stands for an entry kept from the last build without reading its value (see `ShardedBlob.save`).
+KEPT = object()
 
 
 def shard_of_name(name: str) -> int:
@@ -148,46 +166,135 @@ def shard_of_name(name: str) -> int:
 
 
 class ShardedBlob:
-    """A dict saved as `SHARDS` blob files in `folder`; `save(new)` rewrites only the shards
-    whose set of keys differs from what was loaded (entries are immutable by key)."""
+    """A dict saved as `SHARDS` files in `folder`, each holding the entries of one shard.
+
+    The names of every entry are read when it is opened, a shard's values when one of them is
+    asked for; `save(new)` rewrites only the shards whose set of names differs from what was
+    loaded (entries are immutable by name). A missing, truncated or damaged shard is empty.
+    """
 
     def __init__(self, folder: Path, shard_of: Callable[[Hashable], int] = shard_of_name,
                  loads: Callable[[bytes], Any] = marshal.loads, dumps: Callable[[Any], bytes] = marshal.dumps):
         self.folder = Path(folder)
         self.shard_of = shard_of
+        self.loads = loads
         self.dumps = dumps
-        self.loaded: list[dict] = []
-        for index in range(SHARDS):
-            value = read_blob(self._path(index), loads)
-            self.loaded.append(value if isinstance(value, dict) else {})
+        self._names: list[tuple] = [_read_shard(self._path(index), loads, values=False)[0] for index in range(SHARDS)]
+        self._values: list[dict | None] = [None] * SHARDS
+
+    def names(self) -> set:
+        """The name of every entry."""
+        return {name for names in self._names for name in names}
+
+    def get(self, name: Hashable, default: Any = None) -> Any:
+        """The value of entry `name` (its shard read now if it was not), or `default` when it
+        has none or its shard is damaged."""
+        return self._shard(self.shard_of(name)).get(name, default)
 
     def merged(self) -> dict:
-        """Every loaded entry in one dict."""
+        """Every entry in one dict (every shard read)."""
         merged: dict = {}
-        for shard in self.loaded:
-            merged.update(shard)
+        for index in range(SHARDS):
+            merged.update(self._shard(index))
         return merged
 
     def save(self, entries: dict) -> int:
-        """Keep exactly `entries`; returns how many shard files were written."""
+        """Keep exactly `entries`, where a value may be `KEPT`: the value loaded under that
+        name (an entry whose shard turns out damaged is dropped). Returns how many shard files
+        were written."""
         shards: list[dict] = [{} for _ in range(SHARDS)]
-        for key, value in entries.items():
-            shards[self.shard_of(key)][key] = value
+        for name, value in entries.items():
+            shards[self.shard_of(name)][name] = value
         written = 0
-        for index, (new, old) in enumerate(zip(shards, self.loaded)):
-            if new.keys() != old.keys():
-                write_blob(self._path(index), new, self.dumps)
-                written += 1
-        self.loaded = shards
+        for index, new in enumerate(shards):
+            if new.keys() == set(self._names[index]):
+                continue
+            if any(value is KEPT for value in new.values()):
+                old = self._shard(index)
+                new = {name: old[name] if value is KEPT else value for name, value in new.items()
+                       if value is not KEPT or name in old}
+            _write_shard(self._path(index), new, self.dumps)
+            self._names[index], self._values[index] = tuple(new), new
+            written += 1
         return written
+
+    def _shard(self, index: int) -> dict:
+        if self._values[index] is None:
+            names, values = _read_shard(self._path(index), self.loads, values=True)
+            self._values[index] = values if names == self._names[index] else {}
+        return self._values[index]
 
     def _path(self, index: int) -> Path:
         return self.folder / f"{index:02x}.bin"
 
 
+def _read_shard(path: Path, loads: Callable[[bytes], Any], values: bool) -> tuple[tuple, dict]:
+    """(names, {name: value}) of a shard file; the values only when `values` (else {}). A
+    missing or damaged file reads as empty."""
+    try:
+        with open(path, "rb") as file:
+            head = file.read(_SHARD_HEAD)
+            stat = os.fstat(file.fileno())
+            identity = (stat.st_size, stat.st_mtime_ns, stat.st_ino, head)
+            remembered = _REMEMBERED.get(str(path))
+            if remembered is not None and remembered[0] == identity and (remembered[1][1] is not None or not values):
+                names, kept = remembered[1]
+                return names, (kept if values else {})
+            if len(head) != _SHARD_HEAD or not head.startswith(SHARD_FORMAT):
+                return (), {}
+            at = len(SHARD_FORMAT)
+            names_digest, names_size, values_size, values_digest = (
+                head[at:at + 32], int.from_bytes(head[at + 32:at + 40], "little"),
+                int.from_bytes(head[at + 40:at + 48], "little"), head[at + 48:at + 80])
+            if stat.st_size != _SHARD_HEAD + names_size + values_size:   # truncated
+                return (), {}
+            payload = file.read(names_size)
+            if hashlib.blake2b(payload, digest_size=32).digest() != names_digest:
+                return (), {}
+            names = marshal.loads(payload)
+            if not values:
+                _REMEMBERED[str(path)] = (identity, (names, None))
+                return names, {}
+            payload = file.read(values_size)
+    except (OSError, ValueError, EOFError, TypeError):
+        return (), {}
+    try:
+        if hashlib.blake2b(payload, digest_size=32).digest() != values_digest:
+            return names, {}
+        kept = dict(zip(names, loads(payload), strict=True))
+    except Exception:   # noqa: BLE001 - whatever a damaged or outdated shard raises, it is no cache
+        return names, {}
+    _REMEMBERED[str(path)] = (identity, (names, kept))
+    return names, kept
+
+
+def _write_shard(path: Path, entries: dict, dumps: Callable[[Any], bytes]) -> None:
+    """Save the shard `entries` atomically (see `SHARD_FORMAT`); a shard that cannot be saved
+    only costs time."""
+    names = marshal.dumps(tuple(entries))
+    values = dumps(tuple(entries.values()))
+    head = (SHARD_FORMAT + hashlib.blake2b(names, digest_size=32).digest() + len(names).to_bytes(8, "little")
+            + len(values).to_bytes(8, "little") + hashlib.blake2b(values, digest_size=32).digest())
+    temporary = path.with_name(f"{path.name}.tmp-{os.getpid()}")
+    _REMEMBERED.pop(str(path), None)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(temporary, "wb") as file:
+            file.write(head)
+            file.write(names)
+            file.write(values)
+        os.replace(temporary, path)
+        stat = os.stat(path)
+        _REMEMBERED[str(path)] = ((stat.st_size, stat.st_mtime_ns, stat.st_ino, head), (tuple(entries), dict(entries)))
+    except OSError:
+        with contextlib.suppress(OSError):
+            temporary.unlink(missing_ok=True)
+
+
 class RenderCache:
-    """Rendered pieces (strings and tuples of them) by kind and key, kept in `folder`/rendered/
-    as a `ShardedBlob`.
+    """Rendered pieces (strings and tuples of them) by kind and key, kept in `folder` as two
+    `ShardedBlob`s: `outline/` for the small entries every build reads (kinds in
+    `OUTLINE_KINDS`), `rendered/` for the rest, read only where a build needs a value.
 
     Only the entries a build asked for are saved, so removed posts do not pile up.
     """
@@ -195,8 +302,8 @@ class RenderCache:
     def __init__(self, folder: Path):
         self.folder = Path(folder)
         self.path = self.folder / "rendered"
-        self._blob = ShardedBlob(self.path)
-        self._old: dict[str, Any] = self._blob.merged()
+        self._blobs = {False: ShardedBlob(self.path), True: ShardedBlob(self.folder / "outline")}
+        self._old: set[str] = self._blobs[False].names() | self._blobs[True].names()
         self._new: dict[str, Any] = {}
         self.hits = 0
         self.misses = 0
@@ -213,40 +320,70 @@ class RenderCache:
     def get(self, kind: str, key: str, make: Callable[[], Any]) -> Any:
         """The cached value for (`kind`, `key`), or `make()`'s, remembered for next time."""
         name = f"{kind}:{key}"
-        if name in self._new:
-            return self._new[name]
-        if name in self._old:
-            self.hits += 1
-            value = self._old[name]
-        else:
-            self.misses += 1
-            value = make()
-        self._new[name] = value
+        value = self._new.get(name, KEPT)
+        if value is KEPT:
+            value = self._stored(kind, name)
+            if value is KEPT:
+                self.misses += 1
+                value = make()
+            else:
+                self.hits += 1
+            self._new[name] = value
         return value
 
     def known(self, kind: str, keys: list[str]) -> set[str]:
-        """Those of `keys` that have an entry of `kind`."""
+        """Those of `keys` that have an entry of `kind` (no value is read)."""
         return {key for key in keys if f"{kind}:{key}" in self._new or f"{kind}:{key}" in self._old}
 
     def peek(self, kind: str, key: str) -> Any:
         """The entry (`kind`, `key`), or None; not kept for the next build unless asked."""
         name = f"{kind}:{key}"
-        return self._new[name] if name in self._new else self._old.get(name)
+        value = self._new.get(name, KEPT)
+        if value is KEPT:
+            value = self._stored(kind, name)
+        return None if value is KEPT else value
 
-    def keep(self, kind: str, key: str) -> None:
-        """Keep the entry (`kind`, `key`), if there is one, for the next build without reading it."""
-        name = f"{kind}:{key}"
-        if name not in self._new and name in self._old:
-            self._new[name] = self._old[name]
+    def keep(self, kind: str, *keys: str) -> None:
+        """Keep the entries (`kind`, each of `keys`) there are for the next build, without reading them."""
+        new, old = self._new, self._old
+        for key in keys:
+            name = f"{kind}:{key}"
+            if name not in new and name in old:
+                new[name] = KEPT
 
     def put(self, kind: str, key: str, value: Any) -> None:
         """Remember `value` for (`kind`, `key`)."""
         self._new[f"{kind}:{key}"] = value
 
+    def mark(self) -> int:
+        """A mark for `since`: how many entries this build has asked for or made so far."""
+        return len(self._new)
+
+    def since(self, mark: int) -> list[tuple[str, Any]]:
+        """The entries asked for or made after `mark`, for `take` in another process (whose
+        cache was this one's when it forked)."""
+        return list(itertools.islice(self._new.items(), mark, None))
+
+    def take(self, entries: list[tuple[str, Any]]) -> None:
+        """Keep `entries` (from `since` in another process) as if made here."""
+        self._new.update(entries)
+
     def save(self) -> None:
         """Write the entries used by this build, unless they are exactly what was loaded."""
-        if self._new.keys() != self._old.keys():
-            self._blob.save(self._new)
+        if self._new.keys() != self._old:
+            for outline, blob in self._blobs.items():
+                blob.save({name: value for name, value in self._new.items()
+                           if (name.split(":", 1)[0] in OUTLINE_KINDS) == outline})
             # The single-file cache of earlier versions, megabytes nobody reads any more.
             with contextlib.suppress(OSError):
                 (self.folder / "rendered.bin").unlink(missing_ok=True)
+
+    def _stored(self, kind: str, name: str) -> Any:
+        if name not in self._old:
+            return KEPT
+        return self._blobs[kind in OUTLINE_KINDS].get(name, KEPT)
+
+
+# Kinds of small entries that a build reads for every document: kept apart from the rendered
+# pages, so that reading them does not read those.
+OUTLINE_KINDS = frozenset({"outline"})

@@ -21,9 +21,8 @@ def group_series(posts: Sequence[Document]) -> tuple[Series, ...]:
     naming the second one's `part:` line.
     """
     members: dict[str, list[Document]] = {}
-    for doc in sorted(posts, key=_by_date):
-        if doc.series is not None:
-            members.setdefault(slugify(doc.series.name), []).append(doc)
+    for doc in sorted((doc for doc in posts if doc.series is not None), key=_by_date):
+        members.setdefault(slugify(doc.series.name), []).append(doc)
     series = [Series(docs[0].series.name, slug, _reading_order(docs)) for slug, docs in members.items()]
     return tuple(sorted(series, key=lambda s: (s.name.casefold(), s.slug)))
 

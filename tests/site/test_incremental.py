@@ -510,3 +510,134 @@ def test_a_cache_file_rewritten_in_place_in_the_same_clock_tick_is_read_again(tm
         file.write(other.read_bytes())
     os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))    # and the same mtime
     assert read_blob(path) == {"a": "two"}
+
+
+# --- a blog of many posts: listings paginate, and feeds and llms-full.txt are patched ------------
+
+def add_many_posts(site: TinySite, count: int = 60) -> None:
+    """`count` posts, one a day from 1 January 2026, in four categories (two each), four posts
+    a page, the last few in a series, and a page."""
+    edit(site.config, "posts_per_page = 2", "posts_per_page = 4")
+    names = ("Notes", "Maths", "Attention", "Training")
+    for i in range(count):
+        extra = {"series": "Scratch"} if i >= count - 3 else {}
+        site.post(f"p{i:02d}.md", post_text(
+            title=f"Post {i:02d}", date=f"2026-{1 + i // 28:02d}-{1 + i % 28:02d}T09:00:00+00:00",
+            categories=f"[{names[i % 4]}, {names[(i + 1) % 4]}]", summary=f'"Summary of {i:02d}."',
+            body=BODY.format(name=f"p{i:02d}"), **extra))
+    site.page("about.md", "---\ntitle: About\n---\nAbout this blog.\n")
+
+
+def test_every_edit_of_a_blog_of_sixty_posts_leaves_the_output_of_a_clean_build(site, tmp_path):
+    """Prose, title, date, category, a deleted and a new post: each incremental build equals a
+    clean one byte for byte, its feeds and llms-full.txt patched piece by piece included."""
+    add_many_posts(site)
+    site.build()
+    posts = site.content / "posts"
+    edits = {
+        "prose": lambda: edit(posts / "p30.md", "Rest of p30,", "Rest of p30, edited,"),
+        "prose again": lambda: edit(posts / "p30.md", "Rest of p30, edited,", "Rest of p30, edited twice,"),
+        "intro": lambda: edit(posts / "p07.md", "Intro of p07.", "Intro of p07, edited."),
+        "title": lambda: edit(posts / "p12.md", "title: Post 12", "title: Post 12, retitled"),
+        "date": lambda: edit(posts / "p20.md", "date: 2026-01-21", "date: 2026-02-27"),
+        "category": lambda: edit(posts / "p41.md", "categories: [Maths, Attention]", "categories: [Notes]"),
+        "summary gone": lambda: edit(posts / "p05.md", 'summary: "Summary of 05."\n', ""),
+        "deleted post": lambda: (posts / "p33.md").unlink(),
+        "deleted series part": lambda: (posts / "p58.md").unlink(),
+        "new post": lambda: site.post("p99.md", post_text(title="Post 99", date="2026-01-15T12:00:00+00:00",
+                                                          categories="[Fresh, Notes]", body=BODY.format(name="p99"))),
+        "base_url": lambda: edit(site.config, 'base_url = "https://example.org/"', 'base_url = "https://example.org/blog/"'),
+    }
+    for name, change in edits.items():
+        change()
+        report = site.build()
+        assert site.snapshot() == clean_build(site, tmp_path), name
+        assert folders(site) == clean_folders(tmp_path), name
+        if name == "prose":
+            assert set(report.rendered) == {"posts/p30.html", "posts/p30.html.md", "feed.xml", "llms-full.txt",
+                                            "category/attention/feed.xml", "category/training/feed.xml"}
+    assert len(feedparser.parse((site.out / "feed.xml").read_bytes()).entries) == 59
+
+
+def test_a_feed_edited_by_hand_is_made_whole_not_patched(site, tmp_path):
+    """A file made of pieces is patched from its copy on disk only while that copy is the one
+    the last build wrote."""
+    add_many_posts(site, 12)
+    site.build()
+    feed = site.out / "feed.xml"
+    feed.write_bytes(feed.read_bytes().replace(b"Post 05", b"Post XX"))
+    edit(site.content / "posts" / "p08.md", "Rest of p08,", "Rest of p08, edited,")
+    site.build()
+    assert site.snapshot() == clean_build(site, tmp_path)
+
+
+def test_prose_edit_reads_the_rendered_texts_of_few_shards(site, monkeypatch):
+    """A rebuild reads every shard's names but the rendered texts of only the shards it needs:
+    the edited post's highlighted code, and the shards it rewrites (the post's texts, mirror and
+    feed item, each an old entry out and a new one in)."""
+    import labnotes.render_cache
+    add_many_posts(site)
+    site.build()
+    labnotes.render_cache._REMEMBERED.clear()    # as a new process would
+    read = []
+    real = labnotes.render_cache._read_shard
+    monkeypatch.setattr(labnotes.render_cache, "_read_shard",
+                        lambda path, loads, values: (values and "rendered" in path.parts and read.append(path.name),
+                                                     real(path, loads, values))[1])
+    edit(site.content / "posts" / "p30.md", "Rest of p30,", "Rest of p30, edited,")
+    site.build()
+    assert 1 <= len(read) <= 7 < len(list((site.root / ".cache" / "render" / "rendered").glob("*.bin")))
+
+
+def test_a_site_written_on_several_processes_equals_one_written_on_one(site, tmp_path, monkeypatch):
+    """The write stage makes files on several forked processes when there are many: a first
+    build, and a rebuild that makes every page again (a template edit), give the bytes a serial
+    write gives, and what the other processes made for the render cache serves the next build."""
+    import labnotes.output
+    import labnotes.pipeline
+    from labnotes.render_cache import ShardedBlob
+    add_many_posts(site, 12)
+    serial = clean_build(site, tmp_path)
+    monkeypatch.setattr(labnotes.output, "SPREAD_MIN_FILES", 1)
+    monkeypatch.setattr(labnotes.output, "BATCH_FILES", 3)
+    monkeypatch.setattr(labnotes.pipeline, "PARALLEL_MIN_DOCUMENTS", 1)
+    site.build()
+    assert site.snapshot() == serial and folders(site) == clean_folders(tmp_path)
+    assert site.build().rendered == ()
+    kinds = [name.split(":")[0] for name in ShardedBlob(site.root / ".cache" / "render" / "rendered").names()]
+    assert kinds.count("mirror") == 13 and kinds.count("rss-item") == 12   # made on the other processes
+    edit(site.content / "posts" / "p03.md", "Rest of p03,", "Rest of p03, edited,")
+    report = site.build()
+    assert report.documents_rendered == 1 and "llms-full.txt" in report.rendered
+    templates = site.root / "templates"
+    templates.mkdir()
+    builtin = Path(__file__).resolve().parents[2] / "templates" / "base.html"
+    (templates / "base.html").write_text(builtin.read_text(encoding="utf-8").replace(
+        '<main id="main">', '<main id="main" class="custom">'), encoding="utf-8")
+    site.build()
+    assert site.snapshot() == clean_build(site, tmp_path) and folders(site) == clean_folders(tmp_path)
+
+
+def test_an_error_on_one_of_several_processes_leaves_the_last_site(site, monkeypatch):
+    """A page that fails to render on a forked process fails the build as it would on one
+    process, and the site on disk stays as it was, with no scratch file left behind."""
+    import labnotes.output
+    add_many_posts(site, 12)
+    site.build()
+    built = site.snapshot()
+    monkeypatch.setattr(labnotes.output, "SPREAD_MIN_FILES", 1)
+    monkeypatch.setattr(labnotes.output, "BATCH_FILES", 3)
+    templates = site.root / "templates"
+    templates.mkdir()
+    builtin = Path(__file__).resolve().parents[2] / "templates" / "post.html"
+    (templates / "post.html").write_text(builtin.read_text(encoding="utf-8").replace(
+        "{% block main %}", "{% block main %}{{ no_such_name }}"), encoding="utf-8")
+    messages = []
+    for _ in range(2):   # the error is the same one each time: the first file, in order, that fails
+        try:
+            site.build()
+        except Exception as error:   # noqa: BLE001 - a BuildError, or Jinja's own error
+            messages.append(str(error))
+    assert len(messages) == 2 and messages[0] == messages[1] and "no_such_name" in messages[0]
+    assert site.snapshot() == built
+    assert not [p for p in site.out.rglob(".labnotes-new*")]

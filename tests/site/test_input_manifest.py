@@ -265,3 +265,24 @@ def test_serve_on_an_up_to_date_site_starts_without_building_and_builds_after_an
     monkeypatch.setattr(labnotes.serve, "serve", lambda server, rebuild, watch: server.server_close())
     assert run_cli("serve", "--port", "0", "--drafts").code == 0   # other options: a real first build
     assert len(builds) == 1
+
+
+def test_a_build_that_starts_from_the_manifest_checks_look_is_not_fooled_by_an_edit_after_it(site):
+    """`build` takes the inputs' stats that `unchanged_build` saw a moment before (no second
+    look at 10,000 files); a file saved in that moment is built next time, never taken as
+    unchanged."""
+    from labnotes.input_manifest import Look
+    from labnotes.pipeline import build
+    small_site(site)
+    settled_build(site, now=NOW)
+    edit(site.content / "posts" / "a.md", "Rest of a.", "Rest of z.")
+    age(site.root)
+    look = Look()
+    assert unchanged_build(site.config, site.content, site.out, BuildOptions(now=NOW), look) is None and look.stats
+    edit(site.content / "posts" / "a.md", "Rest of z.", "Rest of y.")   # after the look, before the build
+    age(site.root, 30)
+    build(site.config, site.content, site.out, BuildOptions(now=NOW), look=look)
+    assert unchanged(site, now=NOW) is None
+    site.build(now=NOW)
+    assert unchanged(site, now=NOW) is not None
+    assert "Rest of y." in (site.out / "posts" / "a.html").read_text(encoding="utf-8")
