@@ -1,15 +1,11 @@
 """Sliding-window dataset and DataLoader: window count, shift, stride, seeded order."""
-import os
-from pathlib import Path
 
 import pytest
 import torch
 
 from labcode.data import GPTDataset, create_dataloader, read_text
 from labcode.labs.tokens import sliding_window_demo
-from labcode.tokenizer import R50K_CACHE_NAME, SimpleTokenizer
-
-REPO_CACHE = Path(__file__).resolve().parents[2] / ".cache" / "tiktoken"
+from labcode.tokenizer import SimpleTokenizer
 
 
 class CharTokenizer:
@@ -20,14 +16,6 @@ class CharTokenizer:
 
     def decode(self, ids):
         return "".join(map(chr, ids))
-
-
-@pytest.fixture
-def gpt2_env(monkeypatch):
-    if not os.environ.get("TIKTOKEN_CACHE_DIR"):
-        monkeypatch.setenv("TIKTOKEN_CACHE_DIR", str(REPO_CACHE))
-    if not (Path(os.environ["TIKTOKEN_CACHE_DIR"]) / R50K_CACHE_NAME).is_file():
-        pytest.skip("GPT-2 encoding not installed (run `make setup`)")
 
 
 def test_windows_count_and_target_is_input_shifted_by_one():

@@ -73,7 +73,7 @@ def test_transformer_block_keeps_the_shape_and_has_the_named_parts():
         assert hasattr(block, name)
 
 
-def test_every_stage_of_the_model_but_the_head_keeps_batch_tokens_and_width():
+def test_every_stage_of_the_model_but_the_head_keeps_batch_tokens_and_width(gpt2_env):
     result = forward_shapes_demo(texts=("one two three", "four five six"))
     stages = list(result["shapes"])
     assert stages[0] == "embeddings" and stages[-2:] == ["final norm", "head"]
