@@ -1,6 +1,4 @@
 """Tokenisation: the simple word tokenizer and GPT-2's BPE loaded offline."""
-import os
-from pathlib import Path
 
 import pytest
 
@@ -14,16 +12,9 @@ from labcode.tokenizer import (
     split_words,
 )
 
-REPO_CACHE = Path(__file__).resolve().parents[2] / ".cache" / "tiktoken"
-
-
 @pytest.fixture
-def gpt2(monkeypatch):
+def gpt2(gpt2_env):
     """GPT-2's encoding from TIKTOKEN_CACHE_DIR, or the repo's .cache/tiktoken when unset."""
-    if not os.environ.get("TIKTOKEN_CACHE_DIR"):
-        monkeypatch.setenv("TIKTOKEN_CACHE_DIR", str(REPO_CACHE))
-    if not (Path(os.environ["TIKTOKEN_CACHE_DIR"]) / R50K_CACHE_NAME).is_file():
-        pytest.skip("GPT-2 encoding not installed (run `make setup`)")
     return gpt2_tokenizer()
 
 
