@@ -421,8 +421,14 @@ def _stat_of(path: Path) -> tuple[int, int, int]:
 
 def _shape_conflict(files: Mapping[str, object], present: Mapping[str, object]) -> bool:
     """Whether a new file would need a folder where a file is, or the other way round."""
-    def folders(paths):
-        return {path[:i] for path in paths for i, char in enumerate(path) if char == "/"}
+    def folders(paths) -> set[str]:
+        found: set[str] = set()
+        for path in paths:
+            end = path.rfind("/")
+            while end > 0 and path[:end] not in found:   # its parents are known once it is
+                found.add(path[:end])
+                end = path.rfind("/", 0, end)
+        return found
     return bool(folders(files) & set(present)) or bool(folders(present) & set(files))
 
 

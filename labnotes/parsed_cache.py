@@ -34,7 +34,7 @@ class ParsedDocuments:
         self._stats = stats or {}
         self._cwd = os.getcwd()
         self._blob = ShardedBlob(self.folder / FOLDER_NAME, shard_of=_shard_of_key,
-                                 loads=pickle.loads, dumps=pickle.dumps)
+                                 loads=pickle.loads, dumps=_dumps)
         self._old: dict = self._blob.merged()
         self._new: dict = {}
         self._trusted_before = started_ns - RACY_NS
@@ -49,7 +49,9 @@ class ParsedDocuments:
             seen = (stat.st_size, stat.st_mtime_ns, stat.st_ino)
         key = (name, kind, zone.key, None if images is None else tuple(images), *seen, self.version)
         state = self._old.get(key)
-        if isinstance(state, dict):
+        if isinstance(state, Document):   # as this process saved it (`serve`)
+            document = state
+        elif isinstance(state, dict):
             document = Document.__new__(Document)
             document.__dict__.update(state)
             document.source = path
@@ -63,12 +65,17 @@ class ParsedDocuments:
     def save(self) -> None:
         """Write the entries of this build, unless they are those that were loaded."""
         if self._new.keys() != self._old.keys():
-            # Saved as the fields of each document (and the values it computed once, such as its
-            # digest) without its path, which the key holds: a Path is slow to unpickle.
-            self._blob.save({key: {name: value for name, value in document.__dict__.items() if name != "source"}
-                             for key, document in self._new.items()})
+            self._blob.save(self._new)
             with contextlib.suppress(OSError):   # the single file of earlier versions
                 (self.folder / "documents.bin").unlink(missing_ok=True)
+
+
+def _dumps(documents: tuple[Document, ...]) -> bytes:
+    # Each document is saved as its fields (and the values it computed once, such as its
+    # digests) without its path, which the key holds: a Path is slow to unpickle. Only the
+    # shards an edit changed are saved, so only their documents are taken apart.
+    return pickle.dumps(tuple({name: value for name, value in document.__dict__.items() if name != "source"}
+                              if isinstance(document, Document) else document for document in documents))
 
 
 def _shard_of_key(key: tuple) -> int:

@@ -148,8 +148,9 @@ def _identity(stat: os.stat_result, start: bytes) -> tuple:
 
 # Shards of a sharded blob: an edit of one post changes a handful of entries (its document, its
 # mirror, its feed item: each an old key out and a new one in), so it rewrites at most a few
-# sixty-fourths of the cache instead of megabytes of untouched posts.
-SHARDS = 64
+# 256ths of the cache (half a megabyte each for 10,000 posts) instead of megabytes of untouched
+# posts.
+SHARDS = 256
 # A shard file: this line, then the digest and length of its names, the length and digest of its
 # values, the names (marshal), the values (`dumps`, in the order of the names). The names are
 # read at once, the values only when one of them is asked for: an edit of one post reads the few
