@@ -13,7 +13,8 @@ backward pass costs about 6 FLOPs per parameter per token. Peak: H100 bf16 dense
 
 The peer table (SPEC 8: labcode at least nanoGPT's tokens/s on the same model) trains 6 layers
 x 384 wide, 6 heads, context 256, batch 8, vocab 50257, dropout 0, fp32 on CPU: labcode's
-explicit, sdpa and fast (labcode/fast.py) GPTs, and the peers' models vendored in bench/peers/
+explicit and sdpa GPTs (loss by calc_loss_batch), its fast GPT (labcode/fast.py, loss by
+fast_loss_batch: head and cross-entropy in one step), and the peers' models vendored in bench/peers/
 (nanoGPT's model.py, LLMs-from-scratch's chapter 4 GPT), each with the same AdamW (lr 6e-4,
 betas 0.9/0.95, weight decay 0.1 on matrices only, as nanoGPT's configure_optimizers), clipping
 at 1.0 and the same batches. The models take turns, one step each, the first place rotating, so
@@ -35,7 +36,7 @@ import torch.nn.functional as F
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 from labcode.device import autocast, maybe_compile  # noqa: E402
-from labcode.fast import fast_gpt  # noqa: E402
+from labcode.fast import fast_gpt, fast_loss_batch  # noqa: E402
 from labcode.model import GPTConfig, GPTModel  # noqa: E402
 from labcode.tiny_gpt import tiny_gpt_config  # noqa: E402
 from labcode.training import calc_loss_batch, make_optimizer  # noqa: E402
@@ -86,15 +87,16 @@ def peer_models(cfg: GPTConfig) -> list[tuple]:
 
     A peer whose file is not in bench/peers/ is left out with a printed note.
     """
-    def labcode_row(name, build):
+    def labcode_row(name, build, loss=calc_loss_batch):
         torch.manual_seed(0)
         model = build()
-        return name, model, lambda inputs, targets: calc_loss_batch(inputs, targets, model, "cpu")
+        return name, model, lambda inputs, targets: loss(inputs, targets, model, "cpu")
 
     rows = [labcode_row("labcode explicit", lambda: GPTModel(cfg)),
             labcode_row("labcode sdpa", lambda: GPTModel(replace(cfg, attention="sdpa"))),
-            labcode_row("labcode fast", lambda: fast_gpt(cfg)),
-            labcode_row("labcode fast, tied head", lambda: fast_gpt(cfg, tied_head=True))]
+            labcode_row("labcode fast", lambda: fast_gpt(cfg), fast_loss_batch),
+            labcode_row("labcode fast, tied head", lambda: fast_gpt(cfg, tied_head=True),
+                        fast_loss_batch)]
     nanogpt = load_peer(NANOGPT)
     if nanogpt:
         torch.manual_seed(0)

@@ -21,6 +21,14 @@ pass, and leave the chapters as they are, to be read:
   gradients, which must be summed, come out of one product already summed. The attention is
   `F.scaled_dot_product_attention(is_causal=True)`: no mask tensor, no (T, T) score matrix
   written out in full.
+- `head_loss`: the output head and the cross-entropy in one step. `F.cross_entropy(model(x)
+  .flatten(0, 1), y)` writes the (B*T, vocab) logits, then their log-softmax, then in the
+  backward pass a gradient of zeros with one entry per row set, then the gradient of the logits:
+  four new tensors of B*T*vocab numbers (400 MB for 2,048 tokens of GPT-2's vocabulary, each one
+  fresh memory the kernel must hand over page by page). `head_loss` writes the logits once and
+  turns them in place into log-probabilities and then into their gradient, softmax minus
+  one-hot, and takes the head's two gradients from it before returning the loss; the backward
+  pass only scales them. `fast_loss_batch` is `labcode.training.calc_loss_batch` with it.
 
 `make_fast(model)` swaps these into a `labcode.model.GPTModel` in place, keeping its weights;
 `fast_gpt(cfg)` builds a fast GPT, with `tied_head=True` one whose output head is its token
@@ -142,6 +150,62 @@ def fast_gpt(cfg: GPTConfig, tied_head: bool = False) -> GPTModel:
     if tied_head:
         model.out_head.weight = model.embed.tok_emb.weight
     return model
+
+
+# -- the output head and the loss in one step ---------------------------------------
+
+class _HeadLoss(torch.autograd.Function):
+    """Mean cross-entropy of `hidden @ weight.T` against `targets`, its gradients made in the
+    forward pass from the one (N, vocab) tensor it writes."""
+
+    @staticmethod
+    def forward(ctx, hidden, weight, targets, ignore_index):  # (N, d), (V, d), (N,)
+        counted = targets != ignore_index
+        n = counted.sum().clamp(min=1)
+        rows = torch.arange(len(targets), device=targets.device)
+        safe = targets.where(counted, 0)  # an ignored row reads column 0, then counts for nothing
+        with torch.autocast(hidden.device.type, enabled=False):
+            logp = hidden.to(weight.dtype) @ weight.T                  # (N, V) logits
+            torch._log_softmax(logp, 1, False, out=logp)             # in place: log-probabilities
+            loss = -(logp[rows, safe] * counted).sum() / n
+            if ctx.needs_input_grad[0] or ctx.needs_input_grad[1]:
+                grad = logp.exp_()                                     # softmax ...
+                grad[rows, safe] -= counted.to(grad.dtype)             # ... minus one-hot
+                grad[~counted] = 0
+                grad_hidden = (grad @ weight).to(hidden.dtype)         # (N, d)
+                grad_weight = grad.T @ hidden.to(weight.dtype)         # (V, d)
+                ctx.save_for_backward(grad_hidden, grad_weight, n)
+        return loss
+
+    @staticmethod
+    def backward(ctx, grad_loss):
+        grad_hidden, grad_weight, n = ctx.saved_tensors
+        scale = grad_loss / n
+        return grad_hidden * scale, grad_weight * scale, None, None
+
+
+def head_loss(hidden, weight, targets, ignore_index: int = -100) -> torch.Tensor:
+    """`F.cross_entropy(hidden @ weight.T, targets, ignore_index=ignore_index)` without keeping
+    the logits: hidden (N, d), weight (vocab, d), as `nn.Linear` stores it, targets (N,).
+
+    The same number and gradients up to float rounding, computed in the weight's dtype (float32
+    also under autocast). Targets equal to `ignore_index` count for nothing, as in cross_entropy.
+    """
+    return _HeadLoss.apply(hidden, weight, targets, ignore_index)
+
+
+def fast_loss_batch(input_batch, target_batch, model: GPTModel, device) -> torch.Tensor:
+    """`calc_loss_batch` (mean next-token cross-entropy of one batch) by way of `head_loss`:
+    the model runs up to its final norm, and the head and the loss are one step.
+    For a `GPTModel`, fast or explicit, without a KV cache."""
+    if input_batch.shape[1] > model.cfg.context_length:
+        raise ValueError(f"sequence of {input_batch.shape[1]} tokens is longer than the context "
+                         f"length {model.cfg.context_length}; crop it first")
+    x = model.drop_emb(model.embed(input_batch.to(device)))  # (B, T, d): token + position
+    for block in model.trf_blocks:
+        x = block(x)
+    x = model.final_norm(x)                                     # (B, T, d)
+    return head_loss(x.flatten(0, 1), model.out_head.weight, target_batch.to(device).flatten())
 
 
 # -- state dicts: explicit <-> fast ---------------------------------------------------

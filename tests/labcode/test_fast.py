@@ -19,7 +19,9 @@ from labcode.fast import (
     FusedAttention,
     fast_gpt,
     fast_layer_norm,
+    fast_loss_batch,
     fuse_qkv,
+    head_loss,
     make_fast,
     split_qkv,
 )
@@ -28,7 +30,7 @@ from labcode.generation import generate
 from labcode.gpt2_weights import load_gpt2
 from labcode.layernorm import LayerNorm
 from labcode.model import GPTConfig, GPTModel
-from labcode.training import make_optimizer
+from labcode.training import calc_loss_batch, make_optimizer
 from test_gpt2_weights import IDS, hf_state_dict, reference_logits, write_checkpoint
 
 TOL = {"rtol": 1e-5, "atol": 1e-5}
@@ -246,3 +248,65 @@ def test_a_tied_fast_gpt_shares_one_tensor_between_embedding_and_head():
     assert model.out_head.weight is model.embed.tok_emb.weight
     untied = sum(p.numel() for p in fast_gpt(CFG).parameters())
     assert sum(p.numel() for p in model.parameters()) == untied - CFG.vocab_size * CFG.emb_dim
+
+
+@pytest.mark.parametrize("ignored", [0, 3])
+def test_head_loss_is_cross_entropy_of_the_logits_with_its_gradients(ignored):
+    torch.manual_seed(0)
+    hidden = torch.randn(12, 32, requires_grad=True)
+    weight = (torch.randn(100, 32) * 0.3).requires_grad_()
+    targets = torch.randint(0, 100, (12,))
+    targets[:ignored] = -100  # e.g. padding or a masked prompt: counts for nothing
+    ours = head_loss(hidden, weight, targets)
+    reference = torch.nn.functional.cross_entropy(hidden @ weight.T, targets)
+    torch.testing.assert_close(ours, reference, **TOL)
+    mine = grads(ours * 3, (hidden, weight))  # an incoming gradient other than 1 is applied
+    for ours_grad, theirs in zip(mine, grads(reference * 3, (hidden, weight))):
+        torch.testing.assert_close(ours_grad, theirs, **TOL)
+    assert (mine[0][:ignored] == 0).all()
+
+
+def test_head_loss_needs_no_gradient_and_counts_nothing_when_every_target_is_ignored():
+    hidden, weight = torch.randn(4, 8), torch.randn(10, 8)
+    with torch.no_grad():
+        torch.testing.assert_close(
+            head_loss(hidden, weight, torch.tensor([1, 2, 3, 4])),
+            torch.nn.functional.cross_entropy(hidden @ weight.T, torch.tensor([1, 2, 3, 4])))
+    assert head_loss(hidden, weight, torch.full((4,), -100)).item() == 0.0
+
+
+def test_fast_loss_batch_gives_calc_loss_batchs_loss_and_the_same_training_step():
+    _, fast = twin_pair()
+    twin = copy.deepcopy(fast).train()
+    fast.train()
+    ids = torch.randint(0, CFG.vocab_size, (3, CFG.context_length + 1),
+                        generator=torch.Generator().manual_seed(1))
+    inputs, targets = ids[:, :-1], ids[:, 1:]
+    losses = []
+    for model, loss_of in ((fast, calc_loss_batch), (twin, fast_loss_batch)):
+        optimizer = make_optimizer(model, lr=1e-3, weight_decay=0.1)
+        loss = loss_of(inputs, targets, model, "cpu")
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    assert losses[0] == pytest.approx(losses[1], abs=1e-6)
+    for (key, before), after in zip(fast.state_dict().items(), twin.state_dict().values()):
+        if not key.endswith("qkv.bias"):  # its key third: rounding noise, as above
+            torch.testing.assert_close(after, before, **TOL, msg=key)
+
+
+def test_fast_loss_batch_trains_a_tied_head_through_both_of_its_uses():
+    model = fast_gpt(CFG, tied_head=True)
+    ids = torch.randint(0, CFG.vocab_size, (2, CFG.context_length + 1))
+    fast_loss_batch(ids[:, :-1], ids[:, 1:], model, "cpu").backward()
+    mine = model.embed.tok_emb.weight.grad.clone()
+    model.zero_grad()
+    calc_loss_batch(ids[:, :-1], ids[:, 1:], model, "cpu").backward()
+    torch.testing.assert_close(mine, model.embed.tok_emb.weight.grad, **TOL)
+
+
+def test_fast_loss_batch_refuses_a_sequence_longer_than_the_context():
+    model = fast_gpt(CFG)
+    ids = torch.zeros(1, CFG.context_length + 1, dtype=torch.long)
+    with pytest.raises(ValueError, match="longer than the context length 16; crop it first"):
+        fast_loss_batch(ids, ids, model, "cpu")
