@@ -280,7 +280,7 @@ def _blocks_and_image_check(doc: Document, images: dict[str, Path] | None) -> tu
             if not fence.closed:
                 raise BuildError(doc.source, f"```{fence.info} block is never closed with ```", doc.body_line + fence.start)
             blocks.append(FencedBlock(fence.info, doc.source, doc.body_line + fence.start, fence.inner(lines)))
-    if images is not None:
+    if images is not None and ("![" in doc.body or "<img" in doc.body.lower()):
         for index, line in enumerate(lines):
             if index in in_code:
                 continue

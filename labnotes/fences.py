@@ -36,7 +36,8 @@ def find_fences(lines: list[str], chars: str = "`") -> list[Fence]:
     fences = []
     i = 0
     while i < len(lines):
-        match = next((m for m in (_OPEN[c].match(lines[i]) for c in chars) if m), None)
+        line = lines[i]
+        match = next((m for m in (_OPEN[c].match(line) for c in chars if c * 3 in line) if m), None)
         if not match:
             i += 1
             continue

@@ -101,6 +101,8 @@ def _scalar(text: str, path: Path, line: int):
 
 
 def _double_quoted(text: str, path: Path, line: int) -> str:
+    if "\\" not in text and text.find('"', 1) == len(text) - 1:   # no escapes, one closing quote
+        return text[1:-1]
     out = []
     i = 1
     while i < len(text):
@@ -155,6 +157,8 @@ def _strip_comment(line: str, path: Path, number: int) -> str:
     """Remove a `#` comment that starts a line or follows whitespace outside quotes."""
     if "\t" in line[: len(line) - len(line.lstrip())]:
         raise BuildError(path, "front matter: indent with spaces, not tabs", number)
+    if "#" not in line:
+        return line
     quote = None
     escaped = False
     for i, ch in enumerate(line):

@@ -260,8 +260,9 @@ def highlight_code(code: str, info: str) -> str:
     lexer = _lexer(info.split()[0] if info.split() else "")
     if lexer is None:
         return f"<pre><code>{html.escape(code, quote=False)}\n</code></pre>\n"
-    from pygments import highlight
-    return highlight(code + "\n", lexer, _formatter())
+    import pygments
+    from .lexing import tokens
+    return pygments.format(tokens(lexer, code + "\n"), _formatter())
 
 
 @functools.lru_cache(maxsize=None)

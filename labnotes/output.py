@@ -250,12 +250,16 @@ def _copy_range(source: int, target: int, offset: int, length: int) -> None:
 
 
 def _make_files(paths: list[str], files: dict[str, OutputFile], old_folder: Path, intact: Manifest,
-                present: Mapping[str, object], scratch: Path, spread: Spread | None) -> dict[str, tuple]:
+                present: Mapping[str, object], scratch: Path, spread: Spread | None,
+                place: Callable[[str], Path] | None = None) -> dict[str, tuple]:
     """Make each of `paths` into a file of `scratch/<process id>/` (a folder of each process's
     own: on this kind of file system, files made in one folder are made one at a time, in two
     folders two at a time), on several processes when there are many. Returns path -> (manifest
     entry, scratch file), or (entry of the file in `old_folder`, None) when its bytes are those
-    already there. Raises the first error, in the order of `paths`."""
+    already there. With `place` (relative path -> where the file goes, its folder made), each
+    process renames what it made there at once, so the folders and renames of a first build
+    are spread too, and the file returned is that place. Raises the first error, in the order
+    of `paths`."""
     folder = scratch / str(os.getpid())
     made: list[int] = []
 
@@ -269,7 +273,12 @@ def _make_files(paths: list[str], files: dict[str, OutputFile], old_folder: Path
         made.append(len(made))
         target = folder / str(len(made))
         new.write(target)
-        return relative, new.record(target), target   # a rename keeps inode and mtime
+        entry = new.record(target)   # a rename keeps inode and mtime
+        if place is not None:
+            placed = place(relative)
+            os.rename(target, placed)
+            return relative, entry, placed
+        return relative, entry, target
 
     if spread is None or spread.processes < 2 or len(paths) < SPREAD_MIN_FILES or not can_fork():
         return {relative: (entry, target) for relative, entry, target in map(make, paths)}
@@ -376,6 +385,8 @@ def _write_and_swap(out_dir: Path, files: dict[str, OutputFile], reusable: set[s
     made_dirs: set[Path] = set()
 
     def place(relative: str) -> Path:
+        # also called in the processes that make files: each has its own copy of `made_dirs`,
+        # and mkdir's exist_ok covers a folder another one made first
         target = staging / relative
         if target.parent not in made_dirs:
             target.parent.mkdir(parents=True, exist_ok=True)
@@ -387,14 +398,13 @@ def _write_and_swap(out_dir: Path, files: dict[str, OutputFile], reusable: set[s
         manifest: Manifest = {relative: intact[relative] for relative in sorted(reusable)
                               if _link(out_dir / relative, place(relative))}
         outcomes = _make_files([relative for relative in sorted(files) if relative not in manifest], files, out_dir,
-                               intact, present, staging / ".labnotes-new", spread)
+                               intact, present, staging / ".labnotes-new", spread, place)
         changed = 0
         for relative, (entry, made) in outcomes.items():
             if made is None and not _link(out_dir / relative, place(relative)):
                 shutil.copyfile(out_dir / relative, place(relative))
                 entry = entry[:1] + tuple(_stat_of(place(relative))) + entry[4:]
-            elif made is not None:
-                os.rename(made, place(relative))
+            elif made is not None:   # made in its place already
                 changed += 1
             manifest[relative] = entry
         shutil.rmtree(staging / ".labnotes-new", ignore_errors=True)

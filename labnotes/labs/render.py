@@ -8,11 +8,12 @@ from pathlib import Path
 import jinja2
 from markupsafe import Markup
 from pygments import __version__ as PYGMENTS_VERSION
-from pygments import highlight
+import pygments
 from pygments.formatters import HtmlFormatter
 from pygments.lexers import PythonLexer
 
 from labnotes.labs.directive import LabCall, rerun_command
+from labnotes.lexing import tokens
 from labnotes.render_cache import content_key
 from labnotes.template_errors import template_errors
 
@@ -257,7 +258,7 @@ class LabRenderer:
 
     def _highlight(self, source: str) -> Markup:
         def make() -> str:
-            return highlight(source, PythonLexer(), self.formatter)
+            return pygments.format(tokens(PythonLexer(), source), self.formatter)
         if self.remember is None:
             return Markup(make())
         return Markup(self.remember("highlight", content_key(PYGMENTS_VERSION, source), make))
