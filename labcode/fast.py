@@ -159,7 +159,7 @@ class _HeadLoss(torch.autograd.Function):
     forward pass from the one (N, vocab) tensor it writes."""
 
     @staticmethod
-    def forward(ctx, hidden, weight, targets, ignore_index):  # (N, d), (V, d), (N,)
+    def forward(ctx, hidden, weight, targets, ignore_index, with_gradients):  # (N, d), (V, d), (N,)
         counted = targets != ignore_index
         n = counted.sum().clamp(min=1)
         rows = torch.arange(len(targets), device=targets.device)
@@ -168,7 +168,7 @@ class _HeadLoss(torch.autograd.Function):
             logp = hidden.to(weight.dtype) @ weight.T                  # (N, V) logits
             torch._log_softmax(logp, 1, False, out=logp)             # in place: log-probabilities
             loss = -(logp[rows, safe] * counted).sum() / n
-            if ctx.needs_input_grad[0] or ctx.needs_input_grad[1]:
+            if with_gradients:
                 grad = logp.exp_()                                     # softmax ...
                 grad[rows, safe] -= counted.to(grad.dtype)             # ... minus one-hot
                 grad[~counted] = 0
@@ -179,9 +179,12 @@ class _HeadLoss(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad_loss):
+        if torch.is_grad_enabled():   # create_graph=True: the gradients made here are no graph
+            raise RuntimeError("head_loss gives first derivatives only (its gradient is computed in "
+                               "the forward pass); use F.cross_entropy for a second derivative")
         grad_hidden, grad_weight, n = ctx.saved_tensors
         scale = grad_loss / n
-        return grad_hidden * scale, grad_weight * scale, None, None
+        return grad_hidden * scale, grad_weight * scale, None, None, None
 
 
 def head_loss(hidden, weight, targets, ignore_index: int = -100) -> torch.Tensor:
@@ -189,9 +192,17 @@ def head_loss(hidden, weight, targets, ignore_index: int = -100) -> torch.Tensor
     the logits: hidden (N, d), weight (vocab, d), as `nn.Linear` stores it, targets (N,).
 
     The same number and gradients up to float rounding, computed in the weight's dtype (float32
-    also under autocast). Targets equal to `ignore_index` count for nothing, as in cross_entropy.
+    also under autocast). Targets equal to `ignore_index` count for nothing, as in cross_entropy;
+    with every target ignored the loss is 0 (cross_entropy's is nan), and a target out of the
+    vocabulary raises IndexError, as there. Under `torch.no_grad()` only the loss is computed.
+    First derivatives only: a backward pass with `create_graph=True` raises.
     """
-    return _HeadLoss.apply(hidden, weight, targets, ignore_index)
+    wrong = (targets != ignore_index) & ((targets < 0) | (targets >= weight.shape[0]))
+    if wrong.any():
+        raise IndexError(f"target {targets[wrong][0].item()} is out of bounds for a vocabulary of "
+                         f"{weight.shape[0]} (ignore_index is {ignore_index})")
+    with_gradients = torch.is_grad_enabled() and (hidden.requires_grad or weight.requires_grad)
+    return _HeadLoss.apply(hidden, weight, targets, ignore_index, with_gradients)
 
 
 def fast_loss_batch(input_batch, target_batch, model: GPTModel, device) -> torch.Tensor:

@@ -13,9 +13,10 @@ each rule's regex (`re._parser`), which rules could match a text starting with t
 Python's regex engine tries alternatives in order, as the loop does, and the group that
 closed last (`Match.lastindex`) says which rule matched, whose own regex then runs once more to
 give its action the groups it expects. Where the analysis cannot be sure (a backreference, a
-state that will not combine), that state keeps the plain loop; before a character past ASCII,
+state that will not join), that state keeps the plain loop; before a character past ASCII,
 or at the end of the text, every rule of the state is asked. The tables are made as states and
-characters are first met, and kept on the lexer's class for the life of the process.
+characters are first met, and kept for the life of the process, one set per set of rules (a
+lexer's class, or its options where they choose the rules, as C#'s `unicodelevel` does).
 
 Python code lexes about four times faster. Lexers that are not plain `RegexLexer`s (those with
 their own `get_tokens_unprocessed`) are left to Pygments. tests/site/test_lexing.py holds the
@@ -32,7 +33,9 @@ from pygments.filter import apply_filters
 from pygments.lexer import RegexLexer
 from pygments.token import Error, Whitespace, _TokenType
 
-_BACKREFERENCE = re.compile(r"\\[1-9]|\(\?P=")   # group numbers change when rules are joined
+# Group numbers change when rules are joined: a rule that refers to a group by number (a
+# backreference, a conditional) keeps its state on the plain loop.
+_BACKREFERENCE = re.compile(r"\\[1-9]|\(\?P=|\(\?\(")
 _LEADING_FLAGS = re.compile(r"\(\?([aiLmsux]+)\)")
 _SCOPED_FLAGS = {"i": re.I, "m": re.M, "s": re.S, "x": re.X}
 _ASCII = [chr(code) for code in range(128)]
@@ -68,11 +71,10 @@ def _unprocessed(lexer, text: str, stack=("root",)) -> Iterator[tuple]:
                 m = rexmatch(text, pos)
             else:
                 m = None
+            if found and m is None:   # never seen; should a rule disagree with its join, ask them all
+                m, action, new_state = _first_match(rules, text, pos)
         else:
-            for rexmatch, action, new_state in rules:
-                m = rexmatch(text, pos)
-                if m:
-                    break
+            m, action, new_state = _first_match(rules, text, pos)
         if m:
             if action is not None:
                 if type(action) is _TokenType:
@@ -95,6 +97,16 @@ def _unprocessed(lexer, text: str, stack=("root",)) -> Iterator[tuple]:
             pos += 1
         else:
             break
+
+
+def _first_match(rules: list, text: str, pos: int) -> tuple:
+    """(match, action, new state) of the first of `rules` that matches at `pos`, as
+    RegexLexer's own loop finds it; (None, None, None) when none does."""
+    for rexmatch, action, new_state in rules:
+        m = rexmatch(text, pos)
+        if m:
+            return m, action, new_state
+    return None, None, None
 
 
 def _move(statestack: list, new_state) -> None:
@@ -123,26 +135,31 @@ class _Tables(dict):
     """State name -> its `_StateTable`, made on the state's first visit; None for a state that
     keeps the plain loop."""
 
-    def __init__(self, lexer):
+    def __init__(self, rules: dict, flags: int):
         super().__init__()
-        self.lexer = lexer
+        self.rules, self.flags = rules, flags
 
     def __missing__(self, state: str):
         try:
-            table = _StateTable(self.lexer._tokens[state], self.lexer.flags)
+            table = _StateTable(self.rules[state], self.flags)
         except (ValueError, TypeError, AttributeError, RecursionError, re.error):
             table = None
         self[state] = table
         return table
 
 
+# (id of a lexer's processed rules, its flags) -> (those rules, their tables). Most lexers share
+# one set of rules per class; a few (C#, Nemerle, Inform) pick theirs per instance from options.
+_ALL_TABLES: dict[tuple[int, int], tuple[dict, _Tables]] = {}
+
+
 def _tables(lexer) -> _Tables:
-    cls = type(lexer)
-    tables = cls.__dict__.get("_labnotes_tables")
-    if tables is None:
-        tables = _Tables(lexer)
-        cls._labnotes_tables = tables
-    return tables
+    rules = lexer._tokens
+    key = (id(rules), lexer.flags)
+    known = _ALL_TABLES.get(key)
+    if known is None or known[0] is not rules:
+        known = _ALL_TABLES[key] = (rules, _Tables(rules, lexer.flags))
+    return known[1]
 
 
 class _StateTable:
@@ -159,6 +176,10 @@ class _StateTable:
         self.firsts = [_first_characters(_parser.parse(p.pattern, p.flags), p.flags) for p in patterns]
         self.by_code: list = [False] * (_BEYOND_ASCII + 1)
         self.made: dict[tuple, tuple | None] = {}
+        # Every rule joined, for a character past ASCII or the end of the text: made now, so a
+        # state whose rules will not join (a group name used twice, flags that cannot be
+        # scoped) keeps the plain loop; any subset of rules that joins whole joins too.
+        self.by_code[_BEYOND_ASCII] = self._join(_BEYOND_ASCII)
 
     def joined(self, code: int):
         found = self.by_code[code]
@@ -199,6 +220,8 @@ def _grouped(pattern: re.Pattern, base_flags: int) -> str:
         text = text[leading.end():]
     add = "".join(k for k, f in _SCOPED_FLAGS.items() if pattern.flags & f and not base_flags & f)
     drop = "".join(k for k, f in _SCOPED_FLAGS.items() if base_flags & f and not pattern.flags & f)
+    if pattern.flags & re.X:
+        text += "\n"   # a verbose pattern may end in a comment, which would swallow the `)`
     if not (add or drop):
         return f"({text})"
     return f"((?{add}{'-' + drop if drop else ''}:{text}))"

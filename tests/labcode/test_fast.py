@@ -310,3 +310,15 @@ def test_fast_loss_batch_refuses_a_sequence_longer_than_the_context():
     ids = torch.zeros(1, CFG.context_length + 1, dtype=torch.long)
     with pytest.raises(ValueError, match="longer than the context length 16; crop it first"):
         fast_loss_batch(ids, ids, model, "cpu")
+
+
+def test_head_loss_refuses_what_cross_entropy_refuses():
+    hidden = torch.randn(3, 8, requires_grad=True)
+    weight = torch.randn(10, 8, requires_grad=True)
+    for bad in (-1, 10):  # a negative target is not taken as counting from the end
+        with pytest.raises(IndexError, match=f"target {bad} is out of bounds for a vocabulary of 10"):
+            head_loss(hidden, weight, torch.tensor([1, bad, 2]))
+    # a second derivative (a gradient penalty) would silently be zero: it raises instead
+    loss = head_loss(hidden, weight, torch.tensor([1, 2, 3]))
+    with pytest.raises(RuntimeError, match="first derivatives only"):
+        torch.autograd.grad(loss, weight, create_graph=True)

@@ -6,7 +6,10 @@ from pathlib import Path
 import pytest
 from pygments.lexers import get_lexer_by_name
 
-from labnotes.lexing import tokens
+from pygments.lexer import RegexLexer, default
+from pygments.token import Keyword, Name, Text
+
+from labnotes.lexing import _tables, tokens
 from labnotes.markdown import highlight_code
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -78,4 +81,48 @@ def test_highlighted_html_is_the_same_and_python_takes_the_joined_path():
                        HtmlFormatter(cssclass="codehilite", wrapcode=True))
     assert ours == theirs
     # the point of the module: Python's main state is joined, not the rule-by-rule loop
-    assert type(get_lexer_by_name("python"))._labnotes_tables["root"] is not None
+    assert _tables(get_lexer_by_name("python"))["root"] is not None
+
+
+@pytest.mark.parametrize("language, text", [
+    ("irc", "[12:00] <nick> hello\n* nick waves\n"),       # verbose rules ending in a comment
+    ("evoque", "$begin{x} $begin{%x} ${y}\n"),               # conditionals refer to groups by number
+])
+def test_lexers_whose_rules_do_not_join_as_written_still_give_pygments_tokens(language, text):
+    same_tokens(language, text)
+
+
+def test_options_that_choose_the_rules_are_followed():
+    # C# picks its rules from `unicodelevel` per instance: tables made for one level must not
+    # serve another
+    text = "int \u00e9 = 1;\n"
+    for level in ("basic", "none", "full", "none"):
+        ours = list(tokens(get_lexer_by_name("csharp", unicodelevel=level), text))
+        assert ours == list(get_lexer_by_name("csharp", unicodelevel=level).get_tokens(text)), level
+
+
+class Awkward(RegexLexer):
+    """Rules a join cannot take as they are: a group name twice, a flag that cannot be scoped,
+    two leading flag groups, a numbered conditional; and an empty-matching default."""
+    name = "awkward"
+    tokens = {
+        "root": [
+            (r"(?P<q>a)b", Keyword),
+            (r"(?P<q>c)d", Keyword),
+            (r"(?a)\w+", Name),
+            (r"(?i)(?s)e.", Keyword),
+            (r"(<)?x(?(1)>)", Keyword),
+            (r"\(", Text, "inner"),
+            (r"[^\S\n]+|\n|.", Text),
+        ],
+        "inner": [
+            (r"\)", Text, "#pop"),
+            (r"[a-z]+", Name),
+            default("#pop"),
+        ],
+    }
+
+
+def test_a_lexer_with_rules_that_cannot_be_joined_gives_the_same_tokens():
+    text = "ab cd \u00e9t\u00e9 E\nx <x> <x (abc) (1 ) zz\n"
+    assert list(tokens(Awkward(), text)) == list(Awkward().get_tokens(text))
