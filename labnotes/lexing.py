@@ -18,7 +18,7 @@ or at the end of the text, every rule of the state is asked. The tables are made
 characters are first met, and kept for the life of the process, one set per set of rules (a
 lexer's class, or its options where they choose the rules, as C#'s `unicodelevel` does).
 
-Python code lexes about four times faster. Lexers that are not plain `RegexLexer`s (those with
+Python code lexes three to four times faster. Lexers that are not plain `RegexLexer`s (those with
 their own `get_tokens_unprocessed`) are left to Pygments. tests/site/test_lexing.py holds the
 tokens to Pygments' own for every fenced block of the shipped posts, the project's source and
 snippets in a dozen languages.
