@@ -53,6 +53,12 @@ def tokens(lexer, text: str) -> Iterator[tuple]:
     return apply_filters(stream, lexer.filters, lexer) if lexer.filters else stream
 
 
+def highlight(code: str, lexer, formatter) -> str:
+    """`pygments.highlight(code, lexer, formatter)`, its tokens found by `tokens`."""
+    import pygments
+    return pygments.format(tokens(lexer, code), formatter)
+
+
 def _unprocessed(lexer, text: str, stack=("root",)) -> Iterator[tuple]:
     """`RegexLexer.get_tokens_unprocessed`, choosing the rule through the tables."""
     tables = _tables(lexer)
@@ -66,13 +72,12 @@ def _unprocessed(lexer, text: str, stack=("root",)) -> Iterator[tuple]:
             code = ord(text[pos]) if pos < end else _BEYOND_ASCII
             joined = table.joined(code if code < _BEYOND_ASCII else _BEYOND_ASCII)
             found = joined[0](text, pos) if joined is not None else None
+            m = None
             if found:
                 rexmatch, action, new_state = joined[1][found.lastindex]
                 m = rexmatch(text, pos)
-            else:
-                m = None
-            if found and m is None:   # never seen; should a rule disagree with its join, ask them all
-                m, action, new_state = _first_match(rules, text, pos)
+                if m is None:   # never seen: should a rule disagree with its join, ask them all
+                    m, action, new_state = _first_match(rules, text, pos)
         else:
             m, action, new_state = _first_match(rules, text, pos)
         if m:

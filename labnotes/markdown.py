@@ -260,9 +260,8 @@ def highlight_code(code: str, info: str) -> str:
     lexer = _lexer(info.split()[0] if info.split() else "")
     if lexer is None:
         return f"<pre><code>{html.escape(code, quote=False)}\n</code></pre>\n"
-    import pygments
-    from .lexing import tokens
-    return pygments.format(tokens(lexer, code + "\n"), _formatter())
+    from .lexing import highlight
+    return highlight(code + "\n", lexer, _formatter())
 
 
 @functools.lru_cache(maxsize=None)

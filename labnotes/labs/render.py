@@ -8,12 +8,11 @@ from pathlib import Path
 import jinja2
 from markupsafe import Markup
 from pygments import __version__ as PYGMENTS_VERSION
-import pygments
 from pygments.formatters import HtmlFormatter
 from pygments.lexers import PythonLexer
 
 from labnotes.labs.directive import LabCall, rerun_command
-from labnotes.lexing import tokens
+from labnotes.lexing import highlight
 from labnotes.render_cache import content_key
 from labnotes.template_errors import template_errors
 
@@ -258,7 +257,7 @@ class LabRenderer:
 
     def _highlight(self, source: str) -> Markup:
         def make() -> str:
-            return pygments.format(tokens(PythonLexer(), source), self.formatter)
+            return highlight(source, PythonLexer(), self.formatter)
         if self.remember is None:
             return Markup(make())
         return Markup(self.remember("highlight", content_key(PYGMENTS_VERSION, source), make))
