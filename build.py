@@ -29,7 +29,7 @@ def _use_project_python(argv: list[str]) -> None:
 if __name__ == "__main__":      # before anything of ours is imported
     _use_project_python(sys.argv[1:])
 
-from labnotes.cli import COMMANDS, main  # noqa: E402,F401  (the same CLI as `labnotes`)
+from labnotes.cli import COMMANDS, main, main_exit  # noqa: E402,F401  (the same CLI as `labnotes`)
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main_exit()

@@ -139,7 +139,7 @@ def unchanged_build(config_path: Path | str, content_dir: Path | str, out_dir: P
 
 def record_build(config_path: Path | str, content_dir: Path | str, out_dir: Path | str, options: BuildOptions,
                  watched: list[Path], before: Stats, inputs: Stats, content: Content, report: BuildReport,
-                 output: Stats) -> None:
+                 output: Stats, snapshot: str | None = None) -> bool:
     """Remember a build for `unchanged_build`: `watched` as the build ended, `inputs` their
     stats (`input_stats` with the build's start: those taken as it started, and those of the
     files labs read); `before`, the ones taken as it started.
@@ -148,17 +148,47 @@ def record_build(config_path: Path | str, content_dir: Path | str, out_dir: Path
     page says so), so it is not a repeat. Nor is one that read a file saved in its own clock
     tick; one that read a file changed or deleted while it ran is remembered with the file as it
     was before, so the next build is a real one.
+
+    `snapshot` names what patch.py kept of this build, which holds only while these stats do.
+    Returns whether the build was remembered.
     """
     path = manifest_path(config_path, content_dir, out_dir)
     if report.labs.run or report.labs.failed or report.labs.false_claims or UNKNOWN in inputs.values() or not before.keys() <= inputs.keys():
         path.unlink(missing_ok=True)
-        return
+        return False
     comes_out = min((doc.date for doc in content.held_back if doc.date is not None), default=None)
     repeat = dataclasses.replace(report, changed=0, rendered=(), documents_rendered=0,
                                  labs=LabCounts(cached=report.labs.cached), stages=())
     write_blob(path, {"environment": environment_key(options), "comes_out": comes_out, "watched": watched,
-                      "inputs": marshal.dumps(inputs), "output": marshal.dumps(output), "report": repeat},
-               dumps=pickle.dumps)
+                      "inputs": marshal.dumps(inputs), "output": marshal.dumps(output), "report": repeat,
+                      "snapshot": snapshot}, dumps=pickle.dumps)
+    return True
+
+
+def last_build(config_path: Path | str, content_dir: Path | str, out_dir: Path | str) -> dict | None:
+    """What `record_build` remembered of the last build (see there), or None."""
+    saved = read_blob(manifest_path(config_path, content_dir, out_dir), loads=pickle.loads)
+    return saved if isinstance(saved, dict) else None
+
+
+def changed_inputs(saved: dict, stats: Stats) -> list[str] | None:
+    """The input files whose stats differ from those `saved` (`last_build`) recorded, added
+    and removed ones included; None when its record cannot be read."""
+    inputs = _stats(saved.get("inputs"))
+    if inputs is None:
+        return None
+    return sorted(path for path in inputs.keys() | stats.keys() if inputs.get(path) != stats.get(path))
+
+
+def record_patch(config_path: Path | str, content_dir: Path | str, out_dir: Path | str, saved: dict,
+                 inputs: Stats, output: Stats) -> None:
+    """Remember a build that patched the last one (patch.py): `saved` (`last_build`) with the
+    inputs and output now. One that read a file saved in its own clock tick is not remembered."""
+    path = manifest_path(config_path, content_dir, out_dir)
+    if UNKNOWN in inputs.values():
+        path.unlink(missing_ok=True)
+        return
+    write_blob(path, {**saved, "inputs": marshal.dumps(inputs), "output": marshal.dumps(output)}, dumps=pickle.dumps)
 
 
 def _stats(saved: object) -> Stats | None:

@@ -361,6 +361,7 @@ class BuildReport:
     warnings: tuple[BuildWarning, ...] = ()   # e.g. prose that copies a lab's number instead of citing it
     held_back: tuple[Document, ...] = ()   # dated in the future, not published (no --future)
     stages: tuple[tuple[str, float], ...] = ()   # (stage, wall-clock seconds) in build order
+    patched: bool = False            # an edit of prose patched into the last site (labnotes/patch.py)
 
     def summary(self) -> str:
         """`built P pages in S s; labs: R run, C cached, F failed` (`, K claims false` when any is)."""

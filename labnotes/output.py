@@ -23,6 +23,7 @@ from array import array
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from stat import S_ISREG
 from typing import Any
 
 from .errors import BuildError
@@ -106,6 +107,29 @@ def write_site(out_dir: Path, files: Mapping[str, OutputFile | bytes], manifest:
     if manifest is not None and result.manifest != previous:
         write_blob(manifest, result.manifest)
     return result
+
+
+def patch_site(out_dir: Path, files: Mapping[str, OutputFile], manifest: Path, previous: Manifest | None = None) -> WriteResult:
+    """Update `files` (some of the site's) in `out_dir`, a site `write_site` wrote with
+    `manifest`, leaving every other file as it is: a rebuild that knows which files an edit
+    changed (patch.py). Each file is made, compared and put in place as `write_site` does, and
+    the manifest is updated for those files only. `previous`: the manifest, when read already."""
+    out_dir = Path(out_dir)
+    if previous is None:
+        loaded = read_blob(manifest)
+        previous = loaded if isinstance(loaded, dict) else {}
+    present = {}
+    for path in files:   # as `scan_folder` sees them
+        with contextlib.suppress(OSError):
+            stat = os.lstat(out_dir / path)
+            present[path] = (stat.st_size, stat.st_mtime_ns, stat.st_ino) if S_ISREG(stat.st_mode) else (-1, -1, -1)
+    intact = {path: previous[path] for path in files if path in previous and present.get(path) == previous[path][1:4]}
+    reusable = {path for path, entry in intact.items() if entry[0] == files[path].key}
+    result = _update_in_place(out_dir, dict(files), reusable, intact, present)
+    entries = {**previous, **result.manifest}
+    if entries != previous:
+        write_blob(manifest, entries)
+    return WriteResult(result.changed, result.rendered, entries)
 
 
 def _write(out_dir: Path, files: dict[str, OutputFile], previous: Manifest, spread: Spread | None = None) -> WriteResult:

@@ -9,7 +9,7 @@ import functools
 import html
 import os
 import re
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from typing import NamedTuple
 from datetime import datetime
@@ -138,8 +138,8 @@ def group_months(posts: Sequence[Entry], root: str, zone: ZoneInfo) -> tuple[Gro
 
 def group_series_entries(posts: Sequence[Entry], root: str) -> tuple[Group, ...]:
     """One group per series (see labnotes.series), its entries in reading order."""
-    by_source = {entry.document.source: entry for entry in posts}
-    return tuple(Group(s.name, s.url, root + s.url, tuple(by_source[d.source] for d in s.posts))
+    by_path = {entry.document.output_path: entry for entry in posts}
+    return tuple(Group(s.name, s.url, root + s.url, tuple(by_path[d.output_path] for d in s.posts))
                  for s in group_series([entry.document for entry in posts]))
 
 
@@ -149,8 +149,10 @@ def render_site_pages(config: SiteConfig, posts: Sequence[RenderedDocument], pag
 
 
 def site_pages(config: SiteConfig, posts: Sequence[RenderedDocument], pages: Sequence[RenderedDocument],
-               version: str = "", labs: Sequence[LabRecord] = ()) -> dict[str, OutputFile]:
-    """Every HTML page of the site, each keyed on exactly what it shows and rendered on demand.
+               version: str = "", labs: Sequence[LabRecord] = (),
+               only: Collection[str] | None = None) -> dict[str, OutputFile]:
+    """Every HTML page of the site, each keyed on exactly what it shows and rendered on demand;
+    with `only` (output paths), just those of them.
 
     `version` names the generator (code and templates) and goes into every key; `posts`
     newest first. A page's key changes only when something visible on it does: editing the
@@ -201,6 +203,7 @@ def site_pages(config: SiteConfig, posts: Sequence[RenderedDocument], pages: Seq
         return (place.group.name, place.group.url, place.number, [link(e) for e in place.group.entries])
 
     out: dict[str, OutputFile] = {}
+    wanted = (lambda path: True) if only is None else only.__contains__
 
     def page(path: str, template: str, shown: tuple, **context) -> None:
         folder = path[: -len("index.html")] if path.endswith("index.html") else path
@@ -210,6 +213,8 @@ def site_pages(config: SiteConfig, posts: Sequence[RenderedDocument], pages: Seq
 
     links = [link(entry) for entry in post_entries] + [None]   # a post's link shows on its two neighbours
     for i, entry in enumerate(post_entries):
+        if not wanted(entry.rendered.document.output_path):
+            continue
         newer = post_entries[i - 1] if i > 0 else None
         older = post_entries[i + 1] if i + 1 < len(post_entries) else None
         doc = entry.rendered.document
@@ -220,41 +225,49 @@ def site_pages(config: SiteConfig, posts: Sequence[RenderedDocument], pages: Seq
               series_shown(place), notebook),
              entry=entry, newer=newer, older=older, series=place, page_title=doc.title, description=doc.summary,
              notebook=notebook)
-    for entry in page_entries:
+    for entry in (entry for entry in page_entries if wanted(entry.document.output_path)):
         doc = entry.document
         page(doc.output_path, "page.html", (meta(entry), doc.summary, _body_key(entry)),
              entry=entry, page_title=doc.title, description=doc.summary)
 
     size = config.posts_per_page
     chunks = [post_entries[i:i + size] for i in range(0, len(post_entries), size)] or [[]]
-    index_path = lambda n: "" if n == 1 else f"page/{n}/"
     for n, chunk in enumerate(chunks, start=1):
+        if not wanted(index_folder(n) + "index.html"):
+            continue
         shown = (n, len(chunks), [(meta(e), e.rendered.intro_key or text_digest(e.intro_html), e.has_more) for e in chunk])
-        page(index_path(n) + "index.html", "index.html", shown, entries=chunk, page_number=n, page_count=len(chunks),
+        page(index_folder(n) + "index.html", "index.html", shown, entries=chunk, page_number=n, page_count=len(chunks),
              page_title=None if n == 1 else f"Page {n}",
-             newer_page=root + index_path(n - 1) if n > 1 else None,
-             older_page=root + index_path(n + 1) if n < len(chunks) else None)
-    for group in categories:
+             newer_page=root + index_folder(n - 1) if n > 1 else None,
+             older_page=root + index_folder(n + 1) if n < len(chunks) else None)
+    for group in (group for group in categories if wanted(group.path + "index.html")):
         feed = {"name": group.name, "url": group.url + "feed.xml"}
         page(group.path + "index.html", "listing.html", (group.name, [listed(e) for e in group.entries]),
              entries=group.entries, heading=group.name, kicker="Category", page_title=group.name,
              category_feed=feed)
-    for group in series:
+    for group in (group for group in series if wanted(group.path + "index.html")):
         page(group.path + "index.html", "series.html", (group.name, [listed(e) for e in group.entries]),
              series=group, page_title=group.name,
              description=f"{group.name}: a series of {group.count} post{'' if group.count == 1 else 's'}, in reading order.")
-    for group in months:
+    for group in (group for group in months if wanted(group.path + "index.html")):
         page(group.path + "index.html", "listing.html", (group.name, [listed(e) for e in group.entries]),
              entries=group.entries, heading=group.name, kicker="Month", page_title=group.name)
-    page("archive/index.html", "archive.html", [(g.name, g.url, [listed(e) for e in g.entries]) for g in months],
-         months=months, post_count=len(post_entries), page_title="Archive")
-    if labs:
+    if wanted("archive/index.html"):
+        page("archive/index.html", "archive.html", [(g.name, g.url, [listed(e) for e in g.entries]) for g in months],
+             months=months, post_count=len(post_entries), page_title="Archive")
+    if labs and wanted("labs/index.html"):
         rows = lab_rows(labs, post_entries + page_entries)
         page("labs/index.html", "labs.html", rows, rows=rows, page_title="Labs",
              description=f"Every lab of {config.title}: the post that runs it, where and how it ran, "
                          "and the command that reruns it.")
-    page("404.html", "404.html", (), page_title="Page not found")
+    if wanted("404.html"):
+        page("404.html", "404.html", (), page_title="Page not found")
     return out
+
+
+def index_folder(n: int) -> str:
+    """The site-relative folder of page `n` (from 1) of the index, newest posts on page 1."""
+    return "" if n == 1 else f"page/{n}/"
 
 
 def lab_rows(labs: Sequence[LabRecord], entries: Sequence[Entry]) -> list[tuple]:

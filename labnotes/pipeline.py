@@ -4,8 +4,9 @@ from __future__ import annotations
 import dataclasses
 import functools
 import gc
+import os
 import time
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from pathlib import Path
 
 from .citations import check_cited_names, cite_document
@@ -24,7 +25,7 @@ from .output import (MARKER, MARKER_TEXT, OutputFile, Spread, check_apart_from_i
                      input_folders, write_site)
 from .parallel import can_fork, cores, map_batches
 from .parsed_cache import ParsedDocuments
-from .pages import BUILTIN_TEMPLATES, base_path, category_members, Entry, lab_rows, site_pages
+from .pages import BUILTIN_TEMPLATES, base_path, category_members, Entry, index_folder, lab_rows, site_pages
 from .post_references import refer_from, resolve_references
 from .render_cache import CACHE_DIR, RenderCache, config_key, content_key, generator_version, text_digest
 from .series import group_series
@@ -35,17 +36,25 @@ BUILTIN_STATIC = Path(__file__).resolve().parent.parent / "static"
 
 
 def build(config_path: Path | str, content_dir: Path | str, out_dir: Path | str,
-          options: BuildOptions = BuildOptions(), warm_labs=None, look: Look | None = None) -> BuildReport:
+          options: BuildOptions = BuildOptions(), warm_labs=None, look: Look | None = None,
+          patch: bool = True) -> BuildReport:
     """Build the site; raises BuildError on bad input, leaving `out_dir` untouched.
 
     `warm_labs` (a `labs.executor.WarmPools`) keeps lab workers for the next build (`serve`);
-    `look` is what `unchanged_build` saw of the inputs just before, so they are not looked at twice."""
+    `look` is what `unchanged_build` saw of the inputs just before, so they are not looked at twice.
+    An edit of a few documents' prose is patched into the last site (patch.py) unless `patch`
+    is false."""
     # A build makes hundreds of thousands of small objects that live until it ends, and almost
     # no cyclic garbage: the cyclic collector would walk them again and again (a fifth of a
     # one-post edit of 10,000 posts), so it waits until the build is over.
     collecting = gc.isenabled()
     gc.disable()
     try:
+        if patch:
+            from .patch import patch_build
+            report = patch_build(config_path, content_dir, out_dir, options, look)
+            if report is not None:
+                return report
         return _build(config_path, content_dir, out_dir, options, warm_labs, look)
     finally:
         if collecting:
@@ -54,6 +63,8 @@ def build(config_path: Path | str, content_dir: Path | str, out_dir: Path | str,
 
 def _build(config_path: Path | str, content_dir: Path | str, out_dir: Path | str,
            options: BuildOptions, warm_labs, look: Look | None) -> BuildReport:
+    from .patch import forget_snapshot, save_snapshot   # that module builds on this one
+
     started, started_ns = time.perf_counter(), time.time_ns()
     clock = Stages()
     config = load_config(config_path)
@@ -88,6 +99,8 @@ def _build(config_path: Path | str, content_dir: Path | str, out_dir: Path | str
         check_written_links(posts + pages, files, config.base_url, content.drafts + content.held_back,
                             functools.cache(lambda: template_ids([config.root / "templates", BUILTIN_TEMPLATES])))
         clock.lap("key every output file")
+        # From here the site may change: a build that fails now leaves no snapshot to patch.
+        forget_snapshot(config.root / CACHE_DIR, out_dir)
         written = write_site(Path(out_dir), files, manifest=cache.manifest_path(out_dir), spread=renders.spread())
         clock.lap("render and write the files that changed")
     finally:
@@ -106,8 +119,11 @@ def _build(config_path: Path | str, content_dir: Path | str, out_dir: Path | str
     clock.lap("look at the files labs read")
     report = BuildReport(html_pages, len(files), written.changed, time.perf_counter() - started, labs.counts,
                          written.rendered, renders.rendered, warnings, content.held_back, clock.laps())
-    record_build(config_path, content_dir, out_dir, options, watched, inputs_before, inputs_after, content, report,
-                 {path: entry[1:4] for path, entry in written.manifest.items()})
+    token = os.urandom(8).hex()
+    if record_build(config_path, content_dir, out_dir, options, watched, inputs_before, inputs_after, content, report,
+                    {path: entry[1:4] for path, entry in written.manifest.items()}, snapshot=token):
+        save_snapshot(config.root / CACHE_DIR, out_dir, token, content_dir, content, renders, labs.records,
+                      bool(labs.published), [config.root / path for path in labs.inputs])
     return report
 
 
@@ -148,6 +164,10 @@ def lab_stage(content: Content, config: SiteConfig, options: BuildOptions, warm_
     return run_lab_stage(list(content.documents), config, options, warm_labs, protected, remember)
 
 
+class MissingText(LookupError):
+    """The rendered texts of a document restored from the last build are not in the cache."""
+
+
 class Renders:
     """Markdown rendering through the render cache, and the keys of what was rendered.
 
@@ -171,6 +191,9 @@ class Renders:
         self._keys: dict[str, tuple[str, str, str]] = {}   # output path -> (code, mirror, rss-item) keys
         self._mirror_suffix = content_key(config.base_url)
         self._item_suffix = content_key(config.base_url, config.author)
+        # output path -> (key, has_more, summary, links, ids, intro_key, meta, identity): what a
+        # later build needs of a document it does not render or key again (`restore`).
+        self.state: dict[str, tuple] = {}
         self.rendered = 0
 
     def documents(self, docs: Sequence[Document], block_renderer, cite=None, refer=None) -> list[RenderedDocument]:
@@ -234,13 +257,35 @@ class Renders:
         document = doc if summary == doc.summary else dataclasses.replace(doc, summary=summary)
         series = self.series_of.get(doc.output_path)
         place = (series.name, series.slug, series.part_of(doc), len(series.posts)) if series else None
+        meta = content_key(doc.kind, doc.shown_key, summary, place)
+        self._note(doc, (key, has_more, summary, links, ids, intro_key, meta, content_key(key, meta)))
+        return RenderedDocument.deferred(document, has_more, key, links, ids, texts, intro_key)
+
+    def _note(self, doc: Document, state: tuple) -> None:
         path = doc.output_path
-        self.meta[path] = meta = content_key(doc.kind, doc.shown_key, summary, place)
-        self.identity[path] = identity = content_key(key, meta)
+        self.state[path] = state
+        self.meta[path], self.identity[path] = meta, identity = state[6], state[7]
         # A mirror shows the document and base_url, a feed item also the author: their keys
         # join the document's identity with those (no hashing: they are digests already).
         self._keys[path] = (self._code_key(doc), identity + self._mirror_suffix, identity + self._item_suffix)
-        return RenderedDocument.deferred(document, has_more, key, links, ids, texts, intro_key)
+
+    def restore(self, docs: Sequence[Document], state: dict[str, tuple]) -> list[RenderedDocument]:
+        """`docs` as the build that left `state` (its `Renders.state`) rendered them, neither
+        keyed nor read again: the caller knows that nothing they show changed since (patch.py).
+        A text is read from the cache when first asked for; `MissingText` when it is not there."""
+        restored = []
+        for doc in docs:
+            key, has_more, summary, links, ids, intro_key = state[doc.output_path][:6]
+            self._note(doc, state[doc.output_path])
+            document = doc if summary == doc.summary else dataclasses.replace(doc, summary=summary)
+            restored.append(RenderedDocument.deferred(document, has_more, key, links, ids,
+                                                      functools.partial(self._stored_texts, key), intro_key))
+        return restored
+
+    def _stored_texts(self, key: str) -> tuple:
+        def missing() -> tuple:
+            raise MissingText(key)
+        return self.cache.get("document", key, missing)
 
     def _code_key(self, doc: Document) -> str:
         # A document's highlighted code blocks, kept for its next edit: prose edits leave the
@@ -380,13 +425,10 @@ def site_files(config: SiteConfig, content: Content, posts: list[RenderedDocumen
     if "labs/index.html" in pages_html:
         rows = lab_rows(lab_records, [Entry(d, d.document.url) for d in posts + pages])
         files["labs/index.html.md"] = OutputFile.of(render_labs_mirror(config, rows).encode("utf-8"))
-    feeds = [("feed.xml", None, posts)]
-    feeds += [(path + "feed.xml", f"{config.title}: {name}", members) for name, path, members in category_members(posts)]
-    for path, title, entries in feeds:
+    for path, title, entries in site_feeds(config, posts):
         files[path] = feed_file(config, renders, path, title, entries)
     for doc in posts + pages:
-        # The mirror's cache key names its text already.
-        files[mirror_path(doc.document)] = OutputFile(renders.mirror_key(doc), lambda doc=doc: renders.mirror(doc).encode("utf-8"))
+        files[mirror_path(doc.document)] = mirror_file(renders, doc)
     series = group_series([p.document for p in posts])
     for one in series:
         files[series_mirror_path(one)] = OutputFile.of(render_series_mirror(config, one).encode("utf-8"))
@@ -401,6 +443,39 @@ def site_files(config: SiteConfig, content: Content, posts: list[RenderedDocumen
         renders.key_of("sitemap", html_files, [(d.document.output_path, d.document.dates_key) for d in posts + pages]),
         lambda: render_sitemap(config, sitemap_urls(config, posts, pages, html_files)))
     return dict(sorted(files.items()))
+
+
+def files_showing(shown: Sequence[RenderedDocument], config: SiteConfig, posts: list[RenderedDocument],
+                  pages: list[RenderedDocument], renders: Renders, lab_records: Sequence[LabRecord] = (),
+                  intros: Collection[str] = ()) -> dict[str, OutputFile]:
+    """The output files whose bytes show the body of a document of `shown` (documents without
+    labs, so without a notebook), made as `site_files` makes them: its page and Markdown mirror,
+    the feeds that carry it and llms-full.txt, and for the posts in `intros` (output paths:
+    those whose intro changed) the page of the index that shows it. Every other file shows at
+    most a document's front matter, summary, fold, anchors and place, so it stays as it is while
+    those do (patch.py)."""
+    paths = {rendered.document.output_path for rendered in shown}
+    listed = {index_folder(i // config.posts_per_page + 1) + "index.html"
+              for i, post in enumerate(posts) if post.document.output_path in intros}
+    files = site_pages(config, posts, pages, renders.version, lab_records, only=paths | listed)
+    for rendered in shown:
+        files[mirror_path(rendered.document)] = mirror_file(renders, rendered)
+    for path, title, entries in site_feeds(config, posts):
+        if any(entry.document.output_path in paths for entry in entries):
+            files[path] = feed_file(config, renders, path, title, entries)
+    files["llms-full.txt"] = llms_full_file(config, renders, posts, pages)
+    return files
+
+
+def site_feeds(config: SiteConfig, posts: list[RenderedDocument]) -> list[tuple[str, str | None, list[RenderedDocument]]]:
+    """(output path, title, posts) of every feed: the site's, then one per category."""
+    return [("feed.xml", None, posts)] + [(path + "feed.xml", f"{config.title}: {name}", members)
+                                          for name, path, members in category_members(posts)]
+
+
+def mirror_file(renders: Renders, rendered: RenderedDocument) -> OutputFile:
+    """The Markdown mirror of a document (its cache key names its text already)."""
+    return OutputFile(renders.mirror_key(rendered), lambda: renders.mirror(rendered).encode("utf-8"))
 
 
 def feed_file(config: SiteConfig, renders: Renders, path: str, title: str | None,

@@ -180,12 +180,22 @@ class ShardedBlob:
         self.shard_of = shard_of
         self.loads = loads
         self.dumps = dumps
-        self._names: list[tuple] = [_read_shard(self._path(index), loads, values=False)[0] for index in range(SHARDS)]
+        # Read shard by shard when first needed: an edit patched into the last site (patch.py)
+        # looks up the names of a few shards, a full build those of all of them.
+        self._names: list[tuple | None] = [None] * SHARDS
+        self._name_sets: list[frozenset | None] = [None] * SHARDS
         self._values: list[dict | None] = [None] * SHARDS
 
     def names(self) -> set:
         """The name of every entry."""
-        return {name for names in self._names for name in names}
+        return {name for index in range(SHARDS) for name in self._names_of(index)}
+
+    def has(self, name: Hashable) -> bool:
+        """Whether there is an entry `name` (its shard's names read now if they were not)."""
+        index = self.shard_of(name)
+        if self._name_sets[index] is None:
+            self._name_sets[index] = frozenset(self._names_of(index))
+        return name in self._name_sets[index]
 
     def get(self, name: Hashable, default: Any = None) -> Any:
         """The value of entry `name` (its shard read now if it was not), or `default` when it
@@ -208,21 +218,39 @@ class ShardedBlob:
             shards[self.shard_of(name)][name] = value
         written = 0
         for index, new in enumerate(shards):
-            if new.keys() == set(self._names[index]):
+            if new.keys() == set(self._names_of(index)):
                 continue
             if any(value is KEPT for value in new.values()):
                 old = self._shard(index)
                 new = {name: old[name] if value is KEPT else value for name, value in new.items()
                        if value is not KEPT or name in old}
-            _write_shard(self._path(index), new, self.dumps)
-            self._names[index], self._values[index] = tuple(new), new
+            self._write(index, new)
             written += 1
         return written
+
+    def add(self, entries: dict) -> int:
+        """Add `entries` to those kept (an entry of the same name is replaced), rewriting only
+        the shards they fall in; returns how many shard files were written."""
+        shards: dict[int, dict] = {}
+        for name, value in entries.items():
+            shards.setdefault(self.shard_of(name), {})[name] = value
+        for index, new in shards.items():
+            self._write(index, {**self._shard(index), **new})
+        return len(shards)
+
+    def _write(self, index: int, entries: dict) -> None:
+        _write_shard(self._path(index), entries, self.dumps)
+        self._names[index], self._name_sets[index], self._values[index] = tuple(entries), None, entries
+
+    def _names_of(self, index: int) -> tuple:
+        if self._names[index] is None:
+            self._names[index] = _read_shard(self._path(index), self.loads, values=False)[0]
+        return self._names[index]
 
     def _shard(self, index: int) -> dict:
         if self._values[index] is None:
             names, values = _read_shard(self._path(index), self.loads, values=True)
-            self._values[index] = values if names == self._names[index] else {}
+            self._values[index] = values if names == self._names_of(index) else {}
         return self._values[index]
 
     def _path(self, index: int) -> Path:
@@ -304,7 +332,7 @@ class RenderCache:
         self.folder = Path(folder)
         self.path = self.folder / "rendered"
         self._blobs = {False: ShardedBlob(self.path), True: ShardedBlob(self.folder / "outline")}
-        self._old: set[str] = self._blobs[False].names() | self._blobs[True].names()
+        self._all_old: set[str] | None = None
         self._new: dict[str, Any] = {}
         self.hits = 0
         self.misses = 0
@@ -334,7 +362,8 @@ class RenderCache:
 
     def known(self, kind: str, keys: list[str]) -> set[str]:
         """Those of `keys` that have an entry of `kind` (no value is read)."""
-        return {key for key in keys if f"{kind}:{key}" in self._new or f"{kind}:{key}" in self._old}
+        blob = self._blobs[kind in OUTLINE_KINDS]
+        return {key for key in keys if f"{kind}:{key}" in self._new or blob.has(f"{kind}:{key}")}
 
     def peek(self, kind: str, key: str) -> Any:
         """The entry (`kind`, `key`), or None; not kept for the next build unless asked."""
@@ -346,10 +375,10 @@ class RenderCache:
 
     def keep(self, kind: str, *keys: str) -> None:
         """Keep the entries (`kind`, each of `keys`) there are for the next build, without reading them."""
-        new, old = self._new, self._old
+        new, blob = self._new, self._blobs[kind in OUTLINE_KINDS]
         for key in keys:
             name = f"{kind}:{key}"
-            if name not in new and name in old:
+            if name not in new and blob.has(name):
                 new[name] = KEPT
 
     def put(self, kind: str, key: str, value: Any) -> None:
@@ -371,7 +400,9 @@ class RenderCache:
 
     def save(self) -> None:
         """Write the entries used by this build, unless they are exactly what was loaded."""
-        if self._new.keys() != self._old:
+        if self._all_old is None:
+            self._all_old = self._blobs[False].names() | self._blobs[True].names()
+        if self._new.keys() != self._all_old:
             for outline, blob in self._blobs.items():
                 blob.save({name: value for name, value in self._new.items()
                            if (name.split(":", 1)[0] in OUTLINE_KINDS) == outline})
@@ -379,10 +410,19 @@ class RenderCache:
             with contextlib.suppress(OSError):
                 (self.folder / "rendered.bin").unlink(missing_ok=True)
 
+    def save_added(self) -> None:
+        """Add the entries this build made to those kept, leaving the others as they are: what
+        a build that patched the last site saves (it asked for a few entries, not all it keeps)."""
+        added = {name: value for name, value in self._new.items()
+                 if value is not KEPT and not self._blobs[name.split(":", 1)[0] in OUTLINE_KINDS].has(name)}
+        for outline, blob in self._blobs.items():
+            blob.add({name: value for name, value in added.items() if (name.split(":", 1)[0] in OUTLINE_KINDS) == outline})
+
     def _stored(self, kind: str, name: str) -> Any:
-        if name not in self._old:
+        blob = self._blobs[kind in OUTLINE_KINDS]
+        if not blob.has(name):
             return KEPT
-        return self._blobs[kind in OUTLINE_KINDS].get(name, KEPT)
+        return blob.get(name, KEPT)
 
 
 # Kinds of small entries that a build reads for every document: kept apart from the rendered

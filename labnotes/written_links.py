@@ -91,14 +91,17 @@ def template_ids(folders: Sequence[Path]) -> frozenset[str]:
 
 def check_written_links(documents: Sequence[RenderedDocument], paths: Collection[str], base_url: str,
                         left_out: Sequence[Document] = (),
-                        more_ids: Callable[[], Collection[str]] = frozenset) -> None:
+                        more_ids: Callable[[], Collection[str]] = frozenset,
+                        only: Collection[str] | None = None) -> None:
     """BuildError, naming the file and line, for the first link of `documents` (by file, then
     line) to a file that is not among `paths` (output-relative), or with a fragment that is no id
     of its page. Fragments are checked on the pages of posts and pages (their bodies' ids, or
     `more_ids()`, the templates'); external links are not checked. `left_out` (drafts, posts
-    held back) explains a link to one of them."""
+    held back) explains a link to one of them. With `only` (output paths), just the links of
+    those documents are checked."""
     ids_of = {r.document.output_path: r.ids for r in documents}
-    for rendered in sorted(documents, key=lambda r: str(r.document.source)):
+    checked = documents if only is None else [r for r in documents if r.document.output_path in only]
+    for rendered in sorted(checked, key=lambda r: str(r.document.source)):
         doc = rendered.document
         for url, line, written in rendered.links:
             problem = link_problem(url, written, doc, paths, base_url, ids_of, left_out, more_ids)

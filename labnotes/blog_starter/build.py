@@ -3,9 +3,9 @@
 import sys
 
 try:
-    from labnotes.cli import main
+    from labnotes.cli import main_exit
 except ImportError:
     sys.exit("error: Lab Notes is not installed in this Python: see README.md, Set up")
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main_exit()

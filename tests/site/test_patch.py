@@ -1,0 +1,195 @@
+"""An edit of prose is patched into the last site (labnotes/patch.py): only the files showing
+the edited documents are made, and the site is byte for byte what a full build makes.
+
+Each build here runs the real pipeline on a small site. A build remembers its inputs only when
+none was saved within a clock tick of it (`input_manifest.RACY_NS`), so `settle` dates every
+input a second back before each build, as the time between saving a file and building does.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import TinySite, post_text
+from test_incremental import BODY, add_many_posts, clean_build, clean_folders, edit, folders, use_lab_records
+
+SHOWING_P30 = {"posts/p30.html", "posts/p30.html.md", "feed.xml", "llms-full.txt", "category/attention/feed.xml",
+               "category/training/feed.xml"}
+
+
+def settle(site: TinySite) -> None:
+    """Date the input files saved in the last half second a second back."""
+    now = time.time_ns()
+    for path in [site.config, *site.content.rglob("*"), *(site.root / "templates").rglob("*"),
+                 *(site.root / "labcode").rglob("*")]:
+        if path.is_file() and path.stat().st_mtime_ns > now - 500_000_000:
+            os.utime(path, ns=(now - 1_000_000_000, now - 1_000_000_000))
+
+
+def build(site: TinySite, patch: bool = True):
+    from labnotes.pipeline import build as build_site
+    settle(site)
+    return build_site(site.config, site.content, site.out, patch=patch)
+
+
+def output_keys(site: TinySite) -> dict[str, str]:
+    """The key of every file of the output manifest: what the next build compares."""
+    from labnotes.render_cache import CACHE_DIR, RenderCache, read_blob
+    manifest = read_blob(RenderCache.manifest_path_in(site.root / CACHE_DIR, site.out))
+    return {path: entry[0] for path, entry in manifest.items()}
+
+
+def twin_of(site: TinySite, tmp_path: Path) -> TinySite:
+    """A copy of the project, its caches and output included."""
+    twin = TinySite.__new__(TinySite)
+    twin.root = tmp_path / "twin"
+    shutil.copytree(site.root, twin.root, ignore=shutil.ignore_patterns("twin", "clean"))
+    twin.config, twin.content, twin.out = twin.root / "site.toml", twin.root / "content", twin.root / "output"
+    return twin
+
+
+@pytest.fixture
+def blog(tmp_path) -> TinySite:
+    """Sixty posts in four categories, a series and a page, built once."""
+    (tmp_path / "blog").mkdir()
+    site = TinySite(tmp_path / "blog")
+    add_many_posts(site)
+    site.page("notes.md", "---\ntitle: Notes\nsummary: Notes on the blog.\n---\nFirst part.\n\nSecond part.\n")
+    report = build(site)
+    assert not report.patched
+    return site
+
+
+def test_a_prose_edit_is_patched_and_equals_a_full_build(blog, tmp_path):
+    """The patch makes exactly the post's page and mirror, the three feeds carrying it and
+    llms-full.txt; the site and the keys it leaves for the next build equal a full build's."""
+    edit(blog.content / "posts" / "p30.md", "Rest of p30,", "Rest of p30, edited,")
+    settle(blog)
+    twin = twin_of(blog, tmp_path)
+    report = build(blog)
+    assert report.patched and set(report.rendered) == SHOWING_P30
+    assert report.documents_rendered == 1 and report.changed == len(SHOWING_P30)
+    full = build(twin, patch=False)
+    assert not full.patched and SHOWING_P30 <= set(full.rendered)
+    assert blog.snapshot() == twin.snapshot() == clean_build(blog, tmp_path)
+    # A full build of the same site finds every file keyed as the patch left it.
+    keys = output_keys(blog)
+    assert build(blog, patch=False).rendered == () and output_keys(blog) == keys
+    assert "Rest of p30, edited," in (blog.out / "feed.xml").read_text(encoding="utf-8")
+
+
+def test_edits_in_a_row_are_each_patched_and_equal_a_clean_build(blog, tmp_path):
+    """Edits patched one after another (the snapshot of the last full build and the edits
+    since), two posts at once, a page, a post in a series, a new link, and an edit undone."""
+    posts = blog.content / "posts"
+    edits = {
+        "prose": lambda: edit(posts / "p30.md", "Rest of p30,", "Rest of p30, edited,"),
+        "prose again": lambda: edit(posts / "p30.md", "Rest of p30, edited,", "Rest of p30, edited twice,"),
+        "another post": lambda: edit(posts / "p10.md", "Rest of p10,", "Rest of p10, edited,"),
+        "two posts": lambda: (edit(posts / "p11.md", "Rest of p11,", "Rest of p11, edited,"),
+                              edit(posts / "p12.md", "Rest of p12,", "Rest of p12, edited,")),
+        "a page": lambda: edit(blog.content / "pages" / "notes.md", "Second part.", "Second part, edited."),
+        "an intro, shown on the index": lambda: edit(posts / "p07.md", "Intro of p07.", "Intro of p07, edited."),
+        "a post in the series": lambda: edit(posts / "p59.md", "Rest of p59,", "Rest of p59, edited,"),
+        "a line and a link": lambda: edit(posts / "p40.md", "Rest of p40,",
+                                          "Rest of p40,\nwith a [link](p05.html) and"),
+        "undone": lambda: edit(posts / "p30.md", "Rest of p30, edited twice,", "Rest of p30,"),
+    }
+    for name, change in edits.items():
+        change()
+        report = build(blog)
+        assert report.patched, name
+        assert blog.snapshot() == clean_build(blog, tmp_path), name
+        assert folders(blog) == clean_folders(tmp_path), name
+        if name.startswith("an intro"):   # p07 is the 53rd post, newest first: page 14 at 4 a page
+            assert "page/14/index.html" in report.rendered and "index.html" not in report.rendered
+    assert report.rendered and "posts/p30.html" in report.rendered
+
+
+def test_edits_a_patch_does_not_cover_are_built_in_full(blog, tmp_path):
+    """What others show of a post (its title, its anchors, a summary), post references, new
+    and deleted posts, templates, site.toml, and a site edited by hand: a full build each
+    time, equal to a clean one."""
+    posts = blog.content / "posts"
+    templates = blog.root / "templates"
+    builtin = Path(__file__).resolve().parents[2] / "templates"
+    edits = {
+        "a summary drawn from the prose": lambda: edit(blog.content / "pages" / "about.md", "About this blog.",
+                                                       "About the blog."),
+        "title": lambda: edit(posts / "p12.md", "title: Post 12", "title: Post 12, retitled"),
+        "a heading": lambda: edit(posts / "p13.md", "Rest of p13,", "## A new part\n\nRest of p13,"),
+        "a post reference": lambda: edit(posts / "p14.md", "Rest of p14,", "Rest of p14, after [](post:p05),"),
+        "new post": lambda: blog.post("p99.md", post_text(title="Post 99", date="2026-01-15T12:00:00+00:00",
+                                                          body=BODY.format(name="p99"))),
+        "deleted post": lambda: (posts / "p33.md").unlink(),
+        "template": lambda: (templates.mkdir(exist_ok=True), (templates / "post.html").write_text(
+            (builtin / "post.html").read_text(encoding="utf-8") + "<!-- edited -->\n", encoding="utf-8")),
+        "site.toml": lambda: edit(blog.config, 'title = "Test Notes"', 'title = "Other Notes"'),
+        "feed edited by hand": lambda: (
+            (blog.out / "feed.xml").write_bytes((blog.out / "feed.xml").read_bytes().replace(b"Post 05", b"Post XX")),
+            edit(posts / "p08.md", "Rest of p08,", "Rest of p08, edited,")),
+        "page deleted by hand": lambda: ((blog.out / "posts" / "p09.html").unlink(),
+                                         edit(posts / "p09.md", "Rest of p09,", "Rest of p09, edited,")),
+    }
+    for name, change in edits.items():
+        change()
+        report = build(blog)
+        assert not report.patched, name
+        assert blog.snapshot() == clean_build(blog, tmp_path), name
+    edit(posts / "p30.md", "Rest of p30,", "Rest of p30, edited,")
+    assert build(blog).patched   # after a full build, the next prose edit is patched again
+
+
+def test_a_broken_link_or_bad_input_in_a_patched_post_fails_as_a_full_build_does(blog):
+    """The links of an edited post are checked; an error names the file and line and leaves
+    the last site as it was."""
+    from labnotes.errors import BuildError
+    before = blog.snapshot()
+    path = blog.content / "posts" / "p30.md"
+    edit(path, "Rest of p30,", "Rest of p30, see [this](missing.html),")
+    with pytest.raises(BuildError) as raised:
+        build(blog)
+    assert raised.value.path == path and raised.value.line is not None and "missing.html" in raised.value.message
+    assert blog.snapshot() == before
+    edit(path, "see [this](missing.html),", "see ![a figure](images/none.png),")
+    with pytest.raises(BuildError) as raised:
+        build(blog)
+    assert raised.value.path == path and "images/none.png" in raised.value.message
+    assert blog.snapshot() == before
+    edit(path, "see ![a figure](images/none.png),", "mended,")
+    assert build(blog).patched and "mended" in (blog.out / "posts" / "p30.html").read_text(encoding="utf-8")
+
+
+def test_a_patched_build_is_remembered_and_full_builds_never_patch(blog):
+    """After a patch nothing changed, so the next build stops after a look at its inputs;
+    `patch=False` (`build --full`) builds in full."""
+    from labnotes.input_manifest import unchanged_build
+    edit(blog.content / "posts" / "p30.md", "Rest of p30,", "Rest of p30, edited,")
+    assert build(blog).patched
+    assert unchanged_build(blog.config, blog.content, blog.out) is not None
+    edit(blog.content / "posts" / "p31.md", "Rest of p31,", "Rest of p31, edited,")
+    report = build(blog, patch=False)
+    assert not report.patched and "posts/p31.html" in report.rendered
+
+
+def test_posts_with_labs_are_built_in_full_and_the_others_patched_beside_them(site, tmp_path, monkeypatch):
+    """A post whose block comes from labcode is built in full when its prose changes; a prose
+    edit of another post is patched, and its page shows the site's labs link as a full build's."""
+    use_lab_records(monkeypatch)
+    labcode = site.root / "labcode"
+    labcode.mkdir()
+    (labcode / "__init__.py").write_text("", encoding="utf-8")
+    (labcode / "demo.py").write_text("def shown():\n    return 1\n", encoding="utf-8")
+    site.post("a.md", post_text(title="Post a", date="2026-03-01",
+                                body="Source:\n\n```labsource\nlabcode.demo:shown\n```\n\nMore prose.\n"))
+    site.post("b.md", post_text(title="Post b", date="2026-03-02", body=BODY.format(name="b")))
+    build(site)
+    edit(site.content / "posts" / "a.md", "More prose.", "More prose, edited.")
+    assert not build(site).patched
+    edit(site.content / "posts" / "b.md", "Rest of b,", "Rest of b, edited,")
+    assert build(site).patched
+    assert site.snapshot() == clean_build(site, tmp_path)
