@@ -39,6 +39,7 @@ class ParsedDocuments:
         self._new: dict = {}
         self._trusted_before = started_ns - RACY_NS
         self.parsed = 0
+        self.saved_as: dict[str, tuple] = {}   # path -> the key its document is saved under
 
     def load(self, path: Path, kind: str, zone: ZoneInfo, images: dict[str, Path] | None = None) -> Document:
         """The document in `path`, parsed now only if its file changed."""
@@ -60,14 +61,37 @@ class ParsedDocuments:
             self.parsed += 1
         if seen[1] < self._trusted_before:
             self._new[key] = document
+            self.saved_as[name] = key
         return document
 
-    def save(self) -> None:
-        """Write the entries of this build, unless they are those that were loaded."""
-        if self._new.keys() != self._old.keys():
+    def save(self, complete: bool = True) -> None:
+        """Write the entries of this build, unless they are those that were loaded; unless
+        `complete` (a build that failed), add them to those kept instead."""
+        if not complete:
+            self._blob.add({key: document for key, document in self._new.items() if key not in self._old})
+        elif self._new.keys() != self._old.keys():
             self._blob.save(self._new)
             with contextlib.suppress(OSError):   # the single file of earlier versions
                 (self.folder / "documents.bin").unlink(missing_ok=True)
+
+
+def saved_documents(folder: Path, keys: list[tuple]) -> list[Document] | None:
+    """The documents `ParsedDocuments` in `folder` saved under `keys` (`saved_as`), in that
+    order; None when one of them is not there."""
+    saved = ShardedBlob(Path(folder) / FOLDER_NAME, shard_of=_shard_of_key, loads=pickle.loads, dumps=_dumps)
+    documents = []
+    for key in keys:
+        state = saved.get(key)
+        if isinstance(state, dict):
+            document = Document.__new__(Document)
+            document.__dict__.update(state)
+            document.source = Path(key[0])
+        elif isinstance(state, Document):   # as this process saved it (`serve`)
+            document = state
+        else:
+            return None
+        documents.append(document)
+    return documents
 
 
 def _dumps(documents: tuple[Document, ...]) -> bytes:

@@ -43,11 +43,12 @@ from .config import load_config
 from .content import load_document
 from .errors import BuildError
 from .input_manifest import (RACY_NS, UNKNOWN, Look, build_clock, changed_inputs, environment_key, input_stats,
-                             last_build, record_patch)
+                             last_build, output_as_recorded, record_patch)
 from .markdown import render_code_block
 from .model import BuildOptions, BuildReport, Content, Document
 from .output import patch_site
 from .pages import BUILTIN_TEMPLATES
+from .parsed_cache import ParsedDocuments, saved_documents
 from .pipeline import MissingText, Renders, files_showing
 from .render_cache import CACHE_DIR, RenderCache, content_key, read_blob, write_blob
 from .series import group_series
@@ -77,17 +78,16 @@ def forget_snapshot(cache_folder: Path, out_dir: Path | str) -> None:
 
 
 def save_snapshot(cache_folder: Path, out_dir: Path | str, token: str, content_dir: Path | str, content: Content,
-                  renders: Renders, lab_records: tuple, published: bool, lab_inputs: list[Path]) -> None:
-    """Keep what a patch needs of this full build, under `token` (the input manifest's):
-    `lab_inputs` are the files its labs read or wrote."""
+                  parsed: ParsedDocuments, renders: Renders, lab_records: tuple, published: bool,
+                  lab_inputs: list[Path]) -> None:
+    """Keep what a patch needs of this full build, under `token` (the input manifest's); the
+    documents themselves are those `parsed` keeps. `lab_inputs`: the files its labs read or wrote."""
     documents = content.posts + content.pages
+    if any(str(doc.source) not in parsed.saved_as for doc in documents):
+        return   # a document saved in the build's own clock tick: the next build is a full one
     write_blob(snapshot_path(cache_folder, out_dir), {
         "token": token, "cwd": os.getcwd(), "content_dir": str(content_dir),
-        # Each document as its path and the rest of its fields (with the values it computed
-        # once, such as its digests): unpickled, a Path costs more than all the rest.
-        "documents": (tuple(str(doc.source) for doc in documents),
-                      tuple({name: value for name, value in doc.__dict__.items() if name != "source"}
-                            for doc in documents)),
+        "documents": tuple(parsed.saved_as[str(doc.source)] for doc in documents),
         "content": dataclasses.replace(content, posts=(), pages=(), series=()), "posts": len(content.posts),
         # As the input manifest names them (`watched_paths`).
         "sources": {str(doc.source.absolute()): doc.output_path for doc in documents},
@@ -103,15 +103,12 @@ def _load_snapshot(cache_folder: Path, out_dir: Path | str, token: str) -> dict 
     snapshot = read_blob(path, loads=pickle.loads)
     if not isinstance(snapshot, dict) or snapshot.get("token") != token:
         return None
+    documents = saved_documents(cache_folder, snapshot["documents"])
+    if documents is None:
+        return None
+    posts, pages = tuple(documents[:snapshot["posts"]]), tuple(documents[snapshot["posts"]:])
     # `read_blob` may hand the value it read for an earlier build of this process (`serve`):
     # it is left as it is.
-    documents = []
-    for source, fields in zip(*snapshot["documents"]):
-        document = Document.__new__(Document)
-        document.__dict__ = dict(fields)
-        document.source = Path(source)
-        documents.append(document)
-    posts, pages = tuple(documents[:snapshot["posts"]]), tuple(documents[snapshot["posts"]:])
     snapshot = {**snapshot, "content": dataclasses.replace(snapshot["content"], posts=posts, pages=pages,
                                                            series=group_series(posts))}
     edits = read_blob(_edits_path(path), loads=pickle.loads)
@@ -158,6 +155,8 @@ def _patch(config_path, content_dir, out_dir, options: BuildOptions, look: Look 
     changed = changed_inputs(saved, stats)
     if not changed or len(changed) > MAX_DOCUMENTS:
         raise _Unpatchable("nothing or too much changed")
+    if not output_as_recorded(saved, out_dir):
+        raise _Unpatchable("the output is not as the last build left it")   # a full build mends it
     config = load_config(config_path)
     cache_folder = config.root / CACHE_DIR
     snapshot = _load_snapshot(cache_folder, out_dir, saved["snapshot"])

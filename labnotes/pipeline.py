@@ -89,6 +89,7 @@ def _build(config_path: Path | str, content_dir: Path | str, out_dir: Path | str
     labs = lab_stage(content, config, options, warm_labs, protected=protected, remember=cache.get)
     cite = functools.partial(cite_document, values=labs.values, failed_labs=labs.counts.failed > 0)
     clock.lap("labs")
+    written = None
     try:
         renders = Renders(config, cache, generator_version(config.root / "templates", code_version), content.series)
         posts = renders.documents(content.posts, labs.block_renderer, cite, refer)
@@ -105,8 +106,9 @@ def _build(config_path: Path | str, content_dir: Path | str, out_dir: Path | str
         clock.lap("render and write the files that changed")
     finally:
         # What was parsed and rendered stays useful even when a later stage failed; saved after
-        # the site is written, so `serve` shows an edit a little sooner.
-        parsed.save()
+        # the site is written, so `serve` shows an edit a little sooner. A failed build forgets
+        # no parsed document: the snapshot of the last good one (patch.py) names them.
+        parsed.save(complete=written is not None)
         cache.save()
         clock.lap("save the caches")
     warnings = copied_number_warnings(content, labs)
@@ -122,7 +124,7 @@ def _build(config_path: Path | str, content_dir: Path | str, out_dir: Path | str
     token = os.urandom(8).hex()
     if record_build(config_path, content_dir, out_dir, options, watched, inputs_before, inputs_after, content, report,
                     {path: entry[1:4] for path, entry in written.manifest.items()}, snapshot=token):
-        save_snapshot(config.root / CACHE_DIR, out_dir, token, content_dir, content, renders, labs.records,
+        save_snapshot(config.root / CACHE_DIR, out_dir, token, content_dir, content, parsed, renders, labs.records,
                       bool(labs.published), [config.root / path for path in labs.inputs])
     return report
 

@@ -250,7 +250,9 @@ class ShardedBlob:
     def _shard(self, index: int) -> dict:
         if self._values[index] is None:
             names, values = _read_shard(self._path(index), self.loads, values=True)
-            self._values[index] = values if names == self._names_of(index) else {}
+            if self._names[index] is None:
+                self._names[index] = names
+            self._values[index] = values if names == self._names[index] else {}
         return self._values[index]
 
     def _path(self, index: int) -> Path:

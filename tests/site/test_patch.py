@@ -134,6 +134,12 @@ def test_edits_a_patch_does_not_cover_are_built_in_full(blog, tmp_path):
             edit(posts / "p08.md", "Rest of p08,", "Rest of p08, edited,")),
         "page deleted by hand": lambda: ((blog.out / "posts" / "p09.html").unlink(),
                                          edit(posts / "p09.md", "Rest of p09,", "Rest of p09, edited,")),
+        "another page edited by hand": lambda: (
+            (blog.out / "posts" / "p02.html").write_text("mine", encoding="utf-8"),
+            edit(posts / "p10.md", "Rest of p10,", "Rest of p10, edited,")),
+        "a stray file in the output": lambda: (
+            (blog.out / "stray.txt").write_text("mine", encoding="utf-8"),
+            edit(posts / "p11.md", "Rest of p11,", "Rest of p11, edited,")),
     }
     for name, change in edits.items():
         change()
