@@ -180,12 +180,6 @@ def changed_inputs(saved: dict, stats: Stats) -> list[str] | None:
     return sorted(path for path in inputs.keys() | stats.keys() if inputs.get(path) != stats.get(path))
 
 
-def output_as_recorded(saved: dict, out_dir: Path | str) -> bool:
-    """Whether every file of the output has the stats `saved` (`last_build`) recorded, and no
-    other file is there."""
-    return scan_folder(Path(out_dir)) == _stats(saved.get("output"))
-
-
 def record_patch(config_path: Path | str, content_dir: Path | str, out_dir: Path | str, saved: dict,
                  inputs: Stats, output: Stats) -> None:
     """Remember a build that patched the last one (patch.py): `saved` (`last_build`) with the

@@ -22,7 +22,9 @@ loaded and what the render stage made of each document (`Renders.state`). A buil
 - rendered again, it has the summary, fold, intro, anchors and place it had: what listings,
   the index, the sitemap and llms.txt show of it; its links are checked as a full build checks
   them;
-- the files to patch are as the last build wrote them.
+- the files to patch are as the last build wrote them (the rest of the output is not looked
+  at: a file edited by hand elsewhere is mended by the next build, which finds the output
+  unlike the manifest's record and builds in full).
 
 Anything else, an error included, is left to a full build, which also reports the error as it
 always does. The result is byte for byte what a full build makes (tests/site/test_patch.py
@@ -43,7 +45,7 @@ from .config import load_config
 from .content import load_document
 from .errors import BuildError
 from .input_manifest import (RACY_NS, UNKNOWN, Look, build_clock, changed_inputs, environment_key, input_stats,
-                             last_build, output_as_recorded, record_patch)
+                             last_build, record_patch)
 from .markdown import render_code_block
 from .model import BuildOptions, BuildReport, Content, Document
 from .output import patch_site
@@ -155,8 +157,6 @@ def _patch(config_path, content_dir, out_dir, options: BuildOptions, look: Look 
     changed = changed_inputs(saved, stats)
     if not changed or len(changed) > MAX_DOCUMENTS:
         raise _Unpatchable("nothing or too much changed")
-    if not output_as_recorded(saved, out_dir):
-        raise _Unpatchable("the output is not as the last build left it")   # a full build mends it
     config = load_config(config_path)
     cache_folder = config.root / CACHE_DIR
     snapshot = _load_snapshot(cache_folder, out_dir, saved["snapshot"])
