@@ -91,8 +91,8 @@ def save_snapshot(cache_folder: Path, out_dir: Path | str, token: str, content_d
         "token": token, "cwd": os.getcwd(), "content_dir": str(content_dir),
         "documents": tuple(parsed.saved_as[str(doc.source)] for doc in documents),
         "content": dataclasses.replace(content, posts=(), pages=(), series=()), "posts": len(content.posts),
-        # As the input manifest names them (`watched_paths`).
-        "sources": {str(doc.source.absolute()): doc.output_path for doc in documents},
+        # As the input manifest names them (`watched_paths`): output path and place in `documents`.
+        "sources": {str(doc.source.absolute()): (doc.output_path, at) for at, doc in enumerate(documents)},
         "lab_inputs": frozenset(str(path.absolute()) for path in lab_inputs),
         "state": {doc.output_path: renders.state[doc.output_path] for doc in documents},
         "version": renders.version, "lab_records": tuple(lab_records), "published": published,
@@ -100,32 +100,39 @@ def save_snapshot(cache_folder: Path, out_dir: Path | str, token: str, content_d
 
 
 def _load_snapshot(cache_folder: Path, out_dir: Path | str, token: str) -> dict | None:
-    """The snapshot named `token`, with the edits patched in since applied; None if missing."""
+    """The snapshot named `token` with the edits patched in since (under "edits": the documents
+    and states by output path), or None; the documents are read by `_document` and `_content`."""
     path = snapshot_path(cache_folder, out_dir)
     snapshot = read_blob(path, loads=pickle.loads)
     if not isinstance(snapshot, dict) or snapshot.get("token") != token:
         return None
-    documents = saved_documents(cache_folder, snapshot["documents"])
-    if documents is None:
-        return None
-    posts, pages = tuple(documents[:snapshot["posts"]]), tuple(documents[snapshot["posts"]:])
+    edits = read_blob(_edits_path(path), loads=pickle.loads)
+    if not isinstance(edits, dict) or edits.get("token") != token:
+        edits = {"token": token, "documents": {}, "state": {}}
     # `read_blob` may hand the value it read for an earlier build of this process (`serve`):
     # it is left as it is.
-    snapshot = {**snapshot, "content": dataclasses.replace(snapshot["content"], posts=posts, pages=pages,
-                                                           series=group_series(posts))}
-    edits = read_blob(_edits_path(path), loads=pickle.loads)
-    if isinstance(edits, dict) and edits.get("token") == token and edits["documents"]:
-        snapshot = {**snapshot, "content": _with(snapshot["content"], edits["documents"]),
-                    "state": {**snapshot["state"], **edits["state"]}, "edits": edits}
-    return snapshot
+    return {**snapshot, "state": {**snapshot["state"], **edits["state"]}, "edits": edits}
 
 
-def _with(content: Content, documents: dict[str, Document]) -> Content:
-    """`content` with the documents of `documents` (by output path) in place of its own."""
-    posts = tuple(documents.get(doc.output_path, doc) for doc in content.posts)
-    pages = tuple(documents.get(doc.output_path, doc) for doc in content.pages)
-    series = group_series(posts) if any(documents[path].series for path in documents) else content.series
-    return dataclasses.replace(content, posts=posts, pages=pages, series=series)
+def _document(snapshot: dict, cache_folder: Path, source: str) -> Document:
+    """The document of the file `source` as the snapshot has it."""
+    output_path, at = snapshot["sources"][source]
+    edited = snapshot["edits"]["documents"].get(output_path)
+    found = [edited] if edited is not None else saved_documents(cache_folder, [snapshot["documents"][at]])
+    if found is None:
+        raise _Unpatchable(f"the parsed document of {source} is gone")
+    return found[0]
+
+
+def _content(snapshot: dict, cache_folder: Path, edited: dict[str, Document]) -> Content:
+    """The content as the snapshot has it, the documents of `edited` (by output path) in place."""
+    documents = saved_documents(cache_folder, snapshot["documents"])
+    if documents is None:
+        raise _Unpatchable("a parsed document of the last build is gone")
+    replaced = {**snapshot["edits"]["documents"], **edited}
+    documents = [replaced.get(doc.output_path, doc) for doc in documents]
+    posts, pages = tuple(documents[:snapshot["posts"]]), tuple(documents[snapshot["posts"]:])
+    return dataclasses.replace(snapshot["content"], posts=posts, pages=pages, series=group_series(posts))
 
 
 class _Unpatchable(Exception):
@@ -163,25 +170,22 @@ def _patch(config_path, content_dir, out_dir, options: BuildOptions, look: Look 
     if (snapshot is None or snapshot["published"] or snapshot["cwd"] != os.getcwd()
             or snapshot["content_dir"] != str(content_dir)):
         raise _Unpatchable("no snapshot of the last build, or one a patch cannot use")
-    timings = [("look at the inputs and the last build", time.perf_counter() - started)]
 
-    content: Content = snapshot["content"]
-    by_path = {doc.output_path: doc for doc in content.posts + content.pages}
     zone = ZoneInfo(config.timezone)
     edited: dict[str, Document] = {}
     for source in changed:
-        output_path = snapshot["sources"].get(source)
-        if output_path is None or source not in stats or source in snapshot["lab_inputs"]:
+        if source not in snapshot["sources"] or source not in stats or source in snapshot["lab_inputs"]:
             # a new file, one deleted, one that is no document or one a lab reads
             raise _Unpatchable(f"{source} is not a published post or page of the last build")
-        old = by_path[output_path]
-        new = load_document(old.source, old.kind, zone, content.assets)
+        old = _document(snapshot, cache_folder, source)
+        new = load_document(old.source, old.kind, zone, snapshot["content"].assets)
         if any(getattr(new, name) != getattr(old, name) for name in _OUTSIDE_BODY):
             raise _Unpatchable(f"{source}: more than the prose changed")
         if not (_prose_only(old) and _prose_only(new)):
             raise _Unpatchable(f"{source} has labs, citations or post references")
-        edited[output_path] = new
-    content = _with(content, edited)
+        edited[old.output_path] = new
+    content = _content(snapshot, cache_folder, edited)
+    timings = [("look at the inputs and the last build", time.perf_counter() - started)]
 
     cache = RenderCache(cache_folder)
     renders = Renders(config, cache, snapshot["version"], content.series)
@@ -223,7 +227,7 @@ def _patch(config_path, content_dir, out_dir, options: BuildOptions, look: Look 
     timings.append(("make and write the files showing them", time.perf_counter() - started - sum(t for _, t in timings)))
 
     cache.save_added()
-    edits = snapshot.get("edits") or {"token": saved["snapshot"], "documents": {}, "state": {}}
+    edits = snapshot["edits"]
     write_blob(_edits_path(snapshot_path(cache_folder, out_dir)), {
         "token": saved["snapshot"], "documents": {**edits["documents"], **edited},
         "state": {**edits["state"], **{path: renders.state[path] for path in edited}}}, dumps=pickle.dumps)
