@@ -5,11 +5,13 @@ keys changed; but to know which, it loads, keys and lists every post: a tenth of
 a post, about a second for 10,000 of them. When all the last build's inputs are as it left them
 but the text of a few posts or pages, and what the rest of the site shows of those did not
 change, the files an edit can change are known without looking at the others: the edited
-document's page and Markdown mirror, the feeds that carry it and llms-full.txt
-(`pipeline.files_showing`). This module makes those from a snapshot of the last build.
+document's page and Markdown mirror, the feeds that carry it, llms-full.txt and, when its intro
+changed, the index page showing it (`pipeline.files_showing`). This module makes those from a
+snapshot of the last build.
 
-The snapshot (written by every full build the input manifest remembers) holds the content as
-loaded and what the render stage made of each document (`Renders.state`). A build patches when
+The snapshot (written by every full build the input manifest remembers) holds the order of the
+documents, as the keys the parsed-document cache (parsed_cache.py) keeps them under, and what
+the render stage made of each (`Renders.state`). A build patches when
 
 - the input manifest (input_manifest.py) remembers the last build, under the same environment
   and options, with no held-back post come out since, and the snapshot it names is there;
@@ -19,8 +21,8 @@ loaded and what the render stage made of each document (`Renders.state`). A buil
 - each such document, parsed again, differs only in its body, and neither the old nor the new
   body has a lab block, a lab citation or a post reference; the last build published no lab
   value (a new sentence could copy one: that lint is a full build's);
-- rendered again, it has the summary, fold, intro, anchors and place it had: what listings,
-  the index, the sitemap and llms.txt show of it; its links are checked as a full build checks
+- rendered again, it has the summary, fold, anchors and place in its series it had: what
+  listings, the sitemap and llms.txt show of it; its links are checked as a full build checks
   them;
 - the files to patch are as the last build wrote them (the rest of the output is not looked
   at: a file edited by hand elsewhere is mended by the next build, which finds the output
@@ -58,8 +60,6 @@ from .written_links import check_written_links, template_ids
 
 # More edited documents than this at once (a `git checkout`, a search and replace): a full build.
 MAX_DOCUMENTS = 16
-# Document fields an edit of the prose alone leaves as they were.
-_OUTSIDE_BODY = tuple(f.name for f in dataclasses.fields(Document) if f.name != "body")
 
 
 def snapshot_path(cache_folder: Path, out_dir: Path | str) -> Path:
@@ -239,6 +239,10 @@ def _patch(config_path, content_dir, out_dir, options: BuildOptions, look: Look 
     return dataclasses.replace(saved["report"], changed=written.changed, rendered=written.rendered,
                                documents_rendered=renders.rendered, seconds=time.perf_counter() - started,
                                stages=tuple(timings), patched=True)
+
+
+# Document fields an edit of the prose alone leaves as they were.
+_OUTSIDE_BODY = tuple(f.name for f in dataclasses.fields(Document) if f.name != "body")
 
 
 def _prose_only(doc: Document) -> bool:
