@@ -19,8 +19,8 @@ the render stage made of each (`Renders.state`). A build patches when
   build (no template, configuration, image, labcode or file a lab reads), at most
   `MAX_DOCUMENTS` of them;
 - each such document, parsed again, differs only in its body, and neither the old nor the new
-  body has a lab block, a lab citation or a post reference; the last build published no lab
-  value (a new sentence could copy one: that lint is a full build's);
+  body has a lab block, a lab citation or a post reference (the copied-number lint runs on the
+  edited documents; the other documents' warnings are the last build's);
 - rendered again, it has the summary, fold, anchors and place in its series it had: what
   listings, the sitemap and llms.txt show of it; its links are checked as a full build checks
   them;
@@ -45,7 +45,7 @@ from zoneinfo import ZoneInfo
 from .citations import find_citations
 from .config import load_config
 from .content import load_document
-from .errors import BuildError
+from .errors import BuildError, BuildWarning
 from .input_manifest import (RACY_NS, UNKNOWN, Look, build_clock, changed_inputs, environment_key, input_stats,
                              last_build, record_patch)
 from .markdown import render_code_block
@@ -80,10 +80,11 @@ def forget_snapshot(cache_folder: Path, out_dir: Path | str) -> None:
 
 
 def save_snapshot(cache_folder: Path, out_dir: Path | str, token: str, content_dir: Path | str, content: Content,
-                  parsed: ParsedDocuments, renders: Renders, lab_records: tuple, published: bool,
+                  parsed: ParsedDocuments, renders: Renders, lab_records: tuple, published: tuple,
                   lab_inputs: list[Path]) -> None:
     """Keep what a patch needs of this full build, under `token` (the input manifest's); the
-    documents themselves are those `parsed` keeps. `lab_inputs`: the files its labs read or wrote."""
+    documents themselves are those `parsed` keeps. `published`: what its labs published (for
+    the copied-number lint); `lab_inputs`: the files its labs read or wrote."""
     documents = content.posts + content.pages
     if any(str(doc.source) not in parsed.saved_as for doc in documents):
         return   # a document saved in the build's own clock tick: the next build is a full one
@@ -167,8 +168,7 @@ def _patch(config_path, content_dir, out_dir, options: BuildOptions, look: Look 
     config = load_config(config_path)
     cache_folder = config.root / CACHE_DIR
     snapshot = _load_snapshot(cache_folder, out_dir, saved["snapshot"])
-    if (snapshot is None or snapshot["published"] or snapshot["cwd"] != os.getcwd()
-            or snapshot["content_dir"] != str(content_dir)):
+    if snapshot is None or snapshot["cwd"] != os.getcwd() or snapshot["content_dir"] != str(content_dir):
         raise _Unpatchable("no snapshot of the last build, or one a patch cannot use")
 
     zone = ZoneInfo(config.timezone)
@@ -226,6 +226,8 @@ def _patch(config_path, content_dir, out_dir, options: BuildOptions, look: Look 
     written = patch_site(Path(out_dir), files, manifest_path, previous)
     timings.append(("make and write the files showing them", time.perf_counter() - started - sum(t for _, t in timings)))
 
+    report = dataclasses.replace(saved["report"], warnings=_warnings(saved["report"].warnings, content, edited,
+                                                                     snapshot["published"]))
     cache.save_added()
     edits = snapshot["edits"]
     write_blob(_edits_path(snapshot_path(cache_folder, out_dir)), {
@@ -233,12 +235,32 @@ def _patch(config_path, content_dir, out_dir, options: BuildOptions, look: Look 
         "state": {**edits["state"], **{path: renders.state[path] for path in edited}}}, dumps=pickle.dumps)
     # As `stats_at_start` marks them: a file saved in this build's clock tick is looked at again.
     inputs = {path: UNKNOWN if stat[1] >= started_ns - RACY_NS else stat for path, stat in stats.items()}
-    record_patch(config_path, content_dir, out_dir, saved, inputs,
+    record_patch(config_path, content_dir, out_dir, {**saved, "report": report}, inputs,
                  {path: tuple(entry[1:4]) for path, entry in written.manifest.items()})
     timings.append(("save the caches", time.perf_counter() - started - sum(t for _, t in timings)))
-    return dataclasses.replace(saved["report"], changed=written.changed, rendered=written.rendered,
+    return dataclasses.replace(report, changed=written.changed, rendered=written.rendered,
                                documents_rendered=renders.rendered, seconds=time.perf_counter() - started,
                                stages=tuple(timings), patched=True)
+
+
+def _warnings(last: tuple[BuildWarning, ...], content: Content, edited: dict[str, Document],
+              published: tuple) -> tuple[BuildWarning, ...]:
+    """The warnings a full build gives (`pipeline.copied_number_warnings`, document by
+    document in site order): the last build's for the documents not edited, the edited ones
+    linted again."""
+    if not published:
+        return ()
+    from .copied_numbers import copied_number_warnings
+    last_of: dict[str, list[BuildWarning]] = {}
+    for warning in last:
+        last_of.setdefault(str(warning.path), []).append(warning)
+    found: list[BuildWarning] = []
+    for doc in content.documents:
+        if doc.output_path in edited:
+            found += copied_number_warnings([doc], published)
+        else:
+            found += last_of.get(str(doc.source), [])
+    return tuple(found)
 
 
 # Document fields an edit of the prose alone leaves as they were.

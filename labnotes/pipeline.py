@@ -125,7 +125,7 @@ def _build(config_path: Path | str, content_dir: Path | str, out_dir: Path | str
     if record_build(config_path, content_dir, out_dir, options, watched, inputs_before, inputs_after, content, report,
                     {path: entry[1:4] for path, entry in written.manifest.items()}, snapshot=token):
         save_snapshot(config.root / CACHE_DIR, out_dir, token, content_dir, content, parsed, renders, labs.records,
-                      bool(labs.published), [config.root / path for path in labs.inputs])
+                      labs.published, [config.root / path for path in labs.inputs])
     return report
 
 

@@ -224,3 +224,30 @@ def test_old_copies_of_big_files_are_freed_aside_and_none_is_left(blog, tmp_path
     while list(cache.glob("attic-*")) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert not list(cache.glob("attic-*"))
+
+
+def test_on_a_site_whose_labs_publish_values_an_edit_is_linted_as_a_full_build_lints_it(site, monkeypatch):
+    """Prose that copies a lab's number is a warning whether the build patched or not; the
+    warnings of the posts not edited stay, in site order, and the next build says the same."""
+    import labnotes.pipeline
+    from labnotes.input_manifest import unchanged_build
+    from labnotes.markdown import render_code_block
+    from labnotes.model import LabCounts, LabStage
+    from test_copied_numbers import TRAIN
+
+    stage = LabStage(render_code_block, counts=LabCounts(cached=1), published=(TRAIN,))
+    monkeypatch.setattr(labnotes.pipeline, "lab_stage", lambda *args, **kwargs: stage)
+    site.post("a.md", post_text(title="Post a", date="2026-03-01", body="Intro.\n\nIt ends at 3.75.\n"))
+    site.post("b.md", post_text(title="Post b", date="2026-03-02", body=BODY.format(name="b")))
+    site.post("c.md", post_text(title="Post c", date="2026-03-03", body="Intro.\n\nThe perplexity was 42.5.\n"))
+    first = build(site)
+    assert [w.path.name for w in first.warnings] == ["c.md", "a.md"]   # newest first
+    edit(site.content / "posts" / "b.md", "Rest of b,", "Rest of b, with 20,758 training tokens,")
+    patched = build(site)
+    assert patched.patched
+    assert [(w.path.name, w.line) for w in patched.warnings] == [("c.md", 8), ("b.md", 10), ("a.md", 8)]
+    assert "20,758" in patched.warnings[1].message
+    assert unchanged_build(site.config, site.content, site.out).warnings == patched.warnings
+    assert build(site, patch=False).warnings == patched.warnings
+    edit(site.content / "posts" / "b.md", "with 20,758 training tokens,", "with many tokens,")
+    assert [w.path.name for w in build(site).warnings] == ["c.md", "a.md"]
