@@ -27,6 +27,8 @@ RESERVED_SLUGS = {"posts", "page", "category", "series", "archive", "images", "s
 _DATE_PREFIX = re.compile(r"^\d{4}-\d{2}-\d{2}-")
 _IMAGE_MD = re.compile(r"!\[[^\]]*\]\(\s*<?([^)\s>]+)")
 _IMAGE_HTML = re.compile(r"<img\b[^>]*?\ssrc\s*=\s*[\"']([^\"']+)[\"']", re.I)
+# Characters XML 1.0 (the feeds) refuses, which an editor may leave in a file unseen.
+_NOT_IN_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
 _URL_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:|^//")
 
 
@@ -108,7 +110,12 @@ def _read_utf8(path: Path) -> str:
     except UnicodeDecodeError as exc:
         line = data.count(b"\n", 0, exc.start) + 1
         raise BuildError(path, f"not UTF-8 (byte 0x{data[exc.start]:02x}); save the file as UTF-8", line) from None
-    return text.removeprefix("\ufeff").replace("\r\n", "\n")
+    text = text.removeprefix("\ufeff").replace("\r\n", "\n")
+    control = _NOT_IN_XML.search(text)
+    if control:
+        raise BuildError(path, f"holds the control character U+{ord(control.group()):04X}, which HTML, the feeds "
+                               "and llms.txt cannot carry: delete it", text.count("\n", 0, control.start()) + 1)
+    return text
 
 
 def _markdown_files(folder: Path) -> list[Path]:

@@ -125,7 +125,7 @@ def unchanged_build(config_path: Path | str, content_dir: Path | str, out_dir: P
     saved = read_blob(manifest_path(config_path, content_dir, out_dir), loads=pickle.loads)
     if not isinstance(saved, dict) or saved.get("environment") != environment_key(options):
         return None
-    if saved["comes_out"] is not None and build_clock(options) >= saved["comes_out"]:
+    if clock_moved(saved, options):
         return None
     inputs = input_stats(saved["watched"])
     if look is not None:
@@ -157,12 +157,30 @@ def record_build(config_path: Path | str, content_dir: Path | str, out_dir: Path
         path.unlink(missing_ok=True)
         return False
     comes_out = min((doc.date for doc in content.held_back if doc.date is not None), default=None)
+    latest = max((doc.date for doc in content.documents if doc.date is not None), default=None)
     repeat = dataclasses.replace(report, changed=0, rendered=(), documents_rendered=0,
                                  labs=LabCounts(cached=report.labs.cached), stages=())
-    write_blob(path, {"environment": environment_key(options), "comes_out": comes_out, "watched": watched,
+    write_blob(path, {"environment": environment_key(options), "comes_out": comes_out, "latest": latest,
+                      "watched": watched,
                       "inputs": marshal.dumps(inputs), "output": marshal.dumps(output), "report": repeat,
                       "snapshot": snapshot}, dumps=pickle.dumps)
     return True
+
+
+def clock_moved(saved: dict, options: BuildOptions) -> bool:
+    """Whether the build's clock (`build_clock`) would publish other documents than the build
+    `saved` (`last_build`) did: a post it held back comes out, or (a clock set back, `now`) one
+    it published is dated after it."""
+    if options.future:
+        return False
+    now = build_clock(options)
+    comes_out, latest = saved.get("comes_out"), saved.get("latest")
+    return (comes_out is not None and now >= comes_out) or (latest is not None and now < latest)
+
+
+def forget_build(config_path: Path | str, content_dir: Path | str, out_dir: Path | str) -> None:
+    """Forget the last build: the next one is a full build."""
+    manifest_path(config_path, content_dir, out_dir).unlink(missing_ok=True)
 
 
 def last_build(config_path: Path | str, content_dir: Path | str, out_dir: Path | str) -> dict | None:

@@ -24,9 +24,9 @@ the render stage made of each (`Renders.state`). A build patches when
 - rendered again, it has the summary, fold, anchors and place in its series it had: what
   listings, the sitemap and llms.txt show of it; its links are checked as a full build checks
   them;
-- the files to patch are as the last build wrote them (the rest of the output is not looked
-  at: a file edited by hand elsewhere is mended by the next build, which finds the output
-  unlike the manifest's record and builds in full).
+- the files to patch are as the last build wrote them. The rest of the output is not looked
+  at: a file edited by hand elsewhere stays until a build that is no patch (one with nothing
+  changed finds the output unlike its record and builds in full; so does `build --full`).
 
 Anything else, an error included, is left to a full build, which also reports the error as it
 always does. The result is byte for byte what a full build makes (tests/site/test_patch.py
@@ -46,8 +46,8 @@ from .citations import find_citations
 from .config import load_config
 from .content import load_document
 from .errors import BuildError, BuildWarning
-from .input_manifest import (RACY_NS, UNKNOWN, Look, build_clock, changed_inputs, environment_key, input_stats,
-                             last_build, record_patch)
+from .input_manifest import (RACY_NS, UNKNOWN, Look, changed_inputs, clock_moved, environment_key, forget_build,
+                             input_stats, last_build, record_patch)
 from .markdown import render_code_block
 from .model import BuildOptions, BuildReport, Content, Document
 from .output import patch_site
@@ -157,8 +157,8 @@ def _patch(config_path, content_dir, out_dir, options: BuildOptions, look: Look 
     saved = last_build(config_path, content_dir, out_dir)
     if saved is None or not saved.get("snapshot") or saved.get("environment") != environment_key(options):
         raise _Unpatchable("no build to patch")
-    if saved["comes_out"] is not None and build_clock(options) >= saved["comes_out"]:
-        raise _Unpatchable("a post held back comes out")
+    if clock_moved(saved, options):
+        raise _Unpatchable("the clock publishes other posts")
     watched = saved["watched"]
     same_look = look is not None and [str(p) for p in look.paths] == [str(p) for p in watched]
     stats = look.stats if same_look else input_stats(watched)
@@ -230,13 +230,15 @@ def _patch(config_path, content_dir, out_dir, options: BuildOptions, look: Look 
                                                                      snapshot["published"]))
     cache.save_added()
     edits = snapshot["edits"]
-    write_blob(_edits_path(snapshot_path(cache_folder, out_dir)), {
-        "token": saved["snapshot"], "documents": {**edits["documents"], **edited},
-        "state": {**edits["state"], **{path: renders.state[path] for path in edited}}}, dumps=pickle.dumps)
-    # As `stats_at_start` marks them: a file saved in this build's clock tick is looked at again.
-    inputs = {path: UNKNOWN if stat[1] >= started_ns - RACY_NS else stat for path, stat in stats.items()}
-    record_patch(config_path, content_dir, out_dir, {**saved, "report": report}, inputs,
-                 {path: tuple(entry[1:4]) for path, entry in written.manifest.items()})
+    if write_blob(_edits_path(snapshot_path(cache_folder, out_dir)), {
+            "token": saved["snapshot"], "documents": {**edits["documents"], **edited},
+            "state": {**edits["state"], **{path: renders.state[path] for path in edited}}}, dumps=pickle.dumps):
+        # As `stats_at_start` marks them: a file saved in this build's clock tick is looked at again.
+        inputs = {path: UNKNOWN if stat[1] >= started_ns - RACY_NS else stat for path, stat in stats.items()}
+        record_patch(config_path, content_dir, out_dir, {**saved, "report": report}, inputs,
+                     {path: tuple(entry[1:4]) for path, entry in written.manifest.items()})
+    else:   # the snapshot no longer tells the site as it is now (a full disk)
+        forget_build(config_path, content_dir, out_dir)
     timings.append(("save the caches", time.perf_counter() - started - sum(t for _, t in timings)))
     return dataclasses.replace(report, changed=written.changed, rendered=written.rendered,
                                documents_rendered=renders.rendered, seconds=time.perf_counter() - started,

@@ -124,9 +124,9 @@ def read_blob(path: Path, loads: Callable[[bytes], Any] = marshal.loads) -> Any:
     return value
 
 
-def write_blob(path: Path, value: Any, dumps: Callable[[Any], bytes] = marshal.dumps) -> None:
+def write_blob(path: Path, value: Any, dumps: Callable[[Any], bytes] = marshal.dumps) -> bool:
     """Save `value` (built-in types only, unless `dumps` is e.g. pickle's) atomically: a reader
-    sees the old file or the new one."""
+    sees the old file or the new one. Returns whether it was saved."""
     path = Path(path)
     payload = dumps(value)
     start = FORMAT + hashlib.blake2b(payload, digest_size=32).digest()
@@ -140,6 +140,8 @@ def write_blob(path: Path, value: Any, dumps: Callable[[Any], bytes] = marshal.d
     except OSError:   # a cache that cannot be saved only costs time
         with contextlib.suppress(OSError):
             temporary.unlink(missing_ok=True)
+        return False
+    return True
 
 
 def _identity(stat: os.stat_result, start: bytes) -> tuple:

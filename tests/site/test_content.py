@@ -207,6 +207,13 @@ def test_non_utf8_file_names_the_line(site):
     assert err.value.line == 7 and "not UTF-8" in err.value.message
 
 
+def test_a_control_character_the_feeds_cannot_carry_names_the_line(site):
+    site.post("nul.md", post_text(body="fine\nbad \x00 here\n"))
+    with pytest.raises(BuildError) as err:
+        load(site)
+    assert err.value.path.name == "nul.md" and err.value.line == 7 and "U+0000" in err.value.message
+
+
 def test_config_defaults_and_errors(tmp_path):
     assert load_config(tmp_path / "missing.toml") == SiteConfig(root=tmp_path)
     (tmp_path / "a.toml").write_text('title = "X"\nbase_url = "https://h/blog"\n[labs]\ntimeout = 5\n')

@@ -30,10 +30,11 @@ def settle(site: TinySite) -> None:
             os.utime(path, ns=(now - 1_000_000_000, now - 1_000_000_000))
 
 
-def build(site: TinySite, patch: bool = True):
+def build(site: TinySite, patch: bool = True, **options):
+    from labnotes.model import BuildOptions
     from labnotes.pipeline import build as build_site
     settle(site)
-    return build_site(site.config, site.content, site.out, patch=patch)
+    return build_site(site.config, site.content, site.out, BuildOptions(**options), patch=patch)
 
 
 def output_keys(site: TinySite) -> dict[str, str]:
@@ -145,17 +146,48 @@ def test_edits_a_patch_does_not_cover_are_built_in_full(blog, tmp_path):
     assert build(blog).patched   # after a full build, the next prose edit is patched again
 
 
-def test_a_file_edited_by_hand_beside_a_patch_is_mended_by_the_next_build(blog, tmp_path):
-    """A patch looks only at the files it writes; the next build finds the rest of the output
-    unlike the last build's record and builds in full, mending it."""
+def test_a_file_edited_by_hand_beside_a_patch_stays_until_a_build_that_is_no_patch(blog, tmp_path):
+    """A patch looks only at the files it writes, so patches leave a file edited by hand
+    elsewhere as it is; a build with nothing changed finds the output unlike the last build's
+    record and builds in full, mending it."""
     (blog.out / "posts" / "p02.html").write_text("mine", encoding="utf-8")
     (blog.out / "stray.txt").write_text("mine", encoding="utf-8")
-    edit(blog.content / "posts" / "p10.md", "Rest of p10,", "Rest of p10, edited,")
-    assert build(blog).patched
+    for name in ("p10", "p11"):
+        edit(blog.content / "posts" / f"{name}.md", f"Rest of {name},", f"Rest of {name}, edited,")
+        assert build(blog).patched
     assert (blog.out / "posts" / "p02.html").read_text(encoding="utf-8") == "mine"
     report = build(blog)
     assert not report.patched and "posts/p02.html" in report.rendered
     assert blog.snapshot() == clean_build(blog, tmp_path)
+
+
+def test_when_the_edits_cannot_be_saved_the_next_build_is_a_full_one(blog, tmp_path, monkeypatch):
+    """A patch that cannot keep what it patched (a full disk) leaves no record to patch from:
+    the next edit of a post sharing its feeds is built in full, and the site is a clean build's."""
+    import labnotes.patch
+    saving = labnotes.patch.write_blob
+    monkeypatch.setattr(labnotes.patch, "write_blob",
+                        lambda path, *args, **kwargs: False if path.name.endswith("-edits.bin") else saving(path, *args, **kwargs))
+    edit(blog.content / "posts" / "p30.md", "Rest of p30,", "Rest of p30, edited,")
+    assert build(blog).patched
+    monkeypatch.setattr(labnotes.patch, "write_blob", saving)
+    edit(blog.content / "posts" / "p34.md", "Rest of p34,", "Rest of p34, edited,")
+    assert not build(blog).patched
+    assert blog.snapshot() == clean_build(blog, tmp_path)
+
+
+def test_a_clock_set_back_holds_back_what_it_must_rather_than_patch(site, tmp_path):
+    """A build whose clock (`now`) comes before a post it published builds in full and holds
+    that post back, as a clean build with that clock does."""
+    from datetime import datetime, timezone
+    site.post("old.md", post_text(title="Old", date="2026-03-01", body=BODY.format(name="old")))
+    site.post("new.md", post_text(title="New", date="2026-05-01", body=BODY.format(name="new")))
+    build(site, now=datetime(2026, 6, 1, tzinfo=timezone.utc))
+    assert (site.out / "posts" / "new.html").exists()
+    edit(site.content / "posts" / "old.md", "Rest of old,", "Rest of old, edited,")
+    report = build(site, now=datetime(2026, 4, 1, tzinfo=timezone.utc))
+    assert not report.patched and not (site.out / "posts" / "new.html").exists()
+    assert [doc.slug for doc in report.held_back] == ["new"]
 
 
 def test_a_broken_link_or_bad_input_in_a_patched_post_fails_as_a_full_build_does(blog):
