@@ -84,11 +84,12 @@ def input_stats(paths: list[Path], started_ns: int | None = None) -> Stats:
 
 
 def environment_key(options: BuildOptions) -> str:
-    """What besides the input files decides the output: interpreter, libraries, accelerator
+    """What besides the input files decides the output: interpreter, the generator's own folder
+    (two copies of Lab Notes do not take each other's builds for theirs), libraries, accelerator
     and the build options, but the clock and the options that only say how labs are run or
     reported (`why`, `jobs`, `keep_going`: a build where a lab failed is never recorded)."""
     chosen = dataclasses.replace(options, now=None, why=False, jobs=1, keep_going=False)
-    return content_key(sys.version, sys.executable,
+    return content_key(sys.version, sys.executable, str(GENERATOR),
                        [library_version(name) for name in (*RENDERING_LIBRARIES, "torch")],
                        [os.path.exists(path) for path in _DEVICE_FILES], shutil.which("nvidia-smi"),
                        [os.environ.get(name) for name in _ENVIRONMENT_VARIABLES], repr(chosen))

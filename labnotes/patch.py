@@ -60,6 +60,8 @@ from .written_links import check_written_links, template_ids
 
 # More edited documents than this at once (a `git checkout`, a search and replace): a full build.
 MAX_DOCUMENTS = 16
+# The layout of a snapshot; one of another layout (another version of Lab Notes) is not used.
+SNAPSHOT_FORMAT = 2
 
 
 def snapshot_path(cache_folder: Path, out_dir: Path | str) -> Path:
@@ -89,7 +91,7 @@ def save_snapshot(cache_folder: Path, out_dir: Path | str, token: str, content_d
     if any(str(doc.source) not in parsed.saved_as for doc in documents):
         return   # a document saved in the build's own clock tick: the next build is a full one
     write_blob(snapshot_path(cache_folder, out_dir), {
-        "token": token, "cwd": os.getcwd(), "content_dir": str(content_dir),
+        "format": SNAPSHOT_FORMAT, "token": token, "cwd": os.getcwd(), "content_dir": str(content_dir),
         "documents": tuple(parsed.saved_as[str(doc.source)] for doc in documents),
         "content": dataclasses.replace(content, posts=(), pages=(), series=()), "posts": len(content.posts),
         # As the input manifest names them (`watched_paths`): output path and place in `documents`.
@@ -105,7 +107,7 @@ def _load_snapshot(cache_folder: Path, out_dir: Path | str, token: str) -> dict 
     and states by output path), or None; the documents are read by `_document` and `_content`."""
     path = snapshot_path(cache_folder, out_dir)
     snapshot = read_blob(path, loads=pickle.loads)
-    if not isinstance(snapshot, dict) or snapshot.get("token") != token:
+    if not isinstance(snapshot, dict) or snapshot.get("format") != SNAPSHOT_FORMAT or snapshot.get("token") != token:
         return None
     edits = read_blob(_edits_path(path), loads=pickle.loads)
     if not isinstance(edits, dict) or edits.get("token") != token:
@@ -150,6 +152,8 @@ def patch_build(config_path: Path | str, content_dir: Path | str, out_dir: Path 
         return _patch(config_path, content_dir, out_dir, options, look, started, started_ns)
     except (_Unpatchable, MissingText, BuildError, OSError):
         return None
+    except Exception:   # noqa: BLE001 - a patch is a shortcut: whatever goes wrong, the full build is right
+        return None
 
 
 def _patch(config_path, content_dir, out_dir, options: BuildOptions, look: Look | None,
@@ -171,12 +175,13 @@ def _patch(config_path, content_dir, out_dir, options: BuildOptions, look: Look 
     if snapshot is None or snapshot["cwd"] != os.getcwd() or snapshot["content_dir"] != str(content_dir):
         raise _Unpatchable("no snapshot of the last build, or one a patch cannot use")
 
-    zone = ZoneInfo(config.timezone)
-    edited: dict[str, Document] = {}
     for source in changed:
         if source not in snapshot["sources"] or source not in stats or source in snapshot["lab_inputs"]:
             # a new file, one deleted, one that is no document or one a lab reads
             raise _Unpatchable(f"{source} is not a published post or page of the last build")
+    zone = ZoneInfo(config.timezone)
+    edited: dict[str, Document] = {}
+    for source in changed:
         old = _document(snapshot, cache_folder, source)
         new = load_document(old.source, old.kind, zone, snapshot["content"].assets)
         if any(getattr(new, name) != getattr(old, name) for name in _OUTSIDE_BODY):

@@ -283,3 +283,26 @@ def test_on_a_site_whose_labs_publish_values_an_edit_is_linted_as_a_full_build_l
     assert build(site, patch=False).warnings == patched.warnings
     edit(site.content / "posts" / "b.md", "with 20,758 training tokens,", "with many tokens,")
     assert [w.path.name for w in build(site).warnings] == ["c.md", "a.md"]
+
+
+def test_a_snapshot_of_another_layout_or_a_patch_gone_wrong_means_a_full_build(blog, tmp_path, monkeypatch):
+    """A snapshot an older Lab Notes wrote is not read, and a patch that fails in any way
+    leaves the build to a full one: the site is a clean build's either way."""
+    import pickle
+
+    import labnotes.patch
+    from labnotes.render_cache import read_blob, write_blob
+    (path,) = (blog.root / ".cache" / "render").glob("snapshot-*[0-9a-f].bin")
+    older = read_blob(path, loads=pickle.loads)
+    write_blob(path, {**older, "format": labnotes.patch.SNAPSHOT_FORMAT - 1,
+                      "sources": {source: place[0] for source, place in older["sources"].items()}}, dumps=pickle.dumps)
+    edit(blog.content / "posts" / "p30.md", "Rest of p30,", "Rest of p30, edited,")
+    assert not build(blog).patched
+    assert blog.snapshot() == clean_build(blog, tmp_path)
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("a bug in the patch")
+    monkeypatch.setattr(labnotes.patch, "files_showing", broken)
+    edit(blog.content / "posts" / "p31.md", "Rest of p31,", "Rest of p31, edited,")
+    assert not build(blog).patched
+    assert blog.snapshot() == clean_build(blog, tmp_path)
