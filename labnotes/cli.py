@@ -80,7 +80,8 @@ def _parser() -> argparse.ArgumentParser:
     build.add_argument("--timings", action="store_true", help="say how long each stage of the build took")
     build.add_argument("--quick", action="store_true", help="run labs in their quick mode (small and fast, for tests)")
     build.add_argument("--full", action="store_true",
-                       help="build even when the input manifest says nothing changed (render caches still apply)")
+                       help="build in full even when the input manifest says nothing changed, or only the prose of a few "
+                            "posts did (render caches still apply)")
     build.set_defaults(run=_build)
 
     new = commands.add_parser("new", help="scaffold a post in content/posts/ dated today")
@@ -204,6 +205,10 @@ def _build(args) -> int:
         elif args.why:
             print("why: nothing changed since the last build, so nothing is built and no lab reruns",
                   file=sys.stderr, flush=True)
+    if args.why and report.patched:
+        print(f"why: only the prose of {report.documents_rendered} document{'s' if report.documents_rendered != 1 else ''} "
+              "changed, so the files showing it were patched into the last site and no lab reruns",
+              file=sys.stderr, flush=True)
     _print_warnings(report)
     for stage, seconds in report.stages if args.timings else ():
         print(f"{seconds:8.3f} s  {stage}", file=sys.stderr)

@@ -306,3 +306,17 @@ def test_a_snapshot_of_another_layout_or_a_patch_gone_wrong_means_a_full_build(b
     edit(blog.content / "posts" / "p31.md", "Rest of p31,", "Rest of p31, edited,")
     assert not build(blog).patched
     assert blog.snapshot() == clean_build(blog, tmp_path)
+
+
+def test_build_why_says_the_edit_was_patched(blog, capsys):
+    """`build.py build --why` says why a build patched instead of building in full."""
+    import build as cli
+    edit(blog.content / "posts" / "p30.md", "Rest of p30,", "Rest of p30, edited,")
+    settle(blog)
+    code = cli.main(["build", "--config", str(blog.config), "--content", str(blog.content), "--out", str(blog.out),
+                     "--why"])
+    captured = capsys.readouterr()
+    assert code == 0 and captured.out.startswith("built 87 pages")
+    assert ("why: only the prose of 1 document changed, so the files showing it were patched into the last site "
+            "and no lab reruns") in captured.err
+    assert "Rest of p30, edited," in (blog.out / "posts" / "p30.html").read_text(encoding="utf-8")
