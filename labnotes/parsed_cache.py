@@ -49,14 +49,8 @@ class ParsedDocuments:
             stat = os.stat(path)
             seen = (stat.st_size, stat.st_mtime_ns, stat.st_ino)
         key = (name, kind, zone.key, None if images is None else tuple(images), *seen, self.version)
-        state = self._old.get(key)
-        if isinstance(state, Document):   # as this process saved it (`serve`)
-            document = state
-        elif isinstance(state, dict):
-            document = Document.__new__(Document)
-            document.__dict__.update(state)
-            document.source = path
-        else:
+        document = _document(self._old.get(key), path)
+        if document is None:
             document = load_document(path, kind, zone, images)
             self.parsed += 1
         if seen[1] < self._trusted_before:
@@ -81,17 +75,24 @@ def saved_documents(folder: Path, keys: list[tuple]) -> list[Document] | None:
     saved = ShardedBlob(Path(folder) / FOLDER_NAME, shard_of=_shard_of_key, loads=pickle.loads, dumps=_dumps)
     documents = []
     for key in keys:
-        state = saved.get(key)
-        if isinstance(state, dict):
-            document = Document.__new__(Document)
-            document.__dict__.update(state)
-            document.source = Path(key[0])
-        elif isinstance(state, Document):   # as this process saved it (`serve`)
-            document = state
-        else:
+        document = _document(saved.get(key), Path(key[0]))
+        if document is None:
             return None
         documents.append(document)
     return documents
+
+
+def _document(state: object, path: Path) -> Document | None:
+    """The document of `path` from what the cache holds of it: its fields, or the document
+    itself as this process saved it (`serve`); None for nothing."""
+    if isinstance(state, Document):
+        return state
+    if not isinstance(state, dict):
+        return None
+    document = Document.__new__(Document)
+    document.__dict__.update(state)
+    document.source = path
+    return document
 
 
 def _dumps(documents: tuple[Document, ...]) -> bytes:

@@ -366,8 +366,8 @@ class RenderCache:
 
     def known(self, kind: str, keys: list[str]) -> set[str]:
         """Those of `keys` that have an entry of `kind` (no value is read)."""
-        blob = self._blobs[kind in OUTLINE_KINDS]
-        return {key for key in keys if f"{kind}:{key}" in self._new or blob.has(f"{kind}:{key}")}
+        held = self._held(kind, len(keys))
+        return {key for key in keys if f"{kind}:{key}" in self._new or held(f"{kind}:{key}")}
 
     def peek(self, kind: str, key: str) -> Any:
         """The entry (`kind`, `key`), or None; not kept for the next build unless asked."""
@@ -379,10 +379,10 @@ class RenderCache:
 
     def keep(self, kind: str, *keys: str) -> None:
         """Keep the entries (`kind`, each of `keys`) there are for the next build, without reading them."""
-        new, blob = self._new, self._blobs[kind in OUTLINE_KINDS]
+        new, held = self._new, self._held(kind, len(keys))
         for key in keys:
             name = f"{kind}:{key}"
-            if name not in new and blob.has(name):
+            if name not in new and held(name):
                 new[name] = KEPT
 
     def put(self, kind: str, key: str, value: Any) -> None:
@@ -404,9 +404,7 @@ class RenderCache:
 
     def save(self) -> None:
         """Write the entries used by this build, unless they are exactly what was loaded."""
-        if self._all_old is None:
-            self._all_old = self._blobs[False].names() | self._blobs[True].names()
-        if self._new.keys() != self._all_old:
+        if self._new.keys() != self._old_names():
             for outline, blob in self._blobs.items():
                 blob.save({name: value for name, value in self._new.items()
                            if (name.split(":", 1)[0] in OUTLINE_KINDS) == outline})
@@ -423,10 +421,23 @@ class RenderCache:
             blob.add({name: value for name, value in added.items() if (name.split(":", 1)[0] in OUTLINE_KINDS) == outline})
 
     def _stored(self, kind: str, name: str) -> Any:
-        blob = self._blobs[kind in OUTLINE_KINDS]
-        if not blob.has(name):
+        if not self._held(kind, 1)(name):
             return KEPT
-        return blob.get(name, KEPT)
+        return self._blobs[kind in OUTLINE_KINDS].get(name, KEPT)
+
+    def _held(self, kind: str, asked: int) -> Callable[[str], bool]:
+        """Whether the cache held an entry of `kind` by name: asked of many names (a full
+        build), every name is read once; of a few (a patched build), their shards' names."""
+        if self._all_old is None and asked > SHARDS:
+            self._old_names()
+        if self._all_old is not None:
+            return self._all_old.__contains__
+        return self._blobs[kind in OUTLINE_KINDS].has
+
+    def _old_names(self) -> set[str]:
+        if self._all_old is None:
+            self._all_old = self._blobs[False].names() | self._blobs[True].names()
+        return self._all_old
 
 
 # Kinds of small entries that a build reads for every document: kept apart from the rendered
